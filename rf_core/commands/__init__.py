@@ -1,0 +1,1 @@
+"""The rf-* commands: each parses options, calls one rf_core function, writes records."""

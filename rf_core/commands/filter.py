@@ -1,0 +1,36 @@
+"""rf-filter: training examples from correct candidates."""
+
+import click
+
+from rf_core.cli import Pipe, command, input_options
+from rf_core.examples import self_examples
+from rf_core.tasks import check_executed
+
+PROG = "rf-filter"
+
+
+@click.command(name=PROG)
+@input_options
+@click.option("--resample", type=click.Choice(["none", "difficulty"]), default="none",
+              show_default=True,
+              help="difficulty: repeat each example k - n_correct times (at least once).")
+@click.option("--max-per-task", type=click.IntRange(min=1), default=None,
+              help="At most N distinct examples per task.")
+@command(PROG)
+def cli(input_file, skip_bad, max_bad, resample, max_per_task):
+    """Write one `example` per distinct correct candidate of each task (distinct by
+    sqlglot-canonical SQL, else by whitespace-normalised text)."""
+    pipe = Pipe(PROG, input_file, check=check_executed, skip_bad=skip_bad, max_bad=max_bad)
+    tasks = covered = 0
+    for task in pipe.records():
+        tasks += 1
+        examples = self_examples(task, resample=None if resample == "none" else resample,
+                                 max_per_task=max_per_task)
+        covered += bool(examples)
+        for ex in examples:
+            pipe.write(ex)
+    pipe.finish()
+    pipe.note(f"{pipe.out.count} example(s) from {covered} of {tasks} task(s)")
+
+
+main = cli

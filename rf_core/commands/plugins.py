@@ -1,0 +1,21 @@
+"""rf-plugins: what is installed, as JSON."""
+
+import click
+import orjson
+
+from rf_core import plugins
+from rf_core.cli import command
+
+PROG = "rf-plugins"
+
+
+@click.command(name=PROG)
+@command(PROG)
+def cli():
+    """Print the installed plugins and the samplers, verifiers, trainers and datasets they
+    register, as one JSON document."""
+    data = orjson.dumps(plugins.describe(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    click.get_binary_stream("stdout").write(data)
+
+
+main = cli

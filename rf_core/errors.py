@@ -1,0 +1,24 @@
+"""Exception types raised by rf_core; command wrappers turn them into one-line errors."""
+
+
+class RFError(Exception):
+    """A data or runtime error: the command exits 1 with this message."""
+
+
+class BadRecord(RFError):
+    """An input line that is not a valid record of the expected kind."""
+
+    def __init__(self, lineno: int, message: str):
+        super().__init__(f"line {lineno}: {message}")
+        self.lineno = lineno
+        self.reason = message
+
+
+class UnknownPlugin(RFError):
+    """A plugin name that no installed plugin registered (a usage error, exit 2)."""
+
+    def __init__(self, kind: str, name: str, installed: list[str]):
+        names = ", ".join(sorted(installed)) or "none"
+        super().__init__(f"unknown {kind} {name!r}; installed: {names}")
+        self.kind = kind
+        self.name = name

@@ -1,0 +1,156 @@
+"""Execution accuracy, pass@k and error counts over verified tasks."""
+
+from __future__ import annotations
+
+from math import comb
+from typing import Iterable
+
+HARDNESS = ("easy", "medium", "hard", "extra")
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al., 2021): 1 - C(n-c, k) / C(n, k)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def _ks(max_n: int) -> list[int]:
+    ks, k = [], 1
+    while k <= max_n:
+        ks.append(k)
+        k *= 2
+    if max_n and ks[-1] != max_n:
+        ks.append(max_n)
+    return ks
+
+
+class Evaluation:
+    """Accumulates tasks one at a time, so memory does not grow with the input."""
+
+    def __init__(self):
+        self.n_tasks = 0
+        self.scored = 0
+        self.correct = 0
+        self.first_correct = 0
+        self.vote_tasks = 0
+        self.unverified = 0
+        self.no_candidates = 0
+        self.gold_errors = 0
+        self.candidates = 0
+        self.exec_errors = 0
+        self.timeouts = 0
+        self.truncated = 0
+        self.matchers: set[str] = set()
+        self.by_hardness: dict[str, list[int]] = {}
+        self.per_task_nc: list[tuple[int, int]] = []  # (n, c): two ints a task
+
+    def add(self, task: dict) -> None:
+        self.n_tasks += 1
+        cands = task.get("candidates") or []
+        if task.get("verified_by"):
+            self.matchers.add(task["verified_by"].get("matcher", "?"))
+        gold = task.get("gold_exec")
+        if gold is not None and not gold.get("ok"):
+            self.gold_errors += 1
+        for c in cands:
+            self.candidates += 1
+            ex = c.get("exec") or {}
+            if ex and not ex.get("ok"):
+                self.exec_errors += 1
+                if ex.get("timed_out"):
+                    self.timeouts += 1
+            if ex.get("truncated"):
+                self.truncated += 1
+        if not cands:
+            self.no_candidates += 1
+        verdicts = [c.get("correct") for c in cands]
+        if cands and all(v is None for v in verdicts):
+            self.unverified += 1
+            return
+        if task.get("vote") is not None:
+            self.vote_tasks += 1
+            ok = bool(task["vote"].get("correct"))
+        else:
+            ok = bool(verdicts and verdicts[0])
+        first = bool(verdicts and verdicts[0])
+        self.scored += 1
+        self.correct += ok
+        self.first_correct += first
+        level = task.get("hardness") or "unknown"
+        bucket = self.by_hardness.setdefault(level, [0, 0])
+        bucket[0] += 1
+        bucket[1] += ok
+        self.per_task_nc.append((len(cands), sum(1 for v in verdicts if v is True)))
+
+    def report(self) -> dict:
+        def pct(a, b):
+            return round(100.0 * a / b, 2) if b else None
+
+        max_n = max((n for n, _ in self.per_task_nc), default=0)
+        pass_k = {}
+        for k in _ks(max_n):
+            eligible = [(n, c) for n, c in self.per_task_nc if n >= k]
+            if eligible:
+                pass_k[str(k)] = round(
+                    100.0 * sum(pass_at_k(n, c, k) for n, c in eligible) / len(eligible), 2)
+        order = [h for h in HARDNESS if h in self.by_hardness]
+        order += sorted(h for h in self.by_hardness if h not in HARDNESS)
+        return {
+            "schema_version": 1,
+            "kind": "report",
+            "matcher": ",".join(sorted(self.matchers)) or None,
+            "method": "vote" if self.vote_tasks == self.scored and self.scored else
+                      ("first" if not self.vote_tasks else "mixed"),
+            "tasks": self.n_tasks,
+            "scored": self.scored,
+            "correct": self.correct,
+            "ex": pct(self.correct, self.scored),
+            "ex_first": pct(self.first_correct, self.scored),
+            "pass_at_k": pass_k,
+            "by_hardness": {h: {"n": self.by_hardness[h][0], "correct": self.by_hardness[h][1],
+                                "ex": pct(self.by_hardness[h][1], self.by_hardness[h][0])}
+                            for h in order},
+            "candidates": self.candidates,
+            "exec_errors": self.exec_errors,
+            "timeouts": self.timeouts,
+            "truncated": self.truncated,
+            "gold_errors": self.gold_errors,
+            "no_candidates": self.no_candidates,
+            "unverified": self.unverified,
+        }
+
+
+def evaluate(tasks: Iterable[dict]) -> dict:
+    ev = Evaluation()
+    for t in tasks:
+        ev.add(t)
+    return ev.report()
+
+
+def markdown(report: dict, title: str = "ReasonForge evaluation") -> str:
+    """A table a person reads."""
+
+    def fmt(v):
+        return "n/a" if v is None else f"{v:.1f}%"
+
+    lines = [f"# {title}", "",
+             f"Matcher: **{report['matcher'] or 'unknown'}**; scored by **{report['method']}**; "
+             f"{report['scored']} of {report['tasks']} tasks scored.", "",
+             "| metric | value |", "|---|---|",
+             f"| execution accuracy | {fmt(report['ex'])} ({report['correct']}/{report['scored']}) |",
+             f"| first candidate EX | {fmt(report['ex_first'])} |"]
+    for k, v in report["pass_at_k"].items():
+        lines.append(f"| pass@{k} | {fmt(v)} |")
+    lines += ["", "| hardness | tasks | correct | EX |", "|---|---|---|---|"]
+    for h, b in report["by_hardness"].items():
+        lines.append(f"| {h} | {b['n']} | {b['correct']} | {fmt(b['ex'])} |")
+    lines += ["", "| counts | |", "|---|---|",
+              f"| candidates | {report['candidates']} |",
+              f"| execution errors | {report['exec_errors']} |",
+              f"| timeouts | {report['timeouts']} |",
+              f"| truncated results | {report['truncated']} |",
+              f"| gold query errors | {report['gold_errors']} |",
+              f"| tasks without candidates | {report['no_candidates']} |",
+              f"| unverified tasks | {report['unverified']} |", ""]
+    return "\n".join(lines)

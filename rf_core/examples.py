@@ -1,0 +1,71 @@
+"""Training examples from verified tasks: self-generated (rf-filter) and gold (rf-inject)."""
+
+from __future__ import annotations
+
+import logging
+
+import sqlglot
+from sqlglot.errors import SqlglotError
+
+from .prompts import task_messages
+from .records import new_record
+
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+
+def canonical_sql(sql: str) -> str:
+    """sqlglot's normalised SQLite text, or whitespace-normalised text where it cannot parse."""
+    try:
+        tree = sqlglot.parse_one(sql, read="sqlite")
+        if tree is not None:
+            return tree.sql(dialect="sqlite", normalize=True, comments=False)
+    except (SqlglotError, RecursionError, ValueError, TypeError, AttributeError):
+        pass
+    return " ".join(sql.split())
+
+
+def n_correct(task: dict) -> int:
+    return sum(1 for c in task.get("candidates") or [] if c.get("correct") is True)
+
+
+def _example(task: dict, completion: str, source: str) -> dict:
+    return new_record("example", task_id=task.get("id"), messages=task_messages(task),
+                      completion=completion.strip(), source=source, weight=1)
+
+
+def self_examples(task: dict, *, resample: str | None = None,
+                  max_per_task: int | None = None) -> list[dict]:
+    """One example per distinct correct candidate (by canonical SQL), in candidate order.
+
+    With ``resample="difficulty"`` each is repeated k - n_correct times (at least once), so
+    questions the model rarely gets right weigh more, as in the reference project.
+    """
+    seen: set[str] = set()
+    chosen: list[str] = []
+    for cand in task.get("candidates") or []:
+        sql = cand.get("sql")
+        if cand.get("correct") is not True or not isinstance(sql, str) or not sql.strip():
+            continue
+        key = canonical_sql(sql)
+        if key in seen:
+            continue
+        seen.add(key)
+        chosen.append(sql)
+        if max_per_task is not None and len(chosen) >= max_per_task:
+            break
+    repeats = 1
+    if resample == "difficulty":
+        repeats = max(1, len(task.get("candidates") or []) - n_correct(task))
+    return [_example(task, sql, "self") for sql in chosen for _ in range(repeats)]
+
+
+def gold_examples(task: dict, copies: int | str = 1) -> list[dict]:
+    """Gold-SQL examples for a task none of whose candidates is correct (0/k, also 0/0).
+
+    ``copies="difficulty"`` gives k copies (at least one).
+    """
+    if n_correct(task) > 0 or not task.get("gold_sql"):
+        return []
+    if copies == "difficulty":
+        copies = max(1, len(task.get("candidates") or []))
+    return [_example(task, task["gold_sql"], "gold") for _ in range(int(copies))]

@@ -1,0 +1,29 @@
+"""Plugin hooks. Each hook is a registry: implementations call ``register(impl)``.
+
+Hooks may gain arguments (implementations may accept fewer); they are never renamed or removed.
+"""
+
+from pluggy import HookimplMarker, HookspecMarker
+
+hookspec = HookspecMarker("reasonforge")
+hookimpl = HookimplMarker("reasonforge")
+
+
+@hookspec
+def register_samplers(register):
+    """Register samplers: objects with ``name`` and ``sample(tasks, **options)``."""
+
+
+@hookspec
+def register_verifiers(register):
+    """Register verifiers: objects with ``name`` and ``verify(tasks, **options)``."""
+
+
+@hookspec
+def register_trainers(register):
+    """Register trainers: objects with ``name`` and ``train(examples, **options)``."""
+
+
+@hookspec
+def register_datasets(register):
+    """Register datasets: objects with ``name`` and ``tasks(**options)`` yielding task records."""

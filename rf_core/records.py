@@ -1,0 +1,115 @@
+"""JSONL records: strict line-by-line reading with line numbers, and flushed writing.
+
+Every record is a JSON object with ``schema_version`` and ``kind``; see schemas/ for the
+fields each command reads and adds. Unknown fields pass through untouched.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import IO, Callable, Iterator
+
+import orjson
+
+from .errors import BadRecord, RFError
+
+SCHEMA_VERSION = 1
+KINDS = ("task", "example")
+
+
+@dataclass
+class ReadStats:
+    """What a reader saw: lines read, blank lines skipped, bad lines skipped."""
+
+    lines: int = 0
+    blank: int = 0
+    records: int = 0
+    bad: int = 0
+    bad_lines: list[int] = field(default_factory=list)
+
+
+def parse_line(line: bytes | str, lineno: int, kind: str | None = None,
+               require: tuple[str, ...] = (), check: Callable[[dict], None] | None = None) -> dict:
+    """Parse one JSONL line into a record, or raise BadRecord naming the line.
+
+    orjson rejects NaN and Infinity, which are not JSON.
+    """
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise BadRecord(lineno, f"invalid JSON: {exc}") from None
+    if not isinstance(rec, dict):
+        raise BadRecord(lineno, f"expected a JSON object, got {type(rec).__name__}")
+    version = rec.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BadRecord(lineno, f"unsupported schema_version {version!r} (expected {SCHEMA_VERSION})")
+    if kind is not None and rec.get("kind") != kind:
+        raise BadRecord(lineno, f"expected a {kind!r} record, got kind {rec.get('kind')!r}")
+    for name in require:
+        if name not in rec or rec[name] is None:
+            raise BadRecord(lineno, f"{rec.get('kind', 'record')} has no {name!r}")
+    if check is not None:
+        try:
+            check(rec)
+        except ValueError as exc:
+            raise BadRecord(lineno, str(exc)) from None
+    return rec
+
+
+def read_records(stream: IO[bytes], *, prog: str, kind: str | None = None,
+                 require: tuple[str, ...] = (), check: Callable[[dict], None] | None = None,
+                 skip_bad: bool = False,
+                 max_bad: int | None = None, stats: ReadStats | None = None,
+                 warn: IO[str] | None = None) -> Iterator[dict]:
+    """Yield records from a binary JSONL stream, one line at a time.
+
+    Blank lines are skipped but counted, so line numbers stay those of the file. A bad line
+    raises BadRecord unless ``skip_bad`` (or ``max_bad``) is set; then each skipped line gets
+    one warning on stderr, and passing ``max_bad`` skipped lines raises RFError.
+    """
+    stats = stats if stats is not None else ReadStats()
+    warn = warn or sys.stderr
+    tolerate = skip_bad or max_bad is not None
+    for lineno, line in enumerate(stream, start=1):
+        stats.lines = lineno
+        if not line.strip():
+            stats.blank += 1
+            continue
+        try:
+            rec = parse_line(line, lineno, kind, require, check)
+        except BadRecord as exc:
+            if not tolerate:
+                raise
+            stats.bad += 1
+            stats.bad_lines.append(lineno)
+            print(f"Warning: {prog}: line {lineno}: skipped: {exc.reason}", file=warn, flush=True)
+            if max_bad is not None and stats.bad > max_bad:
+                raise RFError(f"more than {max_bad} bad lines (last: line {lineno})") from None
+            continue
+        stats.records += 1
+        yield rec
+
+
+class RecordWriter:
+    """Writes one record per line with orjson and flushes each, so pipes stream."""
+
+    def __init__(self, stream: IO[bytes]):
+        self.stream = stream
+        self.count = 0
+
+    def write(self, rec: dict) -> None:
+        try:
+            data = orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
+        except TypeError as exc:
+            raise RFError(f"cannot serialise record: {exc}") from None
+        self.stream.write(data)
+        self.stream.flush()
+        self.count += 1
+
+
+def new_record(kind: str, **fields) -> dict:
+    """A record of ``kind`` with the schema header first."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown record kind {kind!r}")
+    return {"schema_version": SCHEMA_VERSION, "kind": kind, **fields}

@@ -1,0 +1,138 @@
+"""Built-in datasets: Spider 1.0 (from its official layout) and the project's demo benchmark."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+from rf_core.datasets import make_task, pick
+from rf_core.errors import RFError
+from rf_core.hardness import spider_hardness
+from rf_core.hookspecs import hookimpl
+from rf_core.schema_context import describe_database
+
+Report = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+class Spider:
+    """Spider 1.0: ``--root`` holds dev.json, train_spider.json, train_others.json, database/."""
+
+    name = "spider"
+    splits = {"dev": "dev.json", "train": "train_spider.json", "train_others": "train_others.json"}
+
+    def tasks(self, *, root: str | None, split: str, limit: int | None = None,
+              seed: int | None = None, values: int = 3, report: Report = _stderr) -> Iterator[dict]:
+        if not root:
+            raise RFError("spider needs --root, the folder with dev.json and database/")
+        if split not in self.splits:
+            raise RFError(f"spider has no split {split!r}; choose from {', '.join(self.splits)}")
+        root_path = Path(root)
+        source = root_path / self.splits[split]
+        try:
+            items = json.loads(source.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RFError(f"cannot read {source}: {exc}") from None
+        runnable, missing = [], {}
+        for index, item in enumerate(items):
+            db_path = root_path / "database" / item["db_id"] / f"{item['db_id']}.sqlite"
+            if db_path.is_file():
+                runnable.append((index, item, db_path))
+            else:
+                missing[item["db_id"]] = missing.get(item["db_id"], 0) + 1
+        for db_id, count in sorted(missing.items()):
+            report(f"skipped {count} {split} task(s): database {db_id!r} is missing")
+        if missing:
+            report(f"{sum(missing.values())} of {len(items)} {split} tasks skipped "
+                   f"({len(missing)} missing database(s)); {len(runnable)} remain")
+        for index, item, db_path in pick(runnable, limit, seed):
+            gold = item.get("query")
+            yield make_task(
+                id=f"spider/{split}/{index}", dataset="spider", split=split,
+                db_id=item["db_id"], db_path=str(db_path.resolve()), question=item["question"],
+                gold_sql=gold, hardness=spider_hardness(gold) if gold else None,
+                schema=describe_database(str(db_path.resolve()), values))
+
+
+DEMO_DATA = Path(__file__).parent / "demo_data"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("RF_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "reasonforge")
+    return Path(base)
+
+
+def build_database(script: Path, target: Path) -> None:
+    """Build ``target`` from a SQL script unless it is already built from the same script.
+
+    Writes to a temporary file and renames it, so a half-built database is never used.
+    """
+    text = script.read_text(encoding="utf-8")
+    stamp = hashlib.sha256(text.encode()).hexdigest()
+    stamp_file = target.with_suffix(".sha256")
+    if target.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    conn = sqlite3.connect(tmp)
+    try:
+        conn.executescript(text)
+        conn.commit()
+    finally:
+        conn.close()
+    os.replace(tmp, target)
+    stamp_file.write_text(stamp)
+
+
+class Demo:
+    """The project's own small Spider-format benchmark, built into SQLite on first use.
+
+    ``--root`` is where the databases are built (default: the user's cache folder).
+    """
+
+    name = "demo"
+    splits = ("train", "dev")
+
+    def tasks(self, *, root: str | None, split: str, limit: int | None = None,
+              seed: int | None = None, values: int = 3, report: Report = _stderr) -> Iterator[dict]:
+        if split not in self.splits:
+            raise RFError(f"demo has no split {split!r}; choose from {', '.join(self.splits)}")
+        out_dir = Path(root) if root else default_cache_dir() / "demo"
+        items = []
+        with open(DEMO_DATA / "questions.jsonl", encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    items.append(json.loads(line))
+        chosen = [q for q in items if q["split"] == split]
+        built: dict[str, Path] = {}
+        for index, item in pick(list(enumerate(chosen)), limit, seed):
+            db_id = item["db_id"]
+            if db_id not in built:
+                target = out_dir / db_id / f"{db_id}.sqlite"
+                try:
+                    build_database(DEMO_DATA / f"{db_id}.sql", target)
+                except (OSError, sqlite3.Error) as exc:
+                    raise RFError(f"cannot build demo database {db_id!r}: {exc}") from None
+                built[db_id] = target.resolve()
+            db_path = str(built[db_id])
+            yield make_task(
+                id=f"demo/{split}/{index}", dataset="demo", split=split, db_id=db_id,
+                db_path=db_path, question=item["question"], gold_sql=item["query"],
+                hardness=spider_hardness(item["query"]),
+                schema=describe_database(db_path, values))
+
+
+@hookimpl
+def register_datasets(register):
+    register(Spider())
+    register(Demo())
