@@ -34,6 +34,7 @@ pm.add_hookspecs(hookspecs)
 
 _loaded = False
 _registries: dict[str, dict[str, tuple[str, Any]]] = {}
+_dists: dict[str, dict[str, str]] = {}
 
 
 def _selected_entry_points() -> list[importlib.metadata.EntryPoint]:
@@ -64,7 +65,8 @@ def load_plugins() -> pluggy.PluginManager:
         except Exception as exc:  # a broken plugin must say which one it is
             raise RFError(f"plugin {ep.name!r} failed to load: {exc}") from exc
         pm.register(plugin, name=ep.name)
-        pm.consider_module(plugin)
+        if ep.dist is not None:
+            _dists[ep.name] = {"distribution": ep.dist.name, "version": ep.dist.version}
     for module_name in DEFAULT_PLUGINS:
         if pm.get_plugin(module_name) is None:
             pm.register(importlib.import_module(module_name), name=module_name)
@@ -122,9 +124,6 @@ def describe() -> dict:
     for kind in KINDS:
         for name, (plugin_name, _) in registry(kind).items():
             per_plugin.setdefault(plugin_name, {}).setdefault(kind, []).append(name)
-    dists = {}
-    for plugin, dist in pm.list_plugin_distinfo():
-        dists[pm.get_name(plugin)] = {"distribution": dist.project_name, "version": dist.version}
     plugins = []
     for plugin in pm.get_plugins():
         name = pm.get_name(plugin)
@@ -134,7 +133,7 @@ def describe() -> dict:
             "hooks": sorted(h.name for h in pm.get_hookcallers(plugin) or []),
             "registers": per_plugin.get(name, {}),
         }
-        entry.update(dists.get(name, {}))
+        entry.update(_dists.get(name, {}))
         plugins.append(entry)
     plugins.sort(key=lambda p: (p["builtin"], p["name"]))
     return {

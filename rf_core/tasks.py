@@ -18,11 +18,13 @@ def check_candidates(task: dict) -> None:
 
 
 def check_executed(task: dict) -> None:
-    """Candidates must carry rf-exec's verdicts."""
+    """Candidates must carry a verifier's verdict (rf-exec's, or another verifier's)."""
     check_candidates(task)
     for i, c in enumerate(task.get("candidates") or []):
-        if not isinstance(c.get("exec"), dict) or "correct" not in c:
-            raise ValueError(f"candidate {i} has no 'exec'/'correct': run rf-exec first")
+        if "correct" not in c:
+            raise ValueError(f"candidate {i} has no 'correct': run rf-exec first")
+        if c.get("exec") is not None and not isinstance(c["exec"], dict):
+            raise ValueError(f"candidate {i} has a non-object 'exec'")
 
 
 def check_exec_input(task: dict) -> None:
