@@ -89,13 +89,13 @@ class Pipe:
         self._check = check
         self._skip_bad = skip_bad
         self._max_bad = max_bad
-        self.out = RecordWriter(click.get_binary_stream("stdout"))
+        self.out = RecordWriter(binary_stdout())
 
     def records(self) -> Iterator[dict]:
         return read_records(self._input, prog=self.prog, kind=self._kind,
                             require=self._require, check=self._check, skip_bad=self._skip_bad,
                             max_bad=self._max_bad, stats=self.stats,
-                            warn=click.get_text_stream("stderr"))
+                            warn=sys.stderr)
 
     def write(self, rec: dict) -> None:
         self.out.write(rec)
@@ -108,6 +108,11 @@ class Pipe:
             self.note(f"skipped {self.stats.bad} bad line(s): "
                       + ", ".join(map(str, self.stats.bad_lines[:20]))
                       + (" ..." if self.stats.bad > 20 else ""))
+
+
+def binary_stdout():
+    """stdout as bytes, also under click's CliRunner."""
+    return getattr(sys.stdout, "buffer", sys.stdout)
 
 
 def command(prog: str):

@@ -4,7 +4,7 @@ import click
 import orjson
 
 from rf_core import plugins
-from rf_core.cli import command
+from rf_core.cli import binary_stdout, command
 
 PROG = "rf-plugins"
 
@@ -15,7 +15,7 @@ def cli():
     """Print the installed plugins and the samplers, verifiers, trainers and datasets they
     register, as one JSON document."""
     data = orjson.dumps(plugins.describe(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-    click.get_binary_stream("stdout").write(data)
+    binary_stdout().write(data)
 
 
 main = cli

@@ -1,0 +1,122 @@
+"""Shared fixtures: invoking commands, a small database, record validation, Spider's location."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from rf_core.commands import data, eval as eval_cmd, exec as exec_cmd, filter as filter_cmd
+from rf_core.commands import inject, plugins as plugins_cmd, vote
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMAS = ROOT / "schemas"
+
+COMMANDS = {
+    "rf-data": data.cli,
+    "rf-exec": exec_cmd.cli,
+    "rf-vote": vote.cli,
+    "rf-filter": filter_cmd.cli,
+    "rf-inject": inject.cli,
+    "rf-eval": eval_cmd.cli,
+    "rf-plugins": plugins_cmd.cli,
+}
+READERS = ["rf-exec", "rf-vote", "rf-filter", "rf-inject", "rf-eval"]
+
+
+def spider_root() -> Path:
+    return Path(os.environ.get("RF_SPIDER_ROOT") or ROOT.parent / "shared" / "spider")
+
+
+@pytest.fixture
+def spider():
+    root = spider_root()
+    if not (root / "dev.json").is_file():
+        pytest.skip(f"Spider 1.0 not found at {root}; set RF_SPIDER_ROOT to run this test")
+    return root
+
+
+class Run:
+    def __init__(self, result):
+        self.result = result
+        self.code = result.exit_code
+        self.stdout = result.stdout_bytes
+        self.stderr = result.stderr
+
+    @property
+    def records(self) -> list[dict]:
+        return [orjson.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+
+def run(cmd: str, args=(), input: bytes | str | list | None = None, env=None) -> Run:
+    """Invoke a command in-process with stdout and stderr kept apart."""
+    if isinstance(input, list):
+        input = b"".join(orjson.dumps(r) + b"\n" for r in input)
+    result = CliRunner().invoke(COMMANDS[cmd], list(args), input=input, env=env,
+                                catch_exceptions=False)
+    return Run(result)
+
+
+def jsonl(records: list[dict]) -> bytes:
+    return b"".join(orjson.dumps(r) + b"\n" for r in records)
+
+
+@pytest.fixture(scope="session")
+def validators():
+    import json
+
+    import jsonschema
+
+    out = {}
+    for kind in ("task", "example", "report"):
+        schema = json.loads((SCHEMAS / f"{kind}.schema.json").read_text())
+        jsonschema.Draft202012Validator.check_schema(schema)
+        out[kind] = jsonschema.Draft202012Validator(schema)
+    return out
+
+
+@pytest.fixture
+def validate(validators):
+    def check(records):
+        for rec in records if isinstance(records, list) else [records]:
+            errors = sorted(validators[rec["kind"]].iter_errors(rec), key=str)
+            assert not errors, f"{rec.get('kind')} record invalid: {errors[0].message}"
+    return check
+
+
+@pytest.fixture
+def shop_db(tmp_path) -> str:
+    """A small database: products, customers, orders."""
+    path = tmp_path / "shop.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE product (id INTEGER PRIMARY KEY, name TEXT, price REAL, category TEXT);
+        CREATE TABLE customer (id INTEGER PRIMARY KEY, name TEXT, city TEXT);
+        CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customer(id),
+                             product_id INTEGER REFERENCES product(id), qty INTEGER);
+        INSERT INTO product VALUES (1,'Apple',0.5,'fruit'),(2,'Pear',0.75,'fruit'),
+            (3,'Bread',2.0,'bakery'),(4,'Cake',12.5,'bakery'),(5,'Milk',1.0,NULL);
+        INSERT INTO customer VALUES (1,'Ada','Paris'),(2,'Bob','Lyon'),(3,'Cy','Paris');
+        INSERT INTO orders VALUES (1,1,1,3),(2,1,3,1),(3,2,4,2),(4,3,1,10),(5,3,5,1);
+        CREATE TABLE big (n INTEGER);
+        WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 2000)
+            INSERT INTO big SELECT n FROM r;
+    """)
+    conn.commit()
+    conn.close()
+    return str(path)
+
+
+def make_task(db_path: str, gold: str | None, cands: list[str | None] | None = None,
+              id: str = "t/0", **extra) -> dict:
+    task = {"schema_version": 1, "kind": "task", "id": id, "dataset": "test", "split": "dev",
+            "db_id": "shop", "db_path": db_path, "question": "q?", "gold_sql": gold,
+            "hardness": "easy", "schema": "CREATE TABLE product (...);"}
+    if cands is not None:
+        task["candidates"] = [{"sql": c} for c in cands]
+    task.update(extra)
+    return task
