@@ -34,7 +34,7 @@ def test_demo_tasks(demo_root, validate):
                                                                       train.records)
     t = dev.records[0]
     assert t["schema"].startswith("CREATE TABLE") and "-- e.g." in t["schema"]
-    assert "demo task(s) written" in dev.stderr
+    assert f"{len(dev.records)} demo dev task(s) written" in dev.stderr
 
 
 def test_demo_gold_scores_100(demo_root):

@@ -167,7 +167,7 @@ def tie_at_cut(db_path: Path, block: str):
 
     The block is re-run without its LIMIT and with the ORDER BY keys appended to
     its select list; the key of the last kept row must differ from the key of
-    the first dropped row.
+    the first dropped row, and no kept row may sort on a NULL key.
     """
     parsed = order_limit(block)
     assert parsed is not None
@@ -189,6 +189,8 @@ def tie_at_cut(db_path: Path, block: str):
     )
     rows = run_sql(db_path, widened)
     width = len(keys)
+    if any(value is None for row in rows[:n] for value in row[-width:]):
+        return f"NULL sort key among the {n} kept rows"
     if len(rows) > n and tuple(rows[n - 1][-width:]) == tuple(rows[n][-width:]):
         return f"tie at LIMIT {n}: key {rows[n - 1][-width:]!r} continues past the cut"
     return None
