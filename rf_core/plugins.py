@@ -25,6 +25,7 @@ from .errors import RFError, UnknownPlugin
 DEFAULT_PLUGINS = (
     "rf_plugins.datasets",
     "rf_plugins.sqlite_verifier",
+    "rf_plugins.hf_sampler",
 )
 
 KINDS = ("samplers", "verifiers", "trainers", "datasets")

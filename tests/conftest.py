@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from rf_core.commands import data, eval as eval_cmd, exec as exec_cmd, filter as filter_cmd
-from rf_core.commands import inject, plugins as plugins_cmd, vote
+from rf_core.commands import inject, plugins as plugins_cmd, sample, vote
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "schemas"
@@ -24,6 +24,7 @@ COMMANDS = {
     "rf-inject": inject.cli,
     "rf-eval": eval_cmd.cli,
     "rf-plugins": plugins_cmd.cli,
+    "rf-sample": sample.cli,
 }
 READERS = ["rf-exec", "rf-vote", "rf-filter", "rf-inject", "rf-eval"]
 
@@ -120,3 +121,22 @@ def make_task(db_path: str, gold: str | None, cands: list[str | None] | None = N
         task["candidates"] = [{"sql": c} for c in cands]
     task.update(extra)
     return task
+
+
+def _have_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny random Qwen2 chat model folder (built once per test session)."""
+    if not _have_torch():
+        pytest.skip("torch/transformers are not installed (pip install '.[models]')")
+    from tiny import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny") / "model"))

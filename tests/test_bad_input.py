@@ -8,10 +8,20 @@ import sys
 import orjson
 import pytest
 
-from conftest import READERS, jsonl, make_task, run
+from conftest import READERS, jsonl, make_task
+from conftest import run as run_plain
+
+MODEL_ARGS: list[str] = []
+
+
+def run(cmd, args=(), input=None):
+    extra = MODEL_ARGS if cmd == "rf-sample" else []
+    return run_plain(cmd, [*extra, *args], input=input)
 
 
 def good_task(cmd: str, db: str) -> dict:
+    if cmd == "rf-sample":
+        return make_task(db, "SELECT 1", None)
     if cmd == "rf-exec":
         return make_task(db, "SELECT 1", ["SELECT 1"])
     task = make_task(db, "SELECT 1", ["SELECT 1"])
@@ -23,8 +33,11 @@ def good_task(cmd: str, db: str) -> dict:
     return task
 
 
-@pytest.fixture(params=READERS)
+@pytest.fixture(params=READERS + ["rf-sample"])
 def cmd(request):
+    if request.param == "rf-sample":
+        MODEL_ARGS[:] = ["--model", request.getfixturevalue("tiny_model"),
+                         "--max-new-tokens", "2"]
     return request.param
 
 
@@ -112,6 +125,8 @@ def test_max_bad_stops_past_the_limit(cmd, shop_db):
 
 
 def test_bad_candidates_field(cmd, shop_db):
+    if cmd == "rf-sample":
+        pytest.skip("rf-sample replaces candidates")
     rec = good_task(cmd, shop_db)
     rec["candidates"] = "SELECT 1"
     r = run(cmd, input=[rec])

@@ -1,0 +1,29 @@
+"""Token ids for prompts and training examples, both through the model's chat template.
+
+The sampler and the trainer call these two functions and nothing else, so the text a model is
+trained on is exactly the text it is later prompted with.
+"""
+
+from __future__ import annotations
+
+from .errors import RFError
+
+
+def prompt_text(tokenizer, messages: list[dict]) -> str:
+    if not getattr(tokenizer, "chat_template", None):
+        raise RFError("the model's tokenizer has no chat template")
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
+    """The prompt as the model sees it: the chat template with the assistant turn opened."""
+    return tokenizer(prompt_text(tokenizer, messages), add_special_tokens=False).input_ids
+
+
+def encode_example(tokenizer, messages: list[dict], completion: str,
+                   end_of_turn: int) -> tuple[list[int], list[int]]:
+    """(prompt ids, completion ids): the completion is the assistant turn, ended by the
+    end-of-turn token that sampling stops at."""
+    prompt = encode_prompt(tokenizer, messages)
+    answer = tokenizer(completion, add_special_tokens=False).input_ids + [end_of_turn]
+    return prompt, answer

@@ -1,0 +1,70 @@
+"""rf-sample: k SQL candidates per task from a sampler plugin."""
+
+import re
+
+import click
+
+from rf_core import plugins
+from rf_core.cli import Pipe, command, input_options
+
+PROG = "rf-sample"
+
+
+def _shard(ctx, param, value):
+    if value is None:
+        return None
+    m = re.fullmatch(r"(\d+)/(\d+)", value)
+    if not m or int(m.group(2)) < 1 or int(m.group(1)) >= int(m.group(2)):
+        raise click.BadParameter("I/N with 0 <= I < N, e.g. 0/4")
+    return int(m.group(1)), int(m.group(2))
+
+
+@click.command(name=PROG)
+@input_options
+@click.option("--sampler", default="hf", show_default=True, help="Sampler plugin.")
+@click.option("--model", "-m", required=True,
+              help="Transformers folder, hub id, .gguf file, or an `rf-model` name.")
+@click.option("--adapter", default=None, help="A PEFT LoRA adapter folder to apply.")
+@click.option("-k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Candidates per task.")
+@click.option("--temperature", "-t", type=click.FloatRange(min=0), default=0.0,
+              show_default=True, help="0 with k=1 is greedy decoding.")
+@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0,
+              show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Same seed and inputs give the same candidates.")
+@click.option("--shard", callback=_shard, default=None, metavar="I/N",
+              help="Keep every N-th task starting at I, so N processes can split a file.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
+@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto",
+              show_default=True)
+@click.option("--batch-tokens", type=click.IntRange(min=64), default=None,
+              help="KV-cache tokens per batch (default: from free GPU memory; 16384 on CPU).")
+@click.option("--tensor-parallel-size", type=click.IntRange(min=1), default=1,
+              show_default=True, help="GPUs per model (vllm sampler).")
+@command(PROG)
+def cli(input_file, skip_bad, max_bad, sampler, model, adapter, k, temperature, top_p,
+        max_new_tokens, seed, shard, device, dtype, batch_tokens, tensor_parallel_size):
+    """Add `messages` (the exact prompt) and k `candidates` to each task."""
+    impl = plugins.get("samplers", sampler)
+    if temperature == 0 and k > 1:
+        click.echo(f"{PROG}: warning: k={k} at temperature 0 gives identical candidates",
+                   err=True)
+    pipe = Pipe(PROG, input_file, require=("question",), skip_bad=skip_bad, max_bad=max_bad)
+
+    def selected():
+        for i, task in enumerate(pipe.records()):
+            if shard is None or i % shard[1] == shard[0]:
+                yield task
+
+    for task in impl.sample(selected(), model=model, adapter=adapter, k=k,
+                            temperature=temperature, top_p=top_p,
+                            max_new_tokens=max_new_tokens, seed=seed, device=device,
+                            dtype=dtype, batch_tokens=batch_tokens,
+                            tensor_parallel_size=tensor_parallel_size, report=pipe.note):
+        pipe.write(task)
+    pipe.finish()
+
+
+main = cli

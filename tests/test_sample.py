@@ -1,0 +1,162 @@
+"""rf-sample and the generation engine on a tiny random model; SQL extraction; model sources."""
+
+from __future__ import annotations
+
+import pytest
+
+from rf_core.extract import extract_sql
+from rf_core.prompts import render_messages
+from conftest import make_task, run
+
+EXTRACT = [
+    ("```sql\nSELECT a FROM t;\n```", "SELECT a FROM t"),
+    ("Here is the query:\n```sql\nSELECT a\nFROM t\nWHERE b = 1\n```\nIt selects a.",
+     "SELECT a\nFROM t\nWHERE b = 1"),
+    ("```\nSELECT 1\n```", "SELECT 1"),
+    ("```SQL\nselect x from y\n```", "select x from y"),
+    ("```sql\nSELECT a FROM t WHERE name = 'x;y'; SELECT 2\n```", "SELECT a FROM t WHERE name = 'x;y'"),
+    ("The answer is SELECT count(*) FROM t; that counts rows.", "SELECT count(*) FROM t"),
+    ("SELECT a FROM t\n\nThis query returns a.", "SELECT a FROM t"),
+    ("```sql\nSELECT a FROM t WHERE b >", "SELECT a FROM t WHERE b >"),  # truncated output
+    ("```sql\nCREATE TABLE t (a);\n```\n```sql\nSELECT a FROM t\n```", "SELECT a FROM t"),
+    ("WITH x AS (SELECT 1 AS a) SELECT a FROM x", "WITH x AS (SELECT 1 AS a) SELECT a FROM x"),
+    ("The author with the most books is Ben.", None),
+    ("I cannot answer that.", None),
+    ("", None),
+    (None, None),
+]
+
+
+@pytest.mark.parametrize("text,sql", EXTRACT)
+def test_extract_sql(text, sql):
+    assert extract_sql(text) == sql
+
+
+def tasks(db: str, n: int = 3) -> list[dict]:
+    questions = ["How many products are there?", "Which customers live in Paris?",
+                 "What is the most expensive product?", "List every category."]
+    return [make_task(db, "SELECT 1", None, id=f"s/{i}", question=questions[i % 4])
+            for i in range(n)]
+
+
+def sample(model, inputs, *args):
+    r = run("rf-sample", ["--model", model, "--max-new-tokens", "12", *args], input=inputs)
+    assert r.code == 0, r.stderr
+    return r.records
+
+
+def test_candidates_messages_and_fields(tiny_model, shop_db, validate):
+    out = sample(tiny_model, tasks(shop_db), "-k", "3", "--temperature", "1.0")
+    validate(out)
+    for t in out:
+        assert len(t["candidates"]) == 3
+        assert t["messages"] == render_messages(t)
+        for c in t["candidates"]:
+            assert c["sampler"] == "hf" and c["model"] == tiny_model and c["adapter"] is None
+            assert c["n_tokens"] <= 12 and isinstance(c["logprob"], float)
+            assert c["sql"] == extract_sql(c["text"])
+
+
+def test_same_seed_same_candidates(tiny_model, shop_db):
+    a = sample(tiny_model, tasks(shop_db), "-k", "4", "-t", "1.0", "--seed", "3")
+    b = sample(tiny_model, tasks(shop_db), "-k", "4", "-t", "1.0", "--seed", "3")
+    c = sample(tiny_model, tasks(shop_db), "-k", "4", "-t", "1.0", "--seed", "4")
+    texts = lambda out: [[x["text"] for x in t["candidates"]] for t in out]  # noqa: E731
+    assert texts(a) == texts(b)
+    assert texts(a) != texts(c)
+
+
+def test_greedy_engine_matches_plain_generate(tiny_model, shop_db):
+    """Left padding, one prefill per prompt and dropped rows must not change greedy output."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rf_core.chat import encode_prompt
+
+    out = sample(tiny_model, tasks(shop_db, 4), "-k", "1", "--max-new-tokens", "12")
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    for t in out:
+        ids = torch.tensor([encode_prompt(tok, t["messages"])])
+        with torch.inference_mode():
+            ref = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                 max_new_tokens=12, eos_token_id=tok.eos_token_id,
+                                 pad_token_id=tok.pad_token_id)
+        text = tok.decode(ref[0, ids.shape[1]:], skip_special_tokens=True)
+        assert t["candidates"][0]["text"] == text
+
+
+def test_k_samples_share_one_prefill_but_differ(tiny_model, shop_db):
+    out = sample(tiny_model, tasks(shop_db, 1), "-k", "8", "-t", "1.5")
+    assert len({c["text"] for c in out[0]["candidates"]}) > 1
+
+
+def test_adapter_changes_outputs(tiny_model, shop_db, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    torch.manual_seed(0)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=64, target_modules="all-linear",
+                                                 init_lora_weights=False))
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter)
+    plain = sample(tiny_model, tasks(shop_db), "-k", "1")
+    adapted = sample(tiny_model, tasks(shop_db), "-k", "1", "--adapter", str(adapter))
+    assert adapted[0]["candidates"][0]["adapter"] == str(adapter)
+    assert [t["candidates"][0]["text"] for t in plain] != \
+        [t["candidates"][0]["text"] for t in adapted]
+
+
+def test_shards_partition_the_input(tiny_model, shop_db):
+    inputs = tasks(shop_db, 5)
+    ids = []
+    for i in range(2):
+        ids += [t["id"] for t in sample(tiny_model, inputs, "--shard", f"{i}/2")]
+    assert sorted(ids) == sorted(t["id"] for t in inputs)
+    bad = run("rf-sample", ["--model", tiny_model, "--shard", "2/2"], input=inputs)
+    assert bad.code == 2
+
+
+@pytest.mark.parametrize("make_bad,message", [
+    (lambda p: str(p / "absent"), "does not exist"),
+    (lambda p: (p / "broken.gguf").write_bytes(b"GGUF\x03\x00garbage") and str(p / "broken.gguf"),
+     "cannot read GGUF"),
+    (lambda p: (p / "empty").mkdir() or str(p / "empty"), "has no config.json"),
+])
+def test_bad_model_is_a_one_line_error(tmp_path, shop_db, make_bad, message, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.setenv("RF_CACHE_DIR", str(tmp_path / "cache"))
+    r = run("rf-sample", ["--model", make_bad(tmp_path)], input=tasks(shop_db, 1))
+    assert r.code == 1
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith("Error: rf-sample: ") and message in lines[-1]
+    assert "Traceback" not in r.stderr
+
+
+def test_unfetched_catalogue_model_says_how_to_fetch(tmp_path, shop_db, monkeypatch):
+    monkeypatch.setenv("RF_CACHE_DIR", str(tmp_path))
+    r = run("rf-sample", ["--model", "qwen2.5-coder-0.5b"], input=tasks(shop_db, 1))
+    assert r.code == 1 and "rf-model fetch qwen2.5-coder-0.5b" in r.stderr
+
+
+def test_hub_id_offline_is_a_one_line_error(shop_db, monkeypatch, tmp_path):
+    pytest.importorskip("torch")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    r = run("rf-sample", ["--model", "no-such-org/no-such-model"], input=tasks(shop_db, 1))
+    assert r.code == 1
+    assert "hub could not provide it" in r.stderr.strip().splitlines()[-1]
+
+
+def test_bad_adapter_is_a_one_line_error(tiny_model, shop_db, tmp_path):
+    r = run("rf-sample", ["--model", tiny_model, "--adapter", str(tmp_path)],
+            input=tasks(shop_db, 1))
+    assert r.code == 1
+    assert "is not a PEFT adapter folder" in r.stderr
+
+
+def test_unknown_sampler_lists_installed(shop_db):
+    r = run("rf-sample", ["--model", "x", "--sampler", "nope"], input=tasks(shop_db, 1))
+    assert r.code == 2 and "unknown sampler 'nope'; installed:" in r.stderr and "hf" in r.stderr
