@@ -336,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
             for t in tasks:
                 f.write(orjson.dumps(t, option=orjson.OPT_APPEND_NEWLINE))
         n_tasks, n_cands = len(tasks), sum(len(t["candidates"]) for t in tasks)
-        distinct = sum(len({c["sql"].strip() for c in t["candidates"]}) for t in tasks)
+        # rf-exec runs each distinct stripped text once per task, the gold query included
+        rf_queries = sum(len({t["gold_sql"].strip()} | {c["sql"].strip() for c in t["candidates"]})
+                         for t in tasks)
 
         methods = {
             "naive (1 process, connection per query, no dedup)":
@@ -389,8 +391,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"Candidate mix (seed {args.seed}): {n_cands} candidates, {n_correct} judged "
               f"correct, {n_cands - n_correct} not. Queries run: naive {n_tasks + n_cands:,} "
-              f"(gold + every candidate); rf-exec {n_tasks + distinct:,} (gold + "
-              f"{distinct:,} distinct candidate texts per task, compared after strip()).\n")
+              f"(gold + every candidate); rf-exec {rf_queries:,} (each distinct text per task "
+              "once, compared after strip(); a candidate identical to the gold text shares "
+              "the gold's run).\n")
         print("| kind | candidates | per task |")
         print("|---|---:|---:|")
         for kind, n in sorted(mix.items(), key=lambda kv: -kv[1]):

@@ -190,6 +190,17 @@ def convert_gguf(gguf: Path, out_dir: Path, report: Report = _stderr) -> Path:
     return out_dir
 
 
+def end_of_turn_id(tokenizer) -> int:
+    """The token that ends an assistant turn in the chat template (training appends it)."""
+    vocab = tokenizer.get_vocab()
+    for tok in END_OF_TURN_TOKENS[:-1]:
+        if tok in vocab:
+            return vocab[tok]
+    if tokenizer.eos_token_id is None:
+        raise RFError("the tokenizer has neither an end-of-turn token nor an eos token")
+    return tokenizer.eos_token_id
+
+
 def end_of_turn_ids(tokenizer) -> list[int]:
     """Token ids that end an assistant turn: the eos token and any chat end-of-turn marker."""
     ids = []

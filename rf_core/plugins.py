@@ -26,6 +26,8 @@ DEFAULT_PLUGINS = (
     "rf_plugins.datasets",
     "rf_plugins.sqlite_verifier",
     "rf_plugins.hf_sampler",
+    "rf_plugins.vllm_sampler",
+    "rf_plugins.peft_trainer",
 )
 
 KINDS = ("samplers", "verifiers", "trainers", "datasets")

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from rf_core.commands import data, eval as eval_cmd, exec as exec_cmd, filter as filter_cmd
-from rf_core.commands import inject, plugins as plugins_cmd, sample, vote
+from rf_core.commands import inject, plugins as plugins_cmd, sample, train, vote
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "schemas"
@@ -25,6 +25,7 @@ COMMANDS = {
     "rf-eval": eval_cmd.cli,
     "rf-plugins": plugins_cmd.cli,
     "rf-sample": sample.cli,
+    "rf-train": train.cli,
 }
 READERS = ["rf-exec", "rf-vote", "rf-filter", "rf-inject", "rf-eval"]
 

