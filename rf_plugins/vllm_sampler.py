@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,17 @@ def _stderr(message: str) -> None:
 
 def task_seed(seed: int, index: int) -> int:
     return (seed * 1_000_003 + index) % (2**31 - 1)
+
+
+def _root_cause(stderr: str) -> str:
+    """vLLM's last line is often a generic 'initialization failed'; the first exception line
+    names the cause."""
+    errors = [line.split("] ")[-1].strip() for line in stderr.splitlines()
+              if re.search(r"\b\w*(Error|Exception): ", line)]
+    if errors:
+        return errors[0] if errors[0] == errors[-1] else f"{errors[0]} (then: {errors[-1]})"
+    tail = [line for line in stderr.strip().splitlines() if line.strip()]
+    return tail[-1] if tail else "no output"
 
 
 class VLLMSampler:
@@ -74,9 +86,8 @@ class VLLMSampler:
                 proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                       text=True, env=dict(os.environ))
                 if proc.returncode != 0:
-                    tail = [line for line in proc.stderr.strip().splitlines() if line.strip()]
                     raise RFError(f"vllm subprocess failed (exit {proc.returncode}): "
-                                  f"{tail[-1] if tail else 'no output'}")
+                                  f"{_root_cause(proc.stderr)}")
                 outputs = [orjson.loads(line) for line in open(result, "rb")]
             if len(outputs) != len(chunk):
                 raise RFError(f"vllm returned {len(outputs)} results for {len(chunk)} tasks")

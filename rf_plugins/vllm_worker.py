@@ -31,8 +31,12 @@ def main(argv=None) -> int:
     jobs = [orjson.loads(line) for line in open(args.job, "rb") if line.strip()]
     tok = AutoTokenizer.from_pretrained(args.model)
     stops = end_of_turn_ids(tok)
+    import torch
+
+    # On the CPU backend this fraction reserves host memory for the KV cache.
+    memory = 0.85 if torch.cuda.is_available() else 0.25
     llm_kwargs = {"model": args.model, "tensor_parallel_size": args.tensor_parallel_size,
-                  "seed": 0, "enable_prefix_caching": True}
+                  "seed": 0, "enable_prefix_caching": True, "gpu_memory_utilization": memory}
     lora = None
     if args.adapter:
         import json

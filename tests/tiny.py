@@ -23,10 +23,12 @@ CORPUS = [
 ]
 
 
-def build_tiny_model(folder: Path, seed: int = 0) -> Path:
+def build_tiny_model(folder: Path, seed: int = 0, arch: str = "qwen2") -> Path:
+    """``arch="llama"`` gives head_dim 64, which vLLM's CPU attention supports."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import (LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast,
+                              Qwen2Config, Qwen2ForCausalLM)
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     tk = Tokenizer(models.BPE(unk_token=None))
@@ -42,10 +44,18 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
     # to memorise a few completions (at 0.02 the frozen output layer keeps them near uniform)
     config = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=2048, tie_word_embeddings=False,
+                         max_position_embeddings=4096, tie_word_embeddings=False,
                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                          bos_token_id=None, initializer_range=0.3)
-    model = Qwen2ForCausalLM(config)
+    if arch == "llama":
+        config = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256,
+                             num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                             max_position_embeddings=4096, tie_word_embeddings=False,
+                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                             bos_token_id=None, initializer_range=0.3)
+        model = LlamaForCausalLM(config)
+    else:
+        model = Qwen2ForCausalLM(config)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)

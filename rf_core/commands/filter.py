@@ -3,6 +3,7 @@
 import click
 
 from rf_core.cli import Pipe, command, input_options
+from rf_core.evaluate import scored_correct
 from rf_core.examples import self_examples
 from rf_core.tasks import check_executed
 
@@ -16,11 +17,23 @@ PROG = "rf-filter"
               help="difficulty: repeat each example k - n_correct times (at least once).")
 @click.option("--max-per-task", type=click.IntRange(min=1), default=None,
               help="At most N distinct examples per task.")
+@click.option("--tasks", "select", type=click.Choice(["wrong", "right"]), default=None,
+              help="Instead of examples, pass through the tasks whose scored answer (the "
+              "vote, else the first candidate) is wrong (or right).")
 @command(PROG)
-def cli(input_file, skip_bad, max_bad, resample, max_per_task):
+def cli(input_file, skip_bad, max_bad, resample, max_per_task, select):
     """Write one `example` per distinct correct candidate of each task (distinct by
     sqlglot-canonical SQL, else by whitespace-normalised text)."""
     pipe = Pipe(PROG, input_file, check=check_executed, skip_bad=skip_bad, max_bad=max_bad)
+    if select:
+        kept = 0
+        for task in pipe.records():
+            if scored_correct(task) == (select == "right"):
+                kept += 1
+                pipe.write(task)
+        pipe.finish()
+        pipe.note(f"{kept} {select} task(s) kept")
+        return
     tasks = covered = 0
     for task in pipe.records():
         tasks += 1

@@ -1,0 +1,42 @@
+"""rf-report: history.json, report.md and plots for a bin/iterate.sh run folder."""
+
+from pathlib import Path
+
+import click
+import orjson
+
+from rf_core.cli import command
+from rf_core.errors import RFError
+from rf_core.history import build_history, plots, report_markdown
+
+PROG = "rf-report"
+
+
+@click.command(name=PROG)
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@command(PROG)
+def cli(run_dir, no_plots):
+    """Rebuild RUN_DIR/history.json, report.md, accuracy.png and pass_at_k.png from the
+    files the loop's stages wrote."""
+    run = Path(run_dir)
+    history = build_history(run)
+    if not history["iterations"]:
+        raise RFError(f"{run_dir} holds no iteration folders")
+    drawn = []
+    if not no_plots:
+        try:
+            drawn = plots(history, run)
+        except ImportError:
+            click.echo(f"{PROG}: matplotlib is not installed; no plots", err=True)
+    tmp = run / "history.json.tmp"
+    tmp.write_bytes(orjson.dumps(history, option=orjson.OPT_INDENT_2))
+    tmp.replace(run / "history.json")
+    md = run / "report.md.tmp"
+    md.write_text(report_markdown(history, drawn), encoding="utf-8")
+    md.replace(run / "report.md")
+    click.echo(f"{PROG}: wrote {run / 'history.json'}, {run / 'report.md'}"
+               + (f" and {len(drawn)} plot(s)" if drawn else ""), err=True)
+
+
+main = cli

@@ -1,0 +1,128 @@
+"""bin/iterate.sh end to end with the tiny model on the demo data; SIGKILL and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--dataset", "demo", "--iterations", "2", "-k", "2", "--train-size", "6",
+         "--dev-size", "4", "--vote", "2", "--values", "0", "--max-new-tokens", "6",
+         "--epochs", "1", "--batch-size", "2", "--lr", "1e-3", "--max-len", "4096"]
+
+
+def command(model: str, out: Path, *extra) -> list[str]:
+    return ["bash", str(ROOT / "bin" / "iterate.sh"), "--model", model, "--out", str(out),
+            *SMALL, *extra]
+
+
+def environment(tmp: Path) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["RF_CACHE_DIR"] = str(tmp / "cache")
+    for key in [k for k in env if k.startswith("RF_") and k != "RF_CACHE_DIR"]:
+        del env[key]
+    return env
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("loop")
+    out = tmp / "run"
+    proc = subprocess.run(command(tiny_model, out), env=environment(tmp), capture_output=True,
+                          text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out, proc
+
+
+def summary(history: dict) -> list:
+    """What must not depend on whether the run was interrupted."""
+    rows = []
+    for it in history["iterations"]:
+        rows.append((it["iteration"], it.get("train", {}).get("coverage"),
+                     it.get("examples"), (it["dev"]["greedy"] or {}).get("ex"),
+                     (it["dev"]["vote"] or {}).get("ex"),
+                     (it.get("training") or {}).get("loss_last")))
+    return rows
+
+
+def test_two_iterations_write_valid_stages_and_reports(finished_run, validate):
+    out, proc = finished_run
+    assert "# ReasonForge run" in proc.stdout  # the report's table on the terminal
+    for name in ("data/train.jsonl", "data/dev.jsonl", "iter1/train.jsonl",
+                 "iter1/examples.jsonl", "iter2/dev.vote.jsonl", "iter0/dev.greedy.jsonl"):
+        records = [orjson.loads(line) for line in (out / name).read_bytes().splitlines()]
+        assert records, name
+        validate(records)
+    for i in (0, 1, 2):
+        validate(json.loads((out / f"iter{i}" / "dev.greedy.report.json").read_text()))
+    assert (out / "iter2" / "adapter" / "adapter_config.json").is_file()
+    assert not list(out.rglob("*.tmp"))
+    history = json.loads((out / "history.json").read_text())
+    assert history["config"]["iterations"] == "2"
+    its = history["iterations"]
+    assert [it["iteration"] for it in its] == [0, 1, 2]
+    assert its[0]["dev"]["greedy"]["matcher"] == "official"
+    for it in its[1:]:
+        assert it["train"]["tasks"] == 6 and 0 <= it["train"]["coverage"] <= 1
+        ex = it["examples"]
+        assert ex["self"] + ex["gold"] == ex["total"] > 0
+        tasks = [orjson.loads(x) for x in (out / f"iter{it['iteration']}" / "train.jsonl")
+                 .read_bytes().splitlines()]
+        covered = sum(any(c["correct"] for c in t["candidates"]) for t in tasks)
+        assert it["train"]["covered"] == covered
+        assert it["training"]["steps"] > 0 and it["training"]["tokens_per_s"] > 0
+        assert 0 <= it["dev"]["greedy"]["ex"] <= 100 and it["dev"]["vote"]["ex"] is not None
+        assert {"train-sample", "train-exec", "train", "dev-greedy-sample"} <= \
+            set(it["timings_s"])
+        assert it["sampling_tokens_per_s"]["train-sample"] > 0
+    report = (out / "report.md").read_text()
+    assert "| iteration | train coverage |" in report and "accuracy.png" in report
+    assert (out / "accuracy.png").stat().st_size > 1000
+
+
+def test_sigkill_mid_stage_then_rerun_gives_the_same_history(finished_run, tiny_model,
+                                                             tmp_path):
+    reference = json.loads((finished_run[0] / "history.json").read_text())
+    out = tmp_path / "run"
+    env = environment(tmp_path)
+    proc = subprocess.Popen(command(tiny_model, out), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    marker = out / "iter1" / "train.sampled.jsonl.tmp"  # inside a stage
+    deadline = time.time() + 600
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the loop ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "iter1" / "train.sampled.jsonl").exists()
+    rerun = subprocess.run(command(tiny_model, out), env=env, capture_output=True, text=True,
+                           timeout=1200)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    assert "data-train: done already" in rerun.stderr
+    history = json.loads((out / "history.json").read_text())
+    assert summary(history) == summary(reference)
+
+
+def test_dry_run_prints_commands_and_runs_nothing(tmp_path):
+    proc = subprocess.run(["bash", str(ROOT / "bin" / "iterate.sh"), "--dry-run", "--out",
+                           str(tmp_path / "x"), "--retrain-on-errors"],
+                          capture_output=True, text=True, env=environment(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "rf-train --trainer peft --base qwen2.5-coder-0.5b" in proc.stdout
+    assert "rf-filter --tasks wrong" in proc.stdout
+    assert not (tmp_path / "x").exists()
+
+
+def test_bad_option_is_a_usage_error(tmp_path):
+    proc = subprocess.run(["bash", str(ROOT / "bin" / "iterate.sh"), "--nope"],
+                          capture_output=True, text=True, env=environment(tmp_path))
+    assert proc.returncode == 2 and "unknown option '--nope'" in proc.stderr
