@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 
-import sqlglot
-from sqlglot.errors import SqlglotError
-
 from .prompts import task_messages
 from .records import new_record
-
-logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 
 def canonical_sql(sql: str) -> str:
     """sqlglot's normalised SQLite text, or whitespace-normalised text where it cannot parse."""
+    import sqlglot  # imported here: commands that never canonicalise start faster
+    from sqlglot.errors import SqlglotError
+
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
     try:
         tree = sqlglot.parse_one(sql, read="sqlite")
         if tree is not None:

@@ -260,6 +260,9 @@ def load(spec: str, *, dtype=None, device=None, adapter: str | None = None):
     """Load tokenizer and model (with a LoRA adapter applied through peft) for inference."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one bar per tensor drowns the command's own progress
 
     location = resolve(spec)
     offline = not Path(location).is_dir()

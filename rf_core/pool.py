@@ -18,6 +18,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
+from collections import deque
 from multiprocessing.connection import wait
 from typing import Callable, Iterable, Iterator
 
@@ -29,21 +30,26 @@ MAX_CRASHES_PER_TASK = 3
 
 
 class Slot:
-    """What a worker is doing, in shared memory: [query start (monotonic), query index]."""
+    """What a worker is doing, in shared memory: [query start (monotonic), query index,
+    task sequence number]."""
+
+    WIDTH = 3
 
     def __init__(self, array, index: int):
         self._a = array
-        self._i = 2 * index
+        self._i = self.WIDTH * index
+        self.seq = -1
 
     def start(self, query_index: int) -> None:
         self._a[self._i + 1] = query_index
+        self._a[self._i + 2] = self.seq
         self._a[self._i] = time.monotonic()
 
     def stop(self) -> None:
         self._a[self._i] = IDLE
 
-    def read(self) -> tuple[float, int]:
-        return self._a[self._i], int(self._a[self._i + 1])
+    def read(self) -> tuple[float, int, int]:
+        return self._a[self._i], int(self._a[self._i + 1]), int(self._a[self._i + 2])
 
 
 def _worker_main(conn, slot: Slot, init: Callable, init_args: tuple, run: Callable) -> None:
@@ -57,6 +63,7 @@ def _worker_main(conn, slot: Slot, init: Callable, init_args: tuple, run: Callab
         if msg is None:
             return
         seq, job, killed = msg
+        slot.seq = seq
         conn.send((seq, run(job, slot, killed)))
 
 
@@ -71,7 +78,13 @@ class _Worker:
                                 args=(child_conn, self.slot, init, init_args, run))
         self.proc.start()
         child_conn.close()
-        self.task: tuple | None = None  # (seq, job, killed)
+        # Tasks sent and not yet answered, oldest first: (seq, job, killed). The worker
+        # answers in order, so keeping two queued hides the round trip between tasks.
+        self.tasks: deque = deque()
+
+    def send(self, task: tuple) -> None:
+        self.tasks.append(task)
+        self.conn.send(task)
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -81,7 +94,8 @@ class _Worker:
 
 
 def supervised_map(run: Callable, jobs_in: Iterable, *, workers: int, hard_timeout_s: float,
-                   init: Callable, init_args: tuple = (), window: int | None = None) -> Iterator:
+                   init: Callable, init_args: tuple = (), window: int | None = None,
+                   queue_depth: int = 2) -> Iterator:
     """Yield ``run(job, slot, killed)`` for each job, in input order.
 
     ``run`` must call ``slot.start(i)`` before its i-th query and ``slot.stop()`` after it,
@@ -90,7 +104,7 @@ def supervised_map(run: Callable, jobs_in: Iterable, *, workers: int, hard_timeo
     """
     methods = mp.get_all_start_methods()
     ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-    shared = ctx.RawArray("d", 2 * workers)
+    shared = ctx.RawArray("d", Slot.WIDTH * workers)
     window = window or workers * 8
     pool = [_Worker(ctx, i, shared, init, init_args, run) for i in range(workers)]
     source = iter(enumerate(jobs_in))
@@ -100,28 +114,58 @@ def supervised_map(run: Callable, jobs_in: Iterable, *, workers: int, hard_timeo
     submitted = 0
     exhausted = False
 
-    def replace(w: _Worker) -> _Worker:
+    def restart(w: _Worker, reason: str | None) -> None:
+        """Replace a worker; collect answers it sent, then resend what it still held, with the
+        query it was running (if any) marked killed for ``reason``."""
+        started, query_index, running_seq = w.slot.read()
         w.kill()
+        while w.tasks:
+            try:  # answers already in the pipe survive the worker
+                if not w.conn.poll():
+                    break
+            except (OSError, ValueError):
+                break
+            try:
+                seq, result = w.conn.recv()
+            except (EOFError, OSError):
+                break
+            done[seq] = result
+            w.tasks.popleft()
         new = _Worker(ctx, w.index, shared, init, init_args, run)
         pool[w.index] = new
-        return new
+        if reason == "crash" and w.tasks and (started == IDLE or running_seq not in
+                                              {t[0] for t in w.tasks}):
+            seq = w.tasks[0][0]  # died between queries: count it against its oldest task
+            crashes[seq] = crashes.get(seq, 0) + 1
+            if crashes[seq] > MAX_CRASHES_PER_TASK:
+                raise RFError(f"a worker process died {crashes[seq]} times on input "
+                              f"record {seq + 1}")
+        for seq, job, killed in w.tasks:
+            if seq == running_seq and started != IDLE:
+                if reason == "crash":
+                    crashes[seq] = crashes.get(seq, 0) + 1
+                    if crashes[seq] > MAX_CRASHES_PER_TASK:
+                        raise RFError(f"a worker process died {crashes[seq]} times on input "
+                                      f"record {seq + 1}")
+                killed = {**killed, query_index: reason or "crash"}
+            new.send((seq, job, killed))
 
     try:
         while True:
-            for i, w in enumerate(pool):
-                if w.task is None and not exhausted and submitted - next_out < window:
+            for w in pool:
+                while (len(w.tasks) < queue_depth and not exhausted
+                       and submitted - next_out < window):
                     try:
                         seq, job = next(source)
                     except StopIteration:
                         exhausted = True
                         break
-                    w.task = (seq, job, {})
-                    w.conn.send(w.task)
+                    w.send((seq, job, {}))
                     submitted += 1
             while next_out in done:
                 yield done.pop(next_out)
                 next_out += 1
-            busy = [w for w in pool if w.task is not None]
+            busy = [w for w in pool if w.tasks]
             if not busy:
                 if exhausted:
                     return
@@ -133,41 +177,23 @@ def supervised_map(run: Callable, jobs_in: Iterable, *, workers: int, hard_timeo
                     try:
                         seq, result = w.conn.recv()
                     except (EOFError, OSError):
-                        _resubmit(w, replace, crashes, "crashed")
+                        restart(w, "crash")
                         continue
                     done[seq] = result
-                    w.task = None
+                    w.tasks.popleft()
                     continue
-                started, query_index = w.slot.read()
+                started, _, _ = w.slot.read()
                 if started != IDLE and now - started > hard_timeout_s:
-                    seq, job, killed = w.task
-                    new = replace(w)
-                    new.task = (seq, job, {**killed, query_index: "timeout"})
-                    new.conn.send(new.task)
+                    restart(w, "timeout")
                 elif not w.proc.is_alive():
-                    _resubmit(w, replace, crashes, "died")
+                    restart(w, "crash")
     finally:
         for w in pool:
             try:
-                if w.task is None and w.proc.is_alive():
+                if w.proc.is_alive():
                     w.conn.send(None)
             except OSError:
                 pass
         for w in pool:
             w.proc.join(timeout=0.5)
             w.kill()
-
-
-def _resubmit(w: _Worker, replace, crashes: dict, how: str) -> None:
-    """A worker died outside a timed-out query (a crash): the query it was running, if any,
-    is marked killed and the task is sent again; a task that keeps crashing is an error."""
-    seq, job, killed = w.task
-    crashes[seq] = crashes.get(seq, 0) + 1
-    if crashes[seq] > MAX_CRASHES_PER_TASK:
-        raise RFError(f"a worker process {how} {crashes[seq]} times on input record {seq + 1}")
-    started, query_index = w.slot.read()
-    if started != IDLE:
-        killed = {**killed, query_index: "crash"}
-    new = replace(w)
-    new.task = (seq, job, killed)
-    new.conn.send(new.task)

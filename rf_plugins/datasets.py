@@ -12,7 +12,6 @@ from typing import Callable, Iterator
 
 from rf_core.datasets import make_task, pick
 from rf_core.errors import RFError
-from rf_core.hardness import spider_hardness
 from rf_core.hookspecs import hookimpl
 from rf_core.schema_context import describe_database
 
@@ -53,6 +52,8 @@ class Spider:
         if missing:
             report(f"{sum(missing.values())} of {len(items)} {split} tasks skipped "
                    f"({len(missing)} missing database(s)); {len(runnable)} remain")
+        from rf_core.hardness import spider_hardness  # sqlglot: only when tasks are made
+
         for index, item, db_path in pick(runnable, limit, seed):
             gold = item.get("query")
             yield make_task(
@@ -114,6 +115,8 @@ class Demo:
                 if line.strip():
                     items.append(json.loads(line))
         chosen = [q for q in items if q["split"] == split]
+        from rf_core.hardness import spider_hardness  # sqlglot: only when tasks are made
+
         built: dict[str, Path] = {}
         for index, item in pick(list(enumerate(chosen)), limit, seed):
             db_id = item["db_id"]
