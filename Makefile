@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-OUT    ?= out/demo
+OUT    ?= out/cpu-demo
+DEMO_MODEL ?= qwen2.5-coder-0.5b
 
 .PHONY: install demo test test-vllm bench clean
 
@@ -13,8 +14,10 @@ $(VENV)/.installed: pyproject.toml examples/reasonforge-canonical/pyproject.toml
 
 install: $(VENV)/.installed
 
+# The main job: fetch the small real model once, then the loop's cpu-demo preset.
 demo: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" OUT="$(OUT)" bin/demo.sh
+	$(BIN)/rf-model fetch $(DEMO_MODEL)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bin/iterate.sh --preset cpu-demo --model $(DEMO_MODEL) --out $(OUT)
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -55,11 +55,16 @@ class HFSampler:
             messages = [task_messages(t) for t in chunk]
             prompts = [encode_prompt(tok, m) for m in messages]
             results: list = [None] * len(chunk)
-            for batch in plan_batches([len(p) for p in prompts], k, max_new_tokens, budget,
-                                      max_batch_prompts):
+            batches = plan_batches([len(p) for p in prompts], k, max_new_tokens, budget,
+                                   max_batch_prompts)
+            for b, batch in enumerate(batches, start=1):
                 out = sample_batch(mdl, [prompts[i] for i in batch], cfg, gen, stats)
                 for i, samples in zip(batch, out):
                     results[i] = samples
+                if len(batches) > 1:
+                    elapsed = time.perf_counter() - start
+                    report(f"batch {b}/{len(batches)}: {stats.sequences} candidate(s), "
+                           f"{stats.new_tokens / max(elapsed, 1e-9):.0f} tok/s")
             for task, msgs, samples in zip(chunk, messages, results):
                 task["messages"] = msgs
                 task["candidates"] = []
