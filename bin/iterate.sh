@@ -27,6 +27,8 @@ usage: bin/iterate.sh [options]
   --values N            sample values per column in the prompt's schema        [RF_VALUES]
   --max-new-tokens N                                                           [RF_MAX_NEW_TOKENS]
   --epochs N / --lr X / --batch-size N / --max-len N    rf-train settings      [RF_EPOCHS ...]
+  --resample none|difficulty  rf-filter's resampling                          [RF_RESAMPLE]
+  --max-per-task N      distinct self examples per task (0 = all)              [RF_MAX_PER_TASK]
   --sampler NAME        sampler plugin (hf, vllm)                              [RF_SAMPLER]
   --trainer NAME        trainer plugin (peft)                                  [RF_TRAINER]
   --retrain-on-errors   an extra round on the train tasks the last adapter still gets wrong
@@ -45,19 +47,20 @@ done
 case $preset in
   cpu-demo)
     # Sized for the README's main job: 2 CPU cores, about 20 minutes.
-    d_model=qwen2.5-coder-0.5b d_dataset=demo d_root= d_iterations=2 d_k=4 d_train=16
-    d_dev=16 d_vote=0 d_values=0 d_max_new=80 d_epochs=2 d_lr=2e-4 d_batch=4 d_max_len=1024
-    d_out=out/cpu-demo ;;
+    # Training runs at ~15 tok/s there, so it trains on one answer per task, once.
+    d_model=qwen2.5-coder-0.5b d_dataset=demo d_root= d_iterations=2 d_k=4 d_train=8
+    d_dev=12 d_vote=0 d_values=0 d_max_new=96 d_epochs=1 d_lr=2e-4 d_batch=4 d_max_len=1024
+    d_resample=none d_per_task=1 d_out=out/cpu-demo ;;
   spider-h100)
     # One H100 (80 GB), Qwen2.5-Coder-1.5B, about 25 minutes.
     d_model=qwen2.5-coder-1.5b d_dataset=spider d_root=../shared/spider d_iterations=3 d_k=8
     d_train=1500 d_dev=0 d_vote=8 d_values=3 d_max_new=160 d_epochs=2 d_lr=1e-4 d_batch=16
-    d_max_len=2048 d_out=out/spider-h100 ;;
+    d_max_len=2048 d_resample=difficulty d_per_task=0 d_out=out/spider-h100 ;;
   spider-full)
     # The full loop of the reference: all train tasks, k=8, 3 iterations, vote@16.
     d_model=qwen2.5-coder-1.5b d_dataset=spider d_root=../shared/spider d_iterations=3 d_k=8
     d_train=7000 d_dev=0 d_vote=16 d_values=3 d_max_new=160 d_epochs=2 d_lr=1e-4 d_batch=16
-    d_max_len=2048 d_out=out/spider-full ;;
+    d_max_len=2048 d_resample=difficulty d_per_task=0 d_out=out/spider-full ;;
   *) echo "iterate.sh: unknown preset '$preset' (cpu-demo, spider-h100, spider-full)" >&2; exit 2 ;;
 esac
 
@@ -76,6 +79,8 @@ EPOCHS=${RF_EPOCHS:-$d_epochs}
 LR=${RF_LR:-$d_lr}
 BATCH=${RF_BATCH_SIZE:-$d_batch}
 MAX_LEN=${RF_MAX_LEN:-$d_max_len}
+RESAMPLE=${RF_RESAMPLE:-$d_resample}
+PER_TASK=${RF_MAX_PER_TASK:-$d_per_task}
 SAMPLER=${RF_SAMPLER:-hf}
 TRAINER=${RF_TRAINER:-peft}
 SEED=${RF_SEED:-0}
@@ -101,6 +106,8 @@ while (($#)); do
     --lr) LR=$2; shift ;;
     --batch-size) BATCH=$2; shift ;;
     --max-len) MAX_LEN=$2; shift ;;
+    --resample) RESAMPLE=$2; shift ;;
+    --max-per-task) PER_TASK=$2; shift ;;
     --sampler) SAMPLER=$2; shift ;;
     --trainer) TRAINER=$2; shift ;;
     --seed) SEED=$2; shift ;;
@@ -139,6 +146,8 @@ stage() {
 
 sample_opts="--sampler $(q "$SAMPLER") --model $(q "$MODEL") --max-new-tokens $MAX_NEW --seed $SEED"
 data_opts="--values $VALUES"
+filter_opts="--resample $(q "$RESAMPLE")"
+((PER_TASK > 0)) && filter_opts+=" --max-per-task $PER_TASK"
 [[ -n $ROOT ]] && data_opts+=" --root $(q "$ROOT")"
 
 # evaluate ITER ADAPTER: greedy (and vote@K) execution accuracy on the dev tasks
@@ -170,7 +179,7 @@ train_round() {
   local keep="cat /dev/null"
   [[ -n $extra ]] && keep="cat $(q "$extra")"
   stage "$iter" select "$dir/examples.jsonl" \
-    "{ $keep; rf-filter --resample difficulty < $(q "$dir/train.jsonl"); rf-inject < $(q "$dir/train.jsonl"); }"
+    "{ $keep; rf-filter $filter_opts < $(q "$dir/train.jsonl"); rf-inject < $(q "$dir/train.jsonl"); }"
   # rf-train renames its adapter into place itself; --resume picks up its own checkpoint
   stage "$iter" train "$dir/train.report.json" \
     "rf-train --trainer $(q "$TRAINER") --base $(q "$MODEL") --out $(q "$dir/adapter") --force --resume --epochs $EPOCHS --lr $LR --batch-size $BATCH --max-len $MAX_LEN --seed $SEED < $(q "$dir/examples.jsonl")"
@@ -197,6 +206,8 @@ MAX_NEW_TOKENS=$MAX_NEW
 EPOCHS=$EPOCHS
 LR=$LR
 BATCH_SIZE=$BATCH
+RESAMPLE=$RESAMPLE
+MAX_PER_TASK=$PER_TASK
 SAMPLER=$SAMPLER
 TRAINER=$TRAINER
 SEED=$SEED
