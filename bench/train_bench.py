@@ -168,7 +168,8 @@ def run_rf(examples, args, device, tmp: Path) -> dict:
 def run_hf(examples, args, device, dtype, tmp: Path) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import (DataCollatorForSeq2Seq, PrinterCallback, Trainer,
+                              TrainingArguments)
     from transformers.utils import logging as hf_logging
 
     from rf_core.models import end_of_turn_id, load
@@ -211,6 +212,7 @@ def run_hf(examples, args, device, dtype, tmp: Path) -> dict:
         disable_tqdm=True)
     trainer = Trainer(model=peft_model, args=targs, train_dataset=features,
                       data_collator=collate)
+    trainer.remove_callback(PrinterCallback)  # keep stdout for the report
     sync(device)
     t0 = time.perf_counter()
     out = trainer.train()
@@ -271,6 +273,13 @@ def main() -> int:
     peak = args.peak_tflops if args.peak_tflops is not None else (
         H100_BF16_DENSE_TFLOPS if cuda else None)
 
+    from rf_core.errors import RFError
+    from rf_core.models import resolve
+
+    try:
+        resolve(args.model)
+    except RFError as exc:
+        raise SystemExit(f"train_bench: {exc}") from None
     examples, source = load_examples(args.examples, args.seed, args.spider_root)
     tok, model = load(args.model, dtype=dtype, device="cpu")
     n_params = sum(p.numel() for p in model.parameters())

@@ -27,9 +27,14 @@ def n_correct(task: dict) -> int:
     return sum(1 for c in task.get("candidates") or [] if c.get("correct") is True)
 
 
-def _example(task: dict, completion: str, source: str) -> dict:
+def format_completion(sql: str) -> str:
+    """The answer as the prompt asks for it: the SQL alone, in a ```sql block."""
+    return f"```sql\n{sql.strip()}\n```"
+
+
+def _example(task: dict, sql: str, source: str) -> dict:
     return new_record("example", task_id=task.get("id"), messages=task_messages(task),
-                      completion=completion.strip(), source=source, weight=1)
+                      completion=format_completion(sql), source=source, weight=1)
 
 
 def self_examples(task: dict, *, resample: str | None = None,

@@ -45,8 +45,8 @@ class _CompletionLoss:
                 self.head = base.get_output_embeddings()
 
             def forward(self, input_ids, attention_mask, targets, weights):
-                hidden = self.decoder(input_ids=input_ids,
-                                      attention_mask=attention_mask).last_hidden_state
+                hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask,
+                                      use_cache=False).last_hidden_state
                 # position t predicts token t + 1; targets holds -100 where there is no loss
                 h = hidden[:, :-1]
                 tgt = targets[:, 1:]
@@ -185,7 +185,8 @@ class PeftTrainer:
                     loss = loss_module(ids, mask, targets, weights) / denom
                     (loss * world).backward()
                 loss_sum += loss.detach()
-                state["tokens"] += int(mask.sum()) if not dummy else 0
+                if not dummy:  # counted on the host: no device sync
+                    state["tokens"] += sum(len(e.input_ids) for e in mb)
             if world > 1:
                 dist.all_reduce(loss_sum)
             norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)

@@ -12,6 +12,11 @@ from conftest import make_task, run
 GOLD = "SELECT name FROM product WHERE category = 'fruit'"
 
 
+def fenced(sql: str) -> str:
+    """Completions are written the way the prompt asks for the answer."""
+    return f"```sql\n{sql}\n```"
+
+
 @pytest.fixture
 def executed(shop_db):
     """Three tasks: 3/5 correct with duplicates, 0/3 correct, and a tie for the vote."""
@@ -68,8 +73,9 @@ def test_filter_dedupes_by_canonical_sql(executed, validate):
     out = r.records
     validate(out)
     assert [(e["task_id"], e["completion"]) for e in out] == [
-        ("t/0", GOLD), ("t/0", "SELECT name FROM product WHERE category = 'fruit' ORDER BY id"),
-        ("t/2", "SELECT max(price) FROM product")]
+        ("t/0", fenced(GOLD)),
+        ("t/0", fenced("SELECT name FROM product WHERE category = 'fruit' ORDER BY id")),
+        ("t/2", fenced("SELECT max(price) FROM product"))]
     assert all(e["source"] == "self" and e["weight"] == 1 for e in out)
     assert out[0]["messages"] == render_messages(executed[0])
     assert "3 example(s) from 2 of 3 task(s)" in r.stderr
@@ -89,7 +95,8 @@ def test_filter_difficulty_resampling_and_cap(executed):
     assert [e["task_id"] for e in out] == ["t/0"] * 4 + ["t/2"]
     capped = run("rf-filter", ["--resample", "difficulty", "--max-per-task", "1"],
                  input=executed).records
-    assert [e["completion"] for e in capped] == [GOLD, GOLD, "SELECT max(price) FROM product"]
+    assert [e["completion"] for e in capped] == [
+        fenced(GOLD), fenced(GOLD), fenced("SELECT max(price) FROM product")]
 
 
 def test_resampling_repeats_at_least_once(shop_db):
@@ -111,7 +118,7 @@ def test_inject_gold_for_zero_correct(executed, validate):
     validate(out)
     # t/0 has 3 of 5 correct and t/2 1 of 2: only t/1 (0 of 3) gets the gold SQL
     assert [(e["task_id"], e["completion"], e["source"]) for e in out] == [
-        ("t/1", "SELECT count(*) FROM customer", "gold")]
+        ("t/1", fenced("SELECT count(*) FROM customer"), "gold")]
 
 
 def test_inject_copies(executed):
