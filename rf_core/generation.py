@@ -101,7 +101,8 @@ def sample_batch(model, prompts: list[list[int]], cfg: SamplingConfig,
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                 logits_to_keep=1)
-    cache = out.past_key_values
+    # transformers 5.24 names the output's cache `cache`; 5.17 only `past_key_values`
+    cache = out.cache if "cache" in out.keys() else out.past_key_values
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     cache_arg = _cache_kwarg(type(base).forward)
     logits = out.logits[:, -1, :]

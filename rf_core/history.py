@@ -117,14 +117,16 @@ def _pct(v) -> str:
 def report_markdown(history: dict, plots: list[str]) -> str:
     cfg = history["config"]
     vote_k = cfg.get("vote", "0")
+    with_vote = vote_k not in ("", "0")
     lines = [f"# ReasonForge run: {cfg.get('model', '?')} on {cfg.get('dataset', '?')}", "",
              f"Preset {cfg.get('preset', '?')}; {cfg.get('train_size', '?')} train tasks, "
              f"k={cfg.get('k', '?')} at T={cfg.get('temperature', '?')}; dev size "
              f"{cfg.get('dev_size', '?')} (0 = all); matcher: "
              f"{_matcher(history)}.", "",
-             f"| iteration | train coverage | examples self / gold | dev EX greedy | "
-             f"dev EX vote@{vote_k} | train loss first -> last | train tok/s | stage time s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| iteration | train coverage | examples self / gold | dev EX greedy | "
+             + (f"dev EX vote@{vote_k} | " if with_vote else "")
+             + "train loss first -> last | train tok/s | stage time s |",
+             "|---|---|---|---|---|---|---|" + ("---|" if with_vote else "")]
     for it in history["iterations"]:
         train = it.get("train") or {}
         ex = it.get("examples") or {}
@@ -140,7 +142,8 @@ def report_markdown(history: dict, plots: list[str]) -> str:
         sources = f"{ex['self']} / {ex['gold']}" if ex else ""
         voted = _pct(vote) if vote is not None else ""
         seconds = sum(it["timings_s"].values())
-        lines.append(f"| {label} | {coverage} | {sources} | {_pct(greedy)} | {voted} | "
+        vote_cell = f"{voted} | " if with_vote else ""
+        lines.append(f"| {label} | {coverage} | {sources} | {_pct(greedy)} | {vote_cell}"
                      f"{loss} | {tr.get('tokens_per_s') or ''} | {seconds:.0f} |")
     lines += ["", "Dev EX (greedy) by hardness:", "",
               "| iteration | easy | medium | hard | extra |", "|---|---|---|---|---|"]
