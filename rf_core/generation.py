@@ -13,7 +13,7 @@ already finished, and ``num_return_sequences`` prefilled every prompt k times):
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -53,7 +53,6 @@ class Stats:
     row_steps: int = 0          # sum over steps of rows computed (the cost of decoding)
     seconds: float = 0.0
     batches: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def _sample_next(logits: torch.Tensor, cfg: SamplingConfig, gen: torch.Generator | None):

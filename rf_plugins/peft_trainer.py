@@ -33,7 +33,6 @@ class _CompletionLoss:
 
     @staticmethod
     def build(peft_model):
-        import torch
         from torch import nn
 
         class CompletionLoss(nn.Module):
