@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_tasks(n: int, seed: int) -> tuple[list[dict], str]:
+def load_tasks(n: int, seed: int, first: bool) -> tuple[list[dict], str]:
     from rf_core.datasets import pick
     from rf_core.plugins import get
 
@@ -31,9 +31,9 @@ def load_tasks(n: int, seed: int) -> tuple[list[dict], str]:
     if (spider / "dev.json").is_file():
         tasks = list(get("datasets", "spider").tasks(root=str(spider), split="dev",
                                                      report=quiet))
-        return pick(tasks, n, seed), "Spider dev-972"
+        return (tasks[:n] if first else pick(tasks, n, seed)), "Spider dev-972"
     tasks = list(get("datasets", "demo").tasks(root=None, split="dev", report=quiet))
-    return pick(tasks, n, seed), "demo dev"
+    return (tasks[:n] if first else pick(tasks, n, seed)), "demo dev"
 
 
 def peak_memory_mb(device) -> float:
@@ -52,28 +52,29 @@ def reset_peak(device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def run_engine(model, tok, prompts, args, stops, device) -> dict:
+def run_engine(model, tok, prompts, args, stops, device, share: bool = True) -> dict:
     import torch
 
     from rf_core.generation import SamplingConfig, Stats, plan_batches, sample_batch, token_budget
 
     cfg = SamplingConfig(k=args.k, temperature=args.temperature, top_p=args.top_p,
                          max_new_tokens=args.max_new_tokens, stop_ids=tuple(stops),
-                         pad_id=tok.pad_token_id if tok.pad_token_id is not None else stops[0])
+                         pad_id=tok.pad_token_id if tok.pad_token_id is not None else stops[0],
+                         share_at=0.5 if share else 2.0)
     budget = args.batch_tokens or token_budget(model, device, args.max_new_tokens)
     gen = torch.Generator(device=device).manual_seed(0)
     stats = Stats()
     reset_peak(device)
     start = time.perf_counter()
-    for batch in plan_batches([len(p) for p in prompts], args.k, args.max_new_tokens, budget,
-                              args.max_batch_prompts):
+    for batch in plan_batches(prompts, args.k, args.max_new_tokens, budget,
+                              args.max_batch_prompts, cfg.share_at):
         sample_batch(model, [prompts[i] for i in batch], cfg, gen, stats)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     wall = time.perf_counter() - start
     return {"wall": wall, "tokens": stats.new_tokens, "sequences": stats.sequences,
             "live": stats.new_tokens / max(stats.row_steps, 1), "batches": stats.batches,
-            "peak": peak_memory_mb(device)}
+            "prefill": stats.prefill_tokens, "peak": peak_memory_mb(device)}
 
 
 def run_generate(model, tok, prompts, args, stops, device) -> dict:
@@ -126,7 +127,10 @@ def main() -> int:
     ap.add_argument("--batch-tokens", type=int, default=None)
     ap.add_argument("--max-batch-prompts", type=int, default=256)
     ap.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto")
-    ap.add_argument("--only", choices=["engine", "generate"], default=None)
+    ap.add_argument("--first", action="store_true",
+                    help="the first N questions (grouped by database, as rf-data writes "
+                         "them) instead of a random sample")
+    ap.add_argument("--only", choices=["engine", "engine-unshared", "generate"], default=None)
     args = ap.parse_args()
 
     import torch
@@ -140,7 +144,7 @@ def main() -> int:
     dtype = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32,
              "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
     tok, model = load(args.model, dtype=dtype, device=device)
-    tasks, source = load_tasks(args.prompts, 0)
+    tasks, source = load_tasks(args.prompts, 0, args.first)
     prompts = [encode_prompt(tok, task_messages(t)) for t in tasks]
     stops = end_of_turn_ids(tok)
     what = (torch.cuda.get_device_name(device) if device.type == "cuda"
@@ -154,18 +158,23 @@ def main() -> int:
     if args.only in (None, "generate"):
         rows.append((f"plain generate (batch {args.generate_batch} prompts x k)",
                      run_generate(model, tok, prompts, args, stops, device)))
+    if args.only in (None, "engine-unshared"):
+        rows.append(("rf-sample hf engine, no prefix sharing",
+                     run_engine(model, tok, prompts, args, stops, device, share=False)))
     if args.only in (None, "engine"):
         rows.append(("rf-sample hf engine", run_engine(model, tok, prompts, args, stops,
                                                        device)))
     base = rows[0][1]["tokens"] / rows[0][1]["wall"]
     print()
+    prompt_tokens = sum(map(len, prompts))
     print("| method | wall s | output tok/s | candidates/s | live share of decoded rows "
-          "| batches | peak memory MB | speed-up |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| prompt tokens prefilled | batches | peak memory MB | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in rows:
         tps = r["tokens"] / r["wall"]
         print(f"| {name} | {r['wall']:.1f} | {tps:,.0f} | {r['sequences'] / r['wall']:.2f} | "
-              f"{r['live']:.0%} | {r['batches']} | {r['peak']:,.0f} | {tps / base:.2f}x |")
+              f"{r['live']:.0%} | {r.get('prefill', prompt_tokens * args.k) / prompt_tokens:.0%} | "
+              f"{r['batches']} | {r['peak']:,.0f} | {tps / base:.2f}x |")
     return 0
 
 

@@ -3,6 +3,8 @@
 Where plain ``generate`` loses (measured: about 80% of decode steps went to sequences that had
 already finished, and ``num_return_sequences`` prefilled every prompt k times):
 - each prompt is prefilled once; its KV cache is then repeated for its k samples;
+- prompts that share a long prefix (the same system prompt and database schema, another
+  question) prefill that prefix once per batch and only their own suffix after it;
 - finished sequences are dropped from the batch (cache rows, masks, positions) once a
   fraction of the batch has finished, so the batch shrinks instead of idling to its longest;
 - prompts are sorted by length and batched under a token budget, so little goes to padding;
@@ -29,6 +31,8 @@ class SamplingConfig:
     stop_ids: tuple[int, ...] = ()
     pad_id: int = 0
     check_every: int = 4        # steps between host checks of the finished mask
+    share_at: float = 0.5       # prompts sharing this share of their tokens share one prefill
+                                # (above 1: no sharing)
     compact_at: float = 0.125   # drop finished rows once this share of the batch has finished
 
     @property
@@ -49,6 +53,7 @@ class Stats:
     sequences: int = 0
     new_tokens: int = 0
     prompt_tokens: int = 0
+    prefill_tokens: int = 0     # prompt tokens actually run (shared prefixes count once)
     decode_steps: int = 0
     row_steps: int = 0          # sum over steps of rows computed (the cost of decoding)
     seconds: float = 0.0
@@ -89,6 +94,80 @@ def _left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tens
     return ids.to(device), mask.to(device)
 
 
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def prefix_groups(prompts: list[list[int]], share_at: float) -> list[list[int]]:
+    """Indices of prompts grouped by a shared prefix: in sorted order, neighbours that share
+    at least ``share_at`` of the shorter prompt's tokens are in one group (for Spider, the
+    questions on one database). Groups and their members are in sorted order."""
+    order = sorted(range(len(prompts)), key=lambda i: prompts[i])
+    groups: list[list[int]] = []
+    for prev, i in zip([None] + order, order):
+        if prev is not None and common_prefix(prompts[prev], prompts[i]) >= share_at * min(
+                len(prompts[prev]), len(prompts[i])):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def _cache_of(out):
+    # transformers 5.24 names the output's cache `cache`; 5.17 only `past_key_values`
+    return out.cache if "cache" in out.keys() else out.past_key_values
+
+
+def _prefill(model, prompts: list[list[int]], cfg: SamplingConfig, device, cache_arg: str):
+    """Run the prompts; return the last logits, the cache, the attention mask, the next
+    positions and how many tokens were run.
+
+    Without shared prefixes: one left-padded forward. With them: each group's shared prefix
+    runs once (the prefixes left-padded together), its cache rows are copied to the group's
+    prompts, and the suffixes run on top, left-padded. A row's mask is then
+    ``[pad, prefix, pad, suffix]`` and positions count only real tokens, so each prompt is
+    seen exactly as it would be alone."""
+    groups = [g for g in prefix_groups(prompts, cfg.share_at) if len(g) > 1]
+    if not groups:
+        ids, mask = _left_pad(prompts, cfg.pad_id, device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                    logits_to_keep=1)
+        return (out.logits[:, -1, :], _cache_of(out), mask, positions[:, -1] + 1,
+                sum(len(p) for p in prompts))
+    # a prompt in no group is its own prefix (all but its last token)
+    prefixes = [p[:-1] for p in prompts]
+    row_of = list(range(len(prompts)))
+    for g in groups:
+        # keep at least one suffix token per prompt: its logits start the answer
+        shared = min(min(common_prefix(prompts[g[0]], prompts[i]) for i in g),
+                     min(len(prompts[i]) for i in g) - 1)
+        for i in g:
+            prefixes[i] = prompts[i][:shared]
+            row_of[i] = g[0]
+    distinct = sorted(set(row_of))
+    prefix_ids, prefix_mask = _left_pad([prefixes[r] for r in distinct], cfg.pad_id, device)
+    prefix_pos = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=prefix_pos,
+                use_cache=True, logits_to_keep=1)
+    cache = _cache_of(out)
+    slot = {r: j for j, r in enumerate(distinct)}
+    rows = torch.tensor([slot[r] for r in row_of], device=device)
+    cache.batch_select_indices(rows)  # one copy of its prefix per prompt
+    suffixes = [p[len(prefixes[i]):] for i, p in enumerate(prompts)]
+    ids, suffix_mask = _left_pad(suffixes, cfg.pad_id, device)
+    mask = torch.cat([prefix_mask[rows], suffix_mask], dim=1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1, **{cache_arg: cache})
+    prefilled = sum(len(prefixes[r]) for r in distinct) + sum(len(x) for x in suffixes)
+    return out.logits[:, -1, :], cache, mask, positions[:, -1] + 1, prefilled
+
+
 @torch.inference_mode()
 def sample_batch(model, prompts: list[list[int]], cfg: SamplingConfig,
                  gen: torch.Generator | None, stats: Stats | None = None) -> list[list[Sample]]:
@@ -96,16 +175,9 @@ def sample_batch(model, prompts: list[list[int]], cfg: SamplingConfig,
     device = next(model.parameters()).device
     k = cfg.k
     n_prompts = len(prompts)
-    ids, mask = _left_pad(prompts, cfg.pad_id, device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                logits_to_keep=1)
-    # transformers 5.24 names the output's cache `cache`; 5.17 only `past_key_values`
-    cache = out.cache if "cache" in out.keys() else out.past_key_values
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     cache_arg = _cache_kwarg(type(base).forward)
-    logits = out.logits[:, -1, :]
-    next_pos = positions[:, -1] + 1
+    logits, cache, mask, next_pos, prefilled = _prefill(model, prompts, cfg, device, cache_arg)
     if k > 1:  # one prefill per prompt, then k copies of its cache
         rep = torch.arange(n_prompts, device=device).repeat_interleave(k)
         cache.batch_repeat_interleave(k)
@@ -156,27 +228,37 @@ def sample_batch(model, prompts: list[list[int]], cfg: SamplingConfig,
         stats.prompts += n_prompts
         stats.sequences += n_seq
         stats.prompt_tokens += sum(len(p) for p in prompts)
+        stats.prefill_tokens += prefilled
         stats.new_tokens += int(lengths_h.sum()) + int(finished_h.sum())
         stats.decode_steps += steps
         stats.row_steps += row_steps
     return [samples[i * k:(i + 1) * k] for i in range(n_prompts)]
 
 
-def plan_batches(lengths: list[int], k: int, max_new_tokens: int, token_budget: int,
-                 max_prompts: int) -> list[list[int]]:
-    """Indices grouped into batches: sorted by prompt length, each batch's KV footprint
-    (prompts x k x (longest prompt + max_new_tokens)) within ``token_budget``."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches, current = [], []
-    for i in order:
-        width = lengths[i] + max_new_tokens  # sorted, so i is the longest so far
-        if current and ((len(current) + 1) * k * width > token_budget
-                        or len(current) >= max_prompts):
+def plan_batches(prompts: list[list[int]], k: int, max_new_tokens: int, token_budget: int,
+                 max_prompts: int, share_at: float = 0.5) -> list[list[int]]:
+    """Indices grouped into batches, each batch's KV footprint (prompts x k x (longest
+    prompt + max_new_tokens)) within ``token_budget``.
+
+    Prompts with a shared prefix come first, group after group, so a batch holds few groups
+    and prefills each group's prefix once; the other prompts follow in batches of their own,
+    sorted by length so little goes to padding."""
+    groups = prefix_groups(prompts, share_at)
+    shared = [i for g in groups if len(g) > 1 for i in sorted(g, key=lambda i: len(prompts[i]))]
+    alone = sorted((g[0] for g in groups if len(g) == 1), key=lambda i: len(prompts[i]))
+    batches = []
+    for order in (shared, alone):
+        current, width = [], 0
+        for i in order:
+            wider = max(width, len(prompts[i]) + max_new_tokens)
+            if current and ((len(current) + 1) * k * wider > token_budget
+                            or len(current) >= max_prompts):
+                batches.append(current)
+                current, wider = [], len(prompts[i]) + max_new_tokens
+            current.append(i)
+            width = wider
+        if current:
             batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
     return batches
 
 

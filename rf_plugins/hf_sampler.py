@@ -55,8 +55,7 @@ class HFSampler:
             messages = [task_messages(t) for t in chunk]
             prompts = [encode_prompt(tok, m) for m in messages]
             results: list = [None] * len(chunk)
-            batches = plan_batches([len(p) for p in prompts], k, max_new_tokens, budget,
-                                   max_batch_prompts)
+            batches = plan_batches(prompts, k, max_new_tokens, budget, max_batch_prompts)
             for b, batch in enumerate(batches, start=1):
                 out = sample_batch(mdl, [prompts[i] for i in batch], cfg, gen, stats)
                 for i, samples in zip(batch, out):
@@ -76,7 +75,8 @@ class HFSampler:
             report(f"{done} task(s), {stats.sequences} candidate(s), {stats.new_tokens} new "
                    f"tokens in {elapsed:.1f} s ({stats.new_tokens / max(elapsed, 1e-9):.0f} "
                    f"tok/s; {stats.new_tokens / max(stats.row_steps, 1):.0%} of decoded rows "
-                   "were live)")
+                   f"were live; {stats.prefill_tokens:,} of {stats.prompt_tokens:,} prompt "
+                   "tokens prefilled)")
 
 
 @hookimpl

@@ -171,3 +171,66 @@ def test_vllm_sampler_without_vllm_says_how_to_install(shop_db, tmp_path):
             input=tasks(shop_db, 1))
     assert r.code == 1
     assert "the vllm sampler needs vLLM, which is not installed" in r.stderr
+
+
+def _engine_run(model_dir, prompts, share: bool, k: int = 1, temperature: float = 0.0):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rf_core.generation import SamplingConfig, Stats, sample_batch
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    cfg = SamplingConfig(k=k, temperature=temperature, max_new_tokens=10, stop_ids=(3,),
+                         pad_id=0, share_at=0.5 if share else 2.0)
+    stats = Stats()
+    out = sample_batch(model, prompts, cfg, torch.Generator().manual_seed(5), stats)
+    return out, stats
+
+
+def _prompts():
+    import random
+
+    rnd = random.Random(1)
+    schema_a = [rnd.randrange(4, 200) for _ in range(60)]
+    schema_b = [rnd.randrange(4, 200) for _ in range(45)]
+    question = lambda n: [rnd.randrange(4, 200) for _ in range(n)]  # noqa: E731
+    return [schema_a + question(5), schema_b + question(9), schema_a + question(12),
+            [7, 8, 9] + question(20),  # shares nothing: its own prefill row
+            schema_b + question(3), schema_a + question(5)]
+
+
+def test_shared_prefix_prefill_gives_the_same_samples(tiny_model):
+    """Prefilling a shared prefix once must not change what each prompt generates."""
+    prompts = _prompts()
+    plain, plain_stats = _engine_run(tiny_model, prompts, share=False)
+    shared, shared_stats = _engine_run(tiny_model, prompts, share=True)
+    for a, b in zip(plain, shared):
+        assert a[0].tokens == b[0].tokens
+        assert abs(a[0].logprob - b[0].logprob) < 1e-3
+    assert plain_stats.prefill_tokens == sum(map(len, prompts))
+    # schema_a (60 tokens) and schema_b (45) run once each instead of 3 and 2 times
+    assert shared_stats.prefill_tokens == sum(map(len, prompts)) - 2 * 60 - 45
+
+
+def test_shared_prefix_prefill_with_k_samples(tiny_model):
+    prompts = _prompts()
+    plain, _ = _engine_run(tiny_model, prompts, share=False, k=4, temperature=1.0)
+    shared, _ = _engine_run(tiny_model, prompts, share=True, k=4, temperature=1.0)
+    assert [[s.tokens for s in p] for p in plain] == [[s.tokens for s in p] for p in shared]
+
+
+def test_plan_batches_keeps_prefix_groups_together():
+    from rf_core.generation import plan_batches, prefix_groups
+
+    prompts = _prompts()
+    groups = prefix_groups(prompts, 0.5)
+    assert sorted(map(sorted, groups)) == [[0, 2, 5], [1, 4], [3]]
+    for budget in (10**6, 600, 200):
+        batches = plan_batches(prompts, 2, 10, budget, 256)
+        assert sorted(i for b in batches for i in b) == list(range(len(prompts)))
+        # the prompt that shares nothing never rides with a group's batch
+        assert [3] in batches
+        for b in batches:  # within budget unless a single prompt alone exceeds it
+            width = max(len(prompts[i]) for i in b) + 10
+            assert len(b) == 1 or len(b) * 2 * width <= budget
+    assert len(plan_batches(prompts, 2, 10, 10**6, 256)) == 2
