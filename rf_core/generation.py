@@ -122,23 +122,33 @@ def _cache_of(out):
     return out.cache if "cache" in out.keys() else out.past_key_values
 
 
+def _forward(model, seqs: list[list[int]], cfg: SamplingConfig, device, cache_arg: str,
+             past=None):
+    """One left-padded forward of ``seqs``, on top of ``past`` = (cache, its mask) if given.
+    Returns the last logits, the cache, the full mask and the next positions; positions
+    count only real tokens."""
+    ids, mask = _left_pad(seqs, cfg.pad_id, device)
+    extra = {}
+    if past is not None:
+        cache, past_mask = past
+        mask = torch.cat([past_mask, mask], dim=1)
+        extra[cache_arg] = cache
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1, **extra)
+    return out.logits[:, -1, :], _cache_of(out), mask, positions[:, -1] + 1
+
+
 def _prefill(model, prompts: list[list[int]], cfg: SamplingConfig, device, cache_arg: str):
-    """Run the prompts; return the last logits, the cache, the attention mask, the next
-    positions and how many tokens were run.
+    """Run the prompts; return what ``_forward`` returns and how many tokens were run.
 
     Without shared prefixes: one left-padded forward. With them: each group's shared prefix
     runs once (the prefixes left-padded together), its cache rows are copied to the group's
-    prompts, and the suffixes run on top, left-padded. A row's mask is then
-    ``[pad, prefix, pad, suffix]`` and positions count only real tokens, so each prompt is
-    seen exactly as it would be alone."""
+    prompts, and the suffixes run on top. A row's mask is then ``[pad, prefix, pad, suffix]``,
+    so each prompt is seen exactly as it would be alone."""
     groups = [g for g in prefix_groups(prompts, cfg.share_at) if len(g) > 1]
     if not groups:
-        ids, mask = _left_pad(prompts, cfg.pad_id, device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                    logits_to_keep=1)
-        return (out.logits[:, -1, :], _cache_of(out), mask, positions[:, -1] + 1,
-                sum(len(p) for p in prompts))
+        return (*_forward(model, prompts, cfg, device, cache_arg), sum(map(len, prompts)))
     # a prompt in no group is its own prefix (all but its last token)
     prefixes = [p[:-1] for p in prompts]
     row_of = list(range(len(prompts)))
@@ -150,22 +160,15 @@ def _prefill(model, prompts: list[list[int]], cfg: SamplingConfig, device, cache
             prefixes[i] = prompts[i][:shared]
             row_of[i] = g[0]
     distinct = sorted(set(row_of))
-    prefix_ids, prefix_mask = _left_pad([prefixes[r] for r in distinct], cfg.pad_id, device)
-    prefix_pos = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=prefix_pos,
-                use_cache=True, logits_to_keep=1)
-    cache = _cache_of(out)
+    _, cache, prefix_mask, _ = _forward(model, [prefixes[r] for r in distinct], cfg, device,
+                                        cache_arg)
     slot = {r: j for j, r in enumerate(distinct)}
     rows = torch.tensor([slot[r] for r in row_of], device=device)
     cache.batch_select_indices(rows)  # one copy of its prefix per prompt
     suffixes = [p[len(prefixes[i]):] for i, p in enumerate(prompts)]
-    ids, suffix_mask = _left_pad(suffixes, cfg.pad_id, device)
-    mask = torch.cat([prefix_mask[rows], suffix_mask], dim=1)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                logits_to_keep=1, **{cache_arg: cache})
-    prefilled = sum(len(prefixes[r]) for r in distinct) + sum(len(x) for x in suffixes)
-    return out.logits[:, -1, :], cache, mask, positions[:, -1] + 1, prefilled
+    out = _forward(model, suffixes, cfg, device, cache_arg, past=(cache, prefix_mask[rows]))
+    prefilled = sum(len(prefixes[r]) for r in distinct) + sum(map(len, suffixes))
+    return (*out, prefilled)
 
 
 @torch.inference_mode()
