@@ -6,19 +6,36 @@ be rebuilt at any time and always says what the stages produced.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import orjson
 
+from .errors import BadRecord, RFError
 from .evaluate import Evaluation
+from .records import parse_line
 
 
 def _records(path: Path):
+    """A stage file's records, each checked as the commands check their input; a bad line is
+    an RFError naming the file and the line."""
     with open(path, "rb") as fh:
-        for line in fh:
+        for lineno, line in enumerate(fh, start=1):
             if line.strip():
-                yield orjson.loads(line)
+                try:
+                    yield parse_line(line, lineno)
+                except BadRecord as exc:
+                    raise RFError(f"{path}: {exc}") from None
+
+
+def _json(path: Path) -> dict:
+    """A one-object JSON file a stage wrote (a report), or an RFError naming it."""
+    try:
+        rec = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise RFError(f"{path}: invalid JSON: {exc}") from None
+    if not isinstance(rec, dict):
+        raise RFError(f"{path}: expected a JSON object, got {type(rec).__name__}")
+    return rec
 
 
 def _config(run: Path) -> dict:
@@ -36,10 +53,14 @@ def _timings(run: Path) -> dict[int, dict[str, float]]:
     out: dict[int, dict[str, float]] = {}
     path = run / "timings.tsv"
     if path.is_file():
-        for line in path.read_text().splitlines()[1:]:
+        for lineno, line in enumerate(path.read_text().splitlines()[1:], start=2):
             parts = line.split("\t")
-            if len(parts) == 3:
-                out.setdefault(int(parts[0]), {})[parts[1]] = round(int(parts[2]) / 1000, 2)
+            try:
+                iteration, stage, ms = int(parts[0]), parts[1], int(parts[2])
+            except (IndexError, ValueError):
+                raise RFError(f"{path}: line {lineno}: expected ITERATION<tab>STAGE<tab>MS, "
+                              f"got {line[:60]!r}") from None
+            out.setdefault(iteration, {})[stage] = round(ms / 1000, 2)
     return out
 
 
@@ -61,7 +82,7 @@ def _train_stats(path: Path) -> dict:
 def _dev(path: Path) -> dict | None:
     if not path.is_file():
         return None
-    rep = json.loads(path.read_text())
+    rep = _json(path)
     return {k: rep.get(k) for k in ("ex", "correct", "scored", "matcher", "method",
                                     "by_hardness", "pass_at_k", "exec_errors", "timeouts")}
 
@@ -76,7 +97,8 @@ def build_history(run: Path) -> dict:
     run = Path(run)
     timings = _timings(run)
     iterations = []
-    for it_dir in sorted(run.glob("iter*"), key=lambda p: int(p.name[4:] or 0)):
+    folders = [p for p in run.glob("iter*") if p.is_dir() and p.name[4:].isdigit()]
+    for it_dir in sorted(folders, key=lambda p: int(p.name[4:])):
         i = int(it_dir.name[4:])
         entry: dict = {"iteration": i,
                        "adapter": str(it_dir / "adapter") if (it_dir / "adapter").is_dir()
@@ -88,7 +110,7 @@ def build_history(run: Path) -> dict:
             entry["examples"] = {"self": sources.count("self"), "gold": sources.count("gold"),
                                  "total": len(sources)}
         if (it_dir / "train.report.json").is_file():
-            rep = json.loads((it_dir / "train.report.json").read_text())
+            rep = _json(it_dir / "train.report.json")
             entry["training"] = {k: rep.get(k) for k in (
                 "examples", "tokens", "steps", "skipped_steps", "wall_s", "tokens_per_s")}
             curve = rep.get("loss_curve") or []

@@ -13,6 +13,7 @@ from typing import IO, Callable, Iterator
 import orjson
 
 from .errors import BadRecord, RFError
+from .validation import SchemaError, validate
 
 SCHEMA_VERSION = 1
 KINDS = ("task", "example")
@@ -33,7 +34,8 @@ def parse_line(line: bytes | str, lineno: int, kind: str | None = None,
                require: tuple[str, ...] = (), check: Callable[[dict], None] | None = None) -> dict:
     """Parse one JSONL line into a record, or raise BadRecord naming the line.
 
-    orjson rejects NaN and Infinity, which are not JSON.
+    orjson rejects NaN and Infinity, which are not JSON. The record is checked against the
+    schema of its kind (rf_core.validation), so every field a command reads has its type.
     """
     try:
         rec = orjson.loads(line)
@@ -49,6 +51,10 @@ def parse_line(line: bytes | str, lineno: int, kind: str | None = None,
     for name in require:
         if name not in rec or rec[name] is None:
             raise BadRecord(lineno, f"{rec.get('kind', 'record')} has no {name!r}")
+    try:
+        validate(rec)
+    except SchemaError as exc:
+        raise BadRecord(lineno, str(exc)) from None
     if check is not None:
         try:
             check(rec)

@@ -131,7 +131,7 @@ def test_bad_candidates_field(cmd, shop_db):
     rec["candidates"] = "SELECT 1"
     r = run(cmd, input=[rec])
     assert r.code == 1
-    assert f"Error: {cmd}: line 1: 'candidates' must be a list" in r.stderr
+    assert f"Error: {cmd}: line 1: field candidates: expected array, got string" in r.stderr
 
 
 def test_usage_error_exits_2(cmd):

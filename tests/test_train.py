@@ -92,7 +92,7 @@ def test_empty_and_bad_input_write_nothing(tiny_model, tmp_path):
     r = run("rf-train", ["--base", tiny_model, "--out", str(tmp_path / "a")], input=bad)
     assert r.code == 1 and "Error: rf-train: line 2: invalid JSON" in r.stderr
     r = train(tiny_model, tmp_path / "a", [examples(1)[0] | {"weight": -1}])
-    assert r.code == 1 and "line 1: 'weight' must be a positive number" in r.stderr
+    assert r.code == 1 and "line 1: field weight: expected a number more than 0, got -1" in r.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "a.partial").exists()
 
 
