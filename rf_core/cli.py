@@ -1,7 +1,8 @@
 """What every rf-* command shares: input options, error handling, exit codes.
 
-Exit codes: 0 ok, 1 data or runtime error, 2 usage error. A closed downstream pipe
-(``rf-exec ... | head``) ends the command quietly with 0. ``RF_DEBUG=1`` shows tracebacks.
+Exit codes: 0 ok, 1 data or runtime error, 2 usage error, 128 + N when signal N stopped it
+(130 for Ctrl-C, 143 for SIGTERM). A closed downstream pipe (``rf-exec ... | head``) ends the
+command quietly with 0. ``RF_DEBUG=1`` shows tracebacks.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Callable, Iterator
 
 import click
 
+from . import signals
 from .errors import RFError, UnknownPlugin
 from .records import ReadStats, RecordWriter, read_records
 
@@ -39,7 +41,12 @@ def guard(prog: str):
     """Turn rf_core exceptions into one-line click errors with the right exit code."""
     debug = os.environ.get("RF_DEBUG") == "1"
     try:
-        yield
+        with signals.handled():
+            yield
+    except (signals.Interrupted, KeyboardInterrupt) as exc:
+        stop = exc if isinstance(exc, signals.Interrupted) else signals.Interrupted(2)
+        click.echo(f"{prog}: stopped by {stop.name}", err=True)
+        raise SystemExit(stop.exit_code)
     except BrokenPipeError:
         _quiet_stdout()
         raise SystemExit(0)

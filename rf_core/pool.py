@@ -6,7 +6,13 @@ every runaway query at its timeout. A single instruction can still run for long 
 parent watches each worker: before every query a worker writes the query's start time and
 index to shared memory, and a worker whose query passes timeout + grace is killed and
 replaced. Its task is sent again with that query marked as killed, so the rest of the task
-still runs and the killed query is recorded as a timeout.
+still runs and the killed query is recorded as a timeout. What the task had already finished
+comes back with it (``Slot.keep`` sends each finished query's outcome to the parent as it is
+made), so no query runs twice.
+
+Workers die with the parent however it ends: a parent-death signal (Linux) for SIGKILL, and
+the parent's ``finally`` for every signal it handles (rf_core.signals). They never hold the
+command's stdout, so a reader downstream sees EOF as soon as the parent is gone.
 
 At most ``window`` tasks are in flight or waiting to be written, so memory does not grow
 with the input (``multiprocessing.Pool.imap`` would read the whole input ahead).
@@ -14,14 +20,17 @@ with the input (``multiprocessing.Pool.imap`` would read the whole input ahead).
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
 from collections import deque
 from multiprocessing.connection import wait
 from typing import Callable, Iterable, Iterator
 
+from . import signals
 from .errors import RFError
 
 IDLE = 0.0
@@ -51,9 +60,41 @@ class Slot:
     def read(self) -> tuple[float, int, int]:
         return self._a[self._i], int(self._a[self._i + 1]), int(self._a[self._i + 2])
 
+    # In the worker: the outcomes of the current task's finished queries, kept by the parent.
+    conn = None
+    kept: dict = {}
 
-def _worker_main(conn, slot: Slot, init: Callable, init_args: tuple, run: Callable) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and kills us
+    def keep(self, query_index: int, value) -> None:
+        """Hand a finished query's outcome to the parent, so that if this worker is killed
+        later in the task, the task is re-sent with it (in ``kept``) instead of running it
+        again."""
+        if self.conn is not None:
+            self.conn.send((_PART, self.seq, query_index, value))
+
+
+_DONE, _PART = 0, 1
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when its parent dies, even by SIGKILL (Linux)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _worker_main(conn, slot: Slot, parent: int, init: Callable, init_args: tuple,
+                 run: Callable) -> None:
+    _die_with_parent(parent)
+    signals.reset_in_child()
+    devnull = os.open(os.devnull, os.O_WRONLY)  # never hold the command's stdout open
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    slot.conn = conn
     init(*init_args)
     while True:
         try:
@@ -62,9 +103,10 @@ def _worker_main(conn, slot: Slot, init: Callable, init_args: tuple, run: Callab
             return
         if msg is None:
             return
-        seq, job, killed = msg
+        seq, job, killed, kept = msg
         slot.seq = seq
-        conn.send((seq, run(job, slot, killed)))
+        slot.kept = kept
+        conn.send((_DONE, seq, run(job, slot, killed)))
 
 
 class _Worker:
@@ -75,10 +117,10 @@ class _Worker:
         parent_conn, child_conn = ctx.Pipe()
         self.conn = parent_conn
         self.proc = ctx.Process(target=_worker_main, daemon=True,
-                                args=(child_conn, self.slot, init, init_args, run))
+                                args=(child_conn, self.slot, os.getpid(), init, init_args, run))
         self.proc.start()
         child_conn.close()
-        # Tasks sent and not yet answered, oldest first: (seq, job, killed). The worker
+        # Tasks sent and not yet answered, oldest first: (seq, job, killed, kept). The worker
         # answers in order, so keeping two queued hides the round trip between tasks.
         self.tasks: deque = deque()
 
@@ -100,7 +142,9 @@ def supervised_map(run: Callable, jobs_in: Iterable, *, workers: int, hard_timeo
 
     ``run`` must call ``slot.start(i)`` before its i-th query and ``slot.stop()`` after it,
     and must not run a query whose index is in ``killed`` (a dict: index -> "timeout" when
-    its worker was killed past the deadline, "crash" when its worker died running it).
+    its worker was killed past the deadline, "crash" when its worker died running it). It
+    may hand each finished query's outcome to ``slot.keep(i, value)``; a task re-sent after
+    a kill then finds them in ``slot.kept`` (index -> value) and need not run them again.
     """
     methods = mp.get_all_start_methods()
     ctx = mp.get_context("fork" if "fork" in methods else "spawn")
@@ -109,46 +153,53 @@ def supervised_map(run: Callable, jobs_in: Iterable, *, workers: int, hard_timeo
     pool = [_Worker(ctx, i, shared, init, init_args, run) for i in range(workers)]
     source = iter(enumerate(jobs_in))
     done: dict[int, object] = {}
+    parts: dict[int, dict] = {}  # seq -> {query index: outcome kept by Slot.keep}
     crashes: dict[int, int] = {}
     next_out = 0
     submitted = 0
     exhausted = False
 
+    def receive(w: _Worker) -> None:
+        """Take one message from a worker: a finished task, or one finished query of it."""
+        msg = w.conn.recv()
+        if msg[0] == _PART:
+            _, seq, index, value = msg
+            parts.setdefault(seq, {})[index] = value
+        else:
+            _, seq, result = msg
+            done[seq] = result
+            parts.pop(seq, None)
+            w.tasks.popleft()
+
+    def crashed(seq: int) -> None:
+        crashes[seq] = crashes.get(seq, 0) + 1
+        if crashes[seq] > MAX_CRASHES_PER_TASK:
+            raise RFError(f"a worker process died {crashes[seq]} times on input "
+                          f"record {seq + 1}")
+
     def restart(w: _Worker, reason: str | None) -> None:
-        """Replace a worker; collect answers it sent, then resend what it still held, with the
+        """Replace a worker; collect what it sent, then resend what it still held, with the
         query it was running (if any) marked killed for ``reason``."""
         started, query_index, running_seq = w.slot.read()
         w.kill()
-        while w.tasks:
-            try:  # answers already in the pipe survive the worker
+        while w.tasks:  # messages already in the pipe survive the worker
+            try:
                 if not w.conn.poll():
                     break
-            except (OSError, ValueError):
+                receive(w)
+            except (EOFError, OSError, ValueError):
                 break
-            try:
-                seq, result = w.conn.recv()
-            except (EOFError, OSError):
-                break
-            done[seq] = result
-            w.tasks.popleft()
         new = _Worker(ctx, w.index, shared, init, init_args, run)
         pool[w.index] = new
-        if reason == "crash" and w.tasks and (started == IDLE or running_seq not in
-                                              {t[0] for t in w.tasks}):
-            seq = w.tasks[0][0]  # died between queries: count it against its oldest task
-            crashes[seq] = crashes.get(seq, 0) + 1
-            if crashes[seq] > MAX_CRASHES_PER_TASK:
-                raise RFError(f"a worker process died {crashes[seq]} times on input "
-                              f"record {seq + 1}")
-        for seq, job, killed in w.tasks:
-            if seq == running_seq and started != IDLE:
+        running = started != IDLE and running_seq in {t[0] for t in w.tasks}
+        if reason == "crash" and w.tasks and not running:
+            crashed(w.tasks[0][0])  # died between queries: count it against its oldest task
+        for seq, job, killed, _ in w.tasks:
+            if running and seq == running_seq:
                 if reason == "crash":
-                    crashes[seq] = crashes.get(seq, 0) + 1
-                    if crashes[seq] > MAX_CRASHES_PER_TASK:
-                        raise RFError(f"a worker process died {crashes[seq]} times on input "
-                                      f"record {seq + 1}")
+                    crashed(seq)
                 killed = {**killed, query_index: reason or "crash"}
-            new.send((seq, job, killed))
+            new.send((seq, job, killed, parts.get(seq, {})))
 
     try:
         while True:
@@ -160,7 +211,7 @@ def supervised_map(run: Callable, jobs_in: Iterable, *, workers: int, hard_timeo
                     except StopIteration:
                         exhausted = True
                         break
-                    w.send((seq, job, {}))
+                    w.send((seq, job, {}, {}))
                     submitted += 1
             while next_out in done:
                 yield done.pop(next_out)
@@ -175,18 +226,20 @@ def supervised_map(run: Callable, jobs_in: Iterable, *, workers: int, hard_timeo
             for w in busy:
                 if w.conn in ready:
                     try:
-                        seq, result = w.conn.recv()
+                        while w.tasks and w.conn.poll():
+                            receive(w)
                     except (EOFError, OSError):
                         restart(w, "crash")
-                        continue
-                    done[seq] = result
-                    w.tasks.popleft()
                     continue
                 started, _, _ = w.slot.read()
                 if started != IDLE and now - started > hard_timeout_s:
                     restart(w, "timeout")
                 elif not w.proc.is_alive():
                     restart(w, "crash")
+    except BaseException:  # a signal, an error, or the consumer stopping early: no waiting
+        for w in pool:
+            w.kill()
+        raise
     finally:
         for w in pool:
             try:

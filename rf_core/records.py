@@ -12,6 +12,7 @@ from typing import IO, Callable, Iterator
 
 import orjson
 
+from . import signals
 from .errors import BadRecord, RFError
 from .validation import SchemaError, validate
 
@@ -109,8 +110,13 @@ class RecordWriter:
             data = orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
         except TypeError as exc:
             raise RFError(f"cannot serialise record: {exc}") from None
-        self.stream.write(data)
-        self.stream.flush()
+        with signals.held():  # a signal ends the command after this record, never inside it
+            view = memoryview(data)
+            while view:
+                # an interrupted write returns what it wrote so far: write the rest
+                n = self.stream.write(view)
+                view = view[len(view) if n is None else n:]
+            self.stream.flush()
         self.count += 1
 
 

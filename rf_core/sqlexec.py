@@ -7,7 +7,8 @@ Defences, each because one alone is not enough:
 - a progress handler interrupts a query that passes its wall-clock deadline, also while rows
   are being fetched (recursive CTEs and cross joins are the usual culprits);
 - SQLite's own limits cap string/blob length (``randomblob(1e9)``) and its heap, and the
-  fetch loop caps rows and result bytes, marking the result truncated.
+  fetch loop caps rows and result bytes as each row arrives, marking the result truncated,
+  so a worker holds at most the heap limit plus ``max_bytes`` plus one row.
 """
 
 from __future__ import annotations
@@ -174,18 +175,15 @@ class Executor:
         try:
             cur = conn.execute(sql)
             size = 0
-            while True:
-                batch = cur.fetchmany(256)
-                if not batch:
+            # One row at a time, counted as it arrives: the rows held never pass max_bytes
+            # by more than the one row that crossed it (fetching in batches first let 256
+            # rows of 10 MB blobs through before the cap was looked at).
+            for row in cur:
+                size += _row_bytes(row)
+                if len(rows) >= limits.max_rows or size > limits.max_bytes:
+                    truncated = True
                     break
-                for row in batch:
-                    size += _row_bytes(row)
-                    if len(rows) >= limits.max_rows or size > limits.max_bytes:
-                        truncated = True
-                        break
-                    rows.append(row)
-                if truncated:
-                    break
+                rows.append(row)
         except Exception as exc:  # noqa: BLE001 - untrusted SQL may raise anything sqlite3 has
             ms = (time.perf_counter() - start) * 1000
             if state["timed_out"]:

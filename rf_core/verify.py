@@ -60,12 +60,22 @@ def check_job(job: tuple, slot: Slot | None = None, killed: dict | None = None) 
             cache[key] = res
         return res
 
+    # A task re-sent after its worker was killed brings the outcomes it had already got;
+    # the gold query runs again (its rows are needed to judge what is left), nothing else.
+    kept = slot.kept if slot is not None else {}
     gold = run(0, gold_sql) if gold_sql is not None else None
     gold_usable = gold is not None and gold.ok and not gold.truncated
     ordered = gold_is_ordered(gold_sql) if gold_usable else False
     verdicts: dict[int, bool] = {}  # by id of the shared Result: identical SQL, same verdict
     out = []
+    reused: dict[str, tuple] = {}  # kept outcomes by SQL text, for identical candidates
     for i, sql in enumerate(cand_sqls):
+        key = sql.strip() if isinstance(sql, str) else None
+        if i + 1 in kept or key in reused:
+            out.append(kept.get(i + 1) or reused[key])
+            if key is not None:
+                reused[key] = out[-1]
+            continue
         res = run(i + 1, sql)
         if gold is None:
             correct = None
@@ -76,6 +86,8 @@ def check_job(job: tuple, slot: Slot | None = None, killed: dict | None = None) 
                 verdicts[id(res)] = match(gold.rows, res.rows, ordered)
             correct = verdicts[id(res)]
         out.append((res.summary(), correct))
+        if slot is not None:
+            slot.keep(i + 1, out[-1])
     return (gold.summary() if gold is not None else None, out)
 
 
