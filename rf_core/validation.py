@@ -117,15 +117,7 @@ def _compile(node: dict, root: dict) -> Check:
             if isinstance(v, list) and len(v) < n:
                 raise SchemaError(path, f"expected at least {n} item(s)")
         checks.append(check_items_count)
-    if "required" in node:
-        required = node["required"]
-
-        def check_required(v, path):
-            if isinstance(v, dict):
-                for name in required:
-                    if name not in v:
-                        raise SchemaError(_join(path, name), "missing")
-        checks.append(check_required)
+    # fields that are there and wrong first: that is the more useful message
     if "properties" in node:
         props = {name: _compile(sub, root) for name, sub in node["properties"].items()}
 
@@ -135,6 +127,15 @@ def _compile(node: dict, root: dict) -> Check:
                     if name in v:
                         check(v[name], _join(path, name))
         checks.append(check_props)
+    if "required" in node:
+        required = node["required"]
+
+        def check_required(v, path):
+            if isinstance(v, dict):
+                for name in required:
+                    if name not in v:
+                        raise SchemaError(_join(path, name), "missing")
+        checks.append(check_required)
     if "items" in node:
         item = _compile(node["items"], root)
 
