@@ -2,7 +2,9 @@
 # The self-training loop: sample k candidates per train task with the latest adapter, verify
 # them by execution, keep the correct ones (plus gold SQL for tasks with 0/k), train the next
 # adapter from the BASE model, evaluate it on dev; repeat. Resumable: every stage writes
-# FILE.tmp and renames it when complete, so a rerun skips finished stages and redoes the rest.
+# FILE.tmp.PID and renames it when complete, so a rerun skips finished stages and redoes the
+# rest. One run at a time per --out (a lock); a rerun must use the settings of the first
+# (config.env), or --force to start that folder over.
 #
 #   bin/iterate.sh                              # preset cpu-demo: demo data, Qwen2.5-Coder-0.5B
 #   bin/iterate.sh --preset spider-h100         # Spider, Qwen2.5-Coder-1.5B, one H100
@@ -34,6 +36,7 @@ usage: bin/iterate.sh [options]
   --retrain-on-errors   an extra round on the train tasks the last adapter still gets wrong
   --seed S                                                                     [RF_SEED]
   --out DIR             output folder                                          [RF_OUT]
+  --force               --out holds a run with other settings: delete its results, start over
   --dry-run             print the commands, run nothing
 EOF
 }
@@ -87,6 +90,7 @@ SEED=${RF_SEED:-0}
 OUT=${RF_OUT:-$d_out}
 RETRAIN_ERRORS=${RF_RETRAIN_ON_ERRORS:-0}
 DRY=0
+FORCE=0
 
 while (($#)); do
   case $1 in
@@ -114,6 +118,7 @@ while (($#)); do
     --out) OUT=$2; shift ;;
     --retrain-on-errors) RETRAIN_ERRORS=1 ;;
     --dry-run) DRY=1 ;;
+    --force) FORCE=1 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "iterate.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -123,8 +128,22 @@ done
 log() { printf '[iterate %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 q() { printf '%q' "$1"; }
 
+# The running stage's process group: the driver stops it when it is stopped (trap) and, when
+# it is killed outright (SIGKILL, no trap runs), a watcher does (see stage).
+stage_pid=
+on_signal() {
+  trap - INT TERM HUP
+  log "stopped by SIG$1; stopping the running stage"
+  [[ -n $stage_pid ]] && kill -TERM -- "-$stage_pid" 2>/dev/null
+  exit $((128 + $(kill -l "$1")))
+}
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
+trap 'on_signal HUP' HUP
+
 # stage ITERATION NAME OUTPUT COMMAND: run COMMAND (a shell string whose stdout is the stage's
-# output) unless OUTPUT exists; write OUTPUT.tmp, rename it, and record the stage's seconds.
+# output) unless OUTPUT exists, in a process group of its own; write OUTPUT.tmp.PID (a name
+# no other run writes) and rename it when the command succeeds; record the stage's seconds.
 stage() {
   local iter=$1 name=$2 out=$3 cmd=$4
   if ((DRY)); then
@@ -136,10 +155,27 @@ stage() {
     return 0
   fi
   log "iteration $iter: $name"
-  local start end
+  rm -f -- "$out".tmp.*  # left by a run that was killed
+  local start end status=0 tmp=$out.tmp.$$
   start=$(date +%s%N)
-  eval "$cmd" > "$out.tmp"
-  mv "$out.tmp" "$out"
+  setsid bash -c "set -euo pipefail; $cmd" > "$tmp" &
+  stage_pid=$!
+  # The watcher reads a pipe only this shell writes to: "done" when the stage has ended, or
+  # end of file when this shell died without a word (SIGKILL); then it kills the stage.
+  exec 8> >(exec >/dev/null 2>&1 9>&-
+            read -r word || true
+            [[ $word == done ]] || kill -KILL -- "-$stage_pid")
+  wait "$stage_pid" || status=$?
+  echo done >&8
+  exec 8>&-
+  stage_pid=
+  if ((status != 0)); then
+    rm -f -- "$tmp"
+    printf 'iterate.sh: iteration %s: stage %s failed with exit status %s:\n  %s\n' \
+      "$iter" "$name" "$status" "$cmd" >&2
+    exit "$status"
+  fi
+  mv -- "$tmp" "$out"
   end=$(date +%s%N)
   printf '%s\t%s\t%s\n' "$iter" "$name" "$(((end - start) / 1000000))" >> "$OUT/timings.tsv"
 }
@@ -186,16 +222,14 @@ train_round() {
   evaluate "$iter" "$dir/adapter"
 }
 
-if ((!DRY)); then
-  mkdir -p "$OUT/data"
-  for ((i = 0; i <= ITERATIONS + RETRAIN_ERRORS; i++)); do mkdir -p "$OUT/iter$i"; done
-  [[ -e $OUT/timings.tsv ]] || printf 'iteration\tstage\tms\n' > "$OUT/timings.tsv"
-  cat > "$OUT/config.env.tmp" <<EOF
+# The settings that decide what the stages produce. ITERATIONS is not among them: a rerun
+# may extend or shorten the loop over the same earlier iterations.
+config() {
+  cat <<EOF
 PRESET=$preset
 MODEL=$MODEL
 DATASET=$DATASET
 ROOT=$ROOT
-ITERATIONS=$ITERATIONS
 K=$K
 TEMPERATURE=$TEMPERATURE
 TRAIN_SIZE=$TRAIN_SIZE
@@ -206,6 +240,7 @@ MAX_NEW_TOKENS=$MAX_NEW
 EPOCHS=$EPOCHS
 LR=$LR
 BATCH_SIZE=$BATCH
+MAX_LEN=$MAX_LEN
 RESAMPLE=$RESAMPLE
 MAX_PER_TASK=$PER_TASK
 SAMPLER=$SAMPLER
@@ -213,6 +248,41 @@ TRAINER=$TRAINER
 SEED=$SEED
 RETRAIN_ON_ERRORS=$RETRAIN_ERRORS
 EOF
+}
+
+if ((!DRY)); then
+  mkdir -p "$OUT"
+  # One run per folder: a second one would write into the first one's stages. Stages hold
+  # the lock too, so a stage left running by a killed driver still counts as the run.
+  exec 9<>"$OUT/.lock"
+  if ! flock -n 9; then
+    echo "iterate.sh: $OUT is in use by another run (pid $(head -c 20 "$OUT/.lock"))," \
+      "wait for it to finish or stop it" >&2
+    exit 2
+  fi
+  echo $$ > "$OUT/.lock"
+  if [[ -e $OUT/config.env ]]; then
+    changed=$(config | while IFS= read -r line; do
+      key=${line%%=*}
+      old=$(grep -m1 "^${key}=" "$OUT/config.env" || true)
+      [[ -z $old || $old == "$line" ]] || printf '  %s: %s -> %s\n' "$key" "${old#*=}" "${line#*=}"
+    done)
+    if [[ -n $changed ]]; then
+      if ((!FORCE)); then
+        printf 'iterate.sh: %s holds a run with other settings:\n%s\n' "$OUT" "$changed" >&2
+        echo "iterate.sh: rerun with those settings to resume it, use another --out, or" \
+          "add --force to delete its results and start over" >&2
+        exit 2
+      fi
+      log "--force: deleting the results of the earlier run in $OUT"
+      rm -rf -- "$OUT"/data "$OUT"/iter* "$OUT"/timings.tsv "$OUT"/history.json \
+        "$OUT"/report.md "$OUT"/*.png "$OUT"/config.env
+    fi
+  fi
+  mkdir -p "$OUT/data"
+  for ((i = 0; i <= ITERATIONS + RETRAIN_ERRORS; i++)); do mkdir -p "$OUT/iter$i"; done
+  [[ -e $OUT/timings.tsv ]] || printf 'iteration\tstage\tms\n' > "$OUT/timings.tsv"
+  { config; echo "ITERATIONS=$ITERATIONS"; } > "$OUT/config.env.tmp"
   mv "$OUT/config.env.tmp" "$OUT/config.env"
 fi
 
