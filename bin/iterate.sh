@@ -161,10 +161,11 @@ stage() {
   setsid bash -c "set -euo pipefail; $cmd" > "$tmp" &
   stage_pid=$!
   # The watcher reads a pipe only this shell writes to: "done" when the stage has ended, or
-  # end of file when this shell died without a word (SIGKILL); then it kills the stage.
-  exec 8> >(exec >/dev/null 2>&1 9>&-
-            read -r word || true
-            [[ $word == done ]] || kill -KILL -- "-$stage_pid")
+  # end of file when this shell died without a word (SIGKILL); then it kills the stage. It
+  # has a session of its own, so killing the driver's process group leaves it to do that.
+  exec 8> >(exec setsid bash -c 'read -r word || true; [[ $word == done ]] ||
+                                 kill -KILL -- "-$1"' watcher "$stage_pid" \
+              >/dev/null 2>&1 9>&-)
   wait "$stage_pid" || status=$?
   echo done >&8
   exec 8>&-

@@ -53,7 +53,7 @@ def fakes(tmp_path) -> dict:
 def start(env, out, *extra, **fake) -> subprocess.Popen:
     return subprocess.Popen(["bash", str(ROOT / "bin" / "iterate.sh"), *ARGS, "--out", str(out),
                              *extra], env={**env, **fake}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def finish(env, out, *extra, **fake) -> subprocess.CompletedProcess:
@@ -118,12 +118,17 @@ def test_stopping_the_driver_stops_its_stage(fakes, tmp_path, sig, code):
     assert not (out / "data" / "train.jsonl").exists()
 
 
-def test_sigkill_of_the_driver_kills_its_stage_and_a_rerun_has_one_writer(fakes, tmp_path):
+@pytest.mark.parametrize("whole_group", [False, True])
+def test_sigkill_of_the_driver_kills_its_stage_and_a_rerun_has_one_writer(fakes, tmp_path,
+                                                                          whole_group):
     out = tmp_path / "run"
     proc = start(fakes, out, FAKE_SLOW="rf-data")
     assert wait_for(stage_running(out)) and wait_for(lambda: writers(out))
     running = writers(out)
-    proc.kill()
+    if whole_group:
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        proc.kill()
     proc.communicate(timeout=20)
     # an immediate rerun either finds the dying stage still holding the lock, or runs
     first_try = finish(fakes, out)
