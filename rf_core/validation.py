@@ -15,14 +15,10 @@ from typing import Callable
 
 import orjson
 
-_TYPES: dict[str, Callable[[object], bool]] = {
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
+# JSON type -> the Python types that carry it (bool is an int in Python, so it is told apart)
+_PY_TYPES: dict[str, tuple] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+    "null": (type(None),), "object": (dict,), "array": (list,),
 }
 
 
@@ -30,15 +26,26 @@ class SchemaError(ValueError):
     """A record that breaks its schema: ``field`` is a path such as ``candidates[0].sql``."""
 
     def __init__(self, field: str, problem: str):
+        super().__init__()
         self.field = field
         self.problem = problem
-        super().__init__(f"field {field}: {problem}" if field else problem)
+
+    def within(self, step: str) -> "SchemaError":
+        """The same error one level up: ``step`` is a property name or ``[i]``."""
+        sep = "" if not self.field or self.field.startswith("[") else "."
+        self.field = f"{step}{sep}{self.field}"
+        return self
+
+    def __str__(self) -> str:
+        return f"field {self.field}: {self.problem}" if self.field else self.problem
 
 
 def json_type(v) -> str:
     """The JSON name of a Python value's type, as error messages say it."""
-    for name in ("null", "boolean", "integer", "number", "string", "array", "object"):
-        if _TYPES[name](v):
+    if isinstance(v, bool):
+        return "boolean"
+    for name in ("null", "integer", "number", "string", "array", "object"):
+        if isinstance(v, _PY_TYPES[name]):
             return name
     return type(v).__name__
 
@@ -55,100 +62,94 @@ def load_schema(kind: str) -> dict:
     return orjson.loads((schema_dir() / f"{kind}.schema.json").read_bytes())
 
 
-Check = Callable[[object, str], None]
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
+Check = Callable[[object], None]
 
 
 def _compile(node: dict, root: dict) -> Check:
+    """One function per schema node. Field paths are built only when a check fails (each
+    level adds its step to the error on the way out), so a valid record costs type tests."""
     if "$ref" in node:
         ref = node["$ref"]
         if not ref.startswith("#/$defs/"):
             raise ValueError(f"unsupported $ref {ref!r}")
         return _compile(root["$defs"][ref.rsplit("/", 1)[1]], root)
+    names = node.get("type")
+    names = [names] if isinstance(names, str) else names
+    types = tuple(t for n in names for t in _PY_TYPES[n]) if names else None
+    bool_ok = names is None or "boolean" in names
+    want = " or ".join(names) if names else ""
+    rare = _rare_checks(node)
+    props = [(name, _compile(sub, root)) for name, sub in node.get("properties", {}).items()]
+    required = tuple(node.get("required", ()))
+    item = _compile(node["items"], root) if "items" in node else None
+
+    def check(v):
+        if types is not None and (not isinstance(v, types) or
+                                  (v is True or v is False) and not bool_ok):
+            raise SchemaError("", f"expected {want}, got {json_type(v)}")
+        for c in rare:
+            c(v)
+        if type(v) is dict:
+            # fields that are there and wrong first: that is the more useful message
+            for name, sub in props:
+                if name in v:
+                    try:
+                        sub(v[name])
+                    except SchemaError as exc:
+                        raise exc.within(name) from None
+            for name in required:
+                if name not in v:
+                    raise SchemaError(name, "missing")
+        elif item is not None and type(v) is list:
+            for i, x in enumerate(v):
+                try:
+                    item(x)
+                except SchemaError as exc:
+                    raise exc.within(f"[{i}]") from None
+    return check
+
+
+def _rare_checks(node: dict) -> list[Check]:
+    """const, enum, bounds and sizes: few fields have them."""
     checks: list[Check] = []
+
+    def same(a, b) -> bool:
+        return a == b and type(a) is type(b)
+
     if "const" in node:
         const = node["const"]
 
-        def check_const(v, path):
-            if v != const or type(v) is not type(const):
-                raise SchemaError(path, f"expected {orjson.dumps(const).decode()}, "
-                                        f"got {_show(v)}")
+        def check_const(v):
+            if not same(v, const):
+                raise SchemaError("", f"expected {_show(const)}, got {_show(v)}")
         checks.append(check_const)
     if "enum" in node:
         allowed = node["enum"]
-        shown = ", ".join(orjson.dumps(a).decode() for a in allowed)
+        shown = ", ".join(_show(a) for a in allowed)
 
-        def check_enum(v, path):
-            if not any(v == a and type(v) is type(a) for a in allowed):
-                raise SchemaError(path, f"expected one of {shown}, got {_show(v)}")
+        def check_enum(v):
+            if not any(same(v, a) for a in allowed):
+                raise SchemaError("", f"expected one of {shown}, got {_show(v)}")
         checks.append(check_enum)
-    if "type" in node:
-        names = node["type"] if isinstance(node["type"], list) else [node["type"]]
-        tests = [_TYPES[n] for n in names]
-        want = " or ".join(names)
-
-        def check_type(v, path):
-            if not any(t(v) for t in tests):
-                raise SchemaError(path, f"expected {want}, got {json_type(v)}")
-        checks.append(check_type)
-    for key, test, word in (("minimum", lambda v, b: v >= b, "at least"),
-                            ("exclusiveMinimum", lambda v, b: v > b, "more than")):
+    for key, holds, word in (("minimum", lambda v, b: v >= b, "at least"),
+                             ("exclusiveMinimum", lambda v, b: v > b, "more than")):
         if key in node:
-            bound = node[key]
-
-            def check_bound(v, path, bound=bound, test=test, word=word):
-                if _TYPES["number"](v) and not test(v, bound):
-                    raise SchemaError(path, f"expected a number {word} {bound}, got {v!r}")
+            def check_bound(v, bound=node[key], holds=holds, word=word):
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and \
+                        not holds(v, bound):
+                    raise SchemaError("", f"expected a number {word} {bound}, got {v!r}")
             checks.append(check_bound)
     if "minLength" in node:
-        n = node["minLength"]
-
-        def check_len(v, path):
+        def check_length(v, n=node["minLength"]):
             if isinstance(v, str) and len(v) < n:
-                raise SchemaError(path, f"expected a string of at least {n} character(s)")
-        checks.append(check_len)
+                raise SchemaError("", f"expected a string of at least {n} character(s)")
+        checks.append(check_length)
     if "minItems" in node:
-        n = node["minItems"]
-
-        def check_items_count(v, path):
+        def check_count(v, n=node["minItems"]):
             if isinstance(v, list) and len(v) < n:
-                raise SchemaError(path, f"expected at least {n} item(s)")
-        checks.append(check_items_count)
-    # fields that are there and wrong first: that is the more useful message
-    if "properties" in node:
-        props = {name: _compile(sub, root) for name, sub in node["properties"].items()}
-
-        def check_props(v, path):
-            if isinstance(v, dict):
-                for name, check in props.items():
-                    if name in v:
-                        check(v[name], _join(path, name))
-        checks.append(check_props)
-    if "required" in node:
-        required = node["required"]
-
-        def check_required(v, path):
-            if isinstance(v, dict):
-                for name in required:
-                    if name not in v:
-                        raise SchemaError(_join(path, name), "missing")
-        checks.append(check_required)
-    if "items" in node:
-        item = _compile(node["items"], root)
-
-        def check_items(v, path):
-            if isinstance(v, list):
-                for i, x in enumerate(v):
-                    item(x, f"{path}[{i}]")
-        checks.append(check_items)
-
-    def check(v, path):
-        for c in checks:
-            c(v, path)
-    return check
+                raise SchemaError("", f"expected at least {n} item(s)")
+        checks.append(check_count)
+    return checks
 
 
 def _show(v) -> str:
@@ -160,8 +161,7 @@ def _show(v) -> str:
 def validator(kind: str) -> Callable[[dict], None]:
     """A function that raises SchemaError where a ``kind`` record breaks its schema."""
     schema = load_schema(kind)
-    check = _compile(schema, schema)
-    return lambda rec: check(rec, "")
+    return _compile(schema, schema)
 
 
 @functools.lru_cache(maxsize=1)
