@@ -191,3 +191,26 @@ def test_reported_records_are_one_line_errors(cmd, line, field):
     assert r.stderr.startswith(f"Error: {cmd}: line 1: field {field}"), r.stderr
     skipped = run(cmd, ["--skip-bad"], input=line.encode() + b"\n")
     assert "line 1: skipped" in skipped.stderr and "Traceback" not in skipped.stderr
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("iter1/train.jsonl", b'{"schema_version":1,"kind":"task","id":"t","question":"q"}\n{oops\n',
+     "iter1/train.jsonl: line 2: invalid JSON"),
+    ("iter1/examples.jsonl", b'{"schema_version":1,"kind":"example","task_id":"t",'
+     b'"messages":"hi","completion":"x","source":"self","weight":1}\n',
+     "iter1/examples.jsonl: line 1: field messages: expected array, got string"),
+    ("iter0/dev.greedy.report.json", b"{not json", "iter0/dev.greedy.report.json: invalid JSON"),
+    ("timings.tsv", b"iteration\tstage\tms\n0\tdata\tlots\n", "timings.tsv: line 2: expected"),
+])
+def test_rf_report_names_the_bad_file_and_line(tmp_path, name, content, message):
+    from click.testing import CliRunner
+
+    from rf_core.commands.report import cli
+
+    (tmp_path / "iter0").mkdir()
+    (tmp_path / "iter1").mkdir()
+    (tmp_path / name).write_bytes(content)
+    r = CliRunner().invoke(cli, [str(tmp_path), "--no-plots"])
+    assert r.exit_code == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("Error: rf-report: ") and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
