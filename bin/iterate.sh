@@ -25,11 +25,17 @@ usage: bin/iterate.sh [options]
   --temperature T       sampling temperature for train tasks                   [RF_TEMPERATURE]
   --train-size N        train tasks, a fixed seeded sample reused every iteration [RF_TRAIN_SIZE]
   --dev-size N          dev tasks (0 = all)                                    [RF_DEV_SIZE]
+  --val-size N          validation tasks: a seeded sample of the train split disjoint from
+                        the train tasks; the best iteration is chosen on them  [RF_VAL_SIZE]
+  --sft-baseline / --no-sft-baseline  also train once on the train tasks' gold SQL and
+                        evaluate it as an iteration is                        [RF_SFT_BASELINE]
   --vote K              also evaluate vote@K on dev (0 = greedy only)          [RF_VOTE]
   --values N            sample values per column in the prompt's schema        [RF_VALUES]
   --max-new-tokens N                                                           [RF_MAX_NEW_TOKENS]
   --epochs N / --lr X / --batch-size N / --max-len N    rf-train settings      [RF_EPOCHS ...]
-  --resample none|difficulty  rf-filter's resampling                          [RF_RESAMPLE]
+  --max-too-long PCT    stop when more than PCT% of an iteration's examples exceed
+                        --max-len (100: never stop, skip them)                 [RF_MAX_TOO_LONG]
+  --resample none|difficulty|weight  rf-filter's resampling                   [RF_RESAMPLE]
   --max-per-task N      distinct self examples per task (0 = all)              [RF_MAX_PER_TASK]
   --sampler NAME        sampler plugin (hf, vllm)                              [RF_SAMPLER]
   --trainer NAME        trainer plugin (peft)                                  [RF_TRAINER]
@@ -53,17 +59,19 @@ case $preset in
     # Training runs at ~15 tok/s there, so it trains on one answer per task, once.
     d_model=qwen2.5-coder-0.5b d_dataset=demo d_root= d_iterations=2 d_k=4 d_train=8
     d_dev=12 d_vote=0 d_values=0 d_max_new=96 d_epochs=1 d_lr=2e-4 d_batch=4 d_max_len=1024
-    d_resample=none d_per_task=1 d_out=out/cpu-demo ;;
+    d_resample=none d_per_task=1 d_val=4 d_sft=1 d_out=out/cpu-demo ;;
   spider-h100)
     # One H100 (80 GB), Qwen2.5-Coder-1.5B, about 25 minutes.
     d_model=qwen2.5-coder-1.5b d_dataset=spider d_root=../shared/spider d_iterations=3 d_k=8
     d_train=1500 d_dev=0 d_vote=8 d_values=3 d_max_new=160 d_epochs=2 d_lr=1e-4 d_batch=16
-    d_max_len=2048 d_resample=difficulty d_per_task=0 d_out=out/spider-h100 ;;
+    d_max_len=4096 d_resample=difficulty d_per_task=0 d_val=300 d_sft=1
+    d_out=out/spider-h100 ;;
   spider-full)
     # The full loop of the reference: all train tasks, k=8, 3 iterations, vote@16.
     d_model=qwen2.5-coder-1.5b d_dataset=spider d_root=../shared/spider d_iterations=3 d_k=8
     d_train=7000 d_dev=0 d_vote=16 d_values=3 d_max_new=160 d_epochs=2 d_lr=1e-4 d_batch=16
-    d_max_len=2048 d_resample=difficulty d_per_task=0 d_out=out/spider-full ;;
+    d_max_len=4096 d_resample=difficulty d_per_task=0 d_val=300 d_sft=1
+    d_out=out/spider-full ;;
   *) echo "iterate.sh: unknown preset '$preset' (cpu-demo, spider-h100, spider-full)" >&2; exit 2 ;;
 esac
 
@@ -75,6 +83,8 @@ K=${RF_K:-$d_k}
 TEMPERATURE=${RF_TEMPERATURE:-0.7}
 TRAIN_SIZE=${RF_TRAIN_SIZE:-$d_train}
 DEV_SIZE=${RF_DEV_SIZE:-$d_dev}
+VAL_SIZE=${RF_VAL_SIZE:-$d_val}
+SFT_BASELINE=${RF_SFT_BASELINE:-$d_sft}
 VOTE=${RF_VOTE:-$d_vote}
 VALUES=${RF_VALUES:-$d_values}
 MAX_NEW=${RF_MAX_NEW_TOKENS:-$d_max_new}
@@ -89,6 +99,7 @@ TRAINER=${RF_TRAINER:-peft}
 SEED=${RF_SEED:-0}
 OUT=${RF_OUT:-$d_out}
 RETRAIN_ERRORS=${RF_RETRAIN_ON_ERRORS:-0}
+MAX_TOO_LONG=${RF_MAX_TOO_LONG:-1}
 DRY=0
 FORCE=0
 
@@ -103,6 +114,9 @@ while (($#)); do
     --temperature) TEMPERATURE=$2; shift ;;
     --train-size) TRAIN_SIZE=$2; shift ;;
     --dev-size) DEV_SIZE=$2; shift ;;
+    --val-size) VAL_SIZE=$2; shift ;;
+    --sft-baseline) SFT_BASELINE=1 ;;
+    --no-sft-baseline) SFT_BASELINE=0 ;;
     --vote) VOTE=$2; shift ;;
     --values) VALUES=$2; shift ;;
     --max-new-tokens) MAX_NEW=$2; shift ;;
@@ -110,6 +124,7 @@ while (($#)); do
     --lr) LR=$2; shift ;;
     --batch-size) BATCH=$2; shift ;;
     --max-len) MAX_LEN=$2; shift ;;
+    --max-too-long) MAX_TOO_LONG=$2; shift ;;
     --resample) RESAMPLE=$2; shift ;;
     --max-per-task) PER_TASK=$2; shift ;;
     --sampler) SAMPLER=$2; shift ;;
@@ -187,23 +202,38 @@ filter_opts="--resample $(q "$RESAMPLE")"
 ((PER_TASK > 0)) && filter_opts+=" --max-per-task $PER_TASK"
 [[ -n $ROOT ]] && data_opts+=" --root $(q "$ROOT")"
 
-# evaluate ITER ADAPTER: greedy (and vote@K) execution accuracy on the dev tasks
+# evaluate LABEL ADAPTER DIR: greedy (and vote@K) execution accuracy on the dev tasks, and
+# greedy on the validation tasks (the only number the best iteration is chosen by)
 evaluate() {
-  local iter=$1 adapter=$2 dir=$OUT/iter$1 a=
+  local iter=$1 adapter=$2 dir=$3 a= name="iteration $1"
   [[ -n $adapter ]] && a="--adapter $(q "$adapter")"
-  stage "$iter" dev-greedy-sample "$dir/dev.greedy.sampled.jsonl" \
-    "rf-sample $sample_opts $a -k 1 --temperature 0 < $(q "$OUT/data/dev.jsonl")"
-  stage "$iter" dev-greedy-exec "$dir/dev.greedy.jsonl" "rf-exec < $(q "$dir/dev.greedy.sampled.jsonl")"
-  stage "$iter" dev-greedy-eval "$dir/dev.greedy.report.json" \
-    "rf-eval --markdown $(q "$dir/dev.greedy.report.md") --title $(q "iteration $iter: dev greedy") < $(q "$dir/dev.greedy.jsonl")"
+  [[ $iter == sft ]] && name="SFT on gold"
+  local sets=dev
+  ((VAL_SIZE > 0)) && sets="dev val"
+  for set in $sets; do
+    stage "$iter" $set-greedy-sample "$dir/$set.greedy.sampled.jsonl" \
+      "rf-sample $sample_opts $a -k 1 --temperature 0 < $(q "$OUT/data/$set.jsonl")"
+    stage "$iter" $set-greedy-exec "$dir/$set.greedy.jsonl" \
+      "rf-exec < $(q "$dir/$set.greedy.sampled.jsonl")"
+    stage "$iter" $set-greedy-eval "$dir/$set.greedy.report.json" \
+      "rf-eval --markdown $(q "$dir/$set.greedy.report.md") --title $(q "$name: $set greedy") < $(q "$dir/$set.greedy.jsonl")"
+  done
   if ((VOTE > 0)); then
     stage "$iter" dev-vote-sample "$dir/dev.vote.sampled.jsonl" \
       "rf-sample $sample_opts $a -k $VOTE --temperature $TEMPERATURE < $(q "$OUT/data/dev.jsonl")"
     stage "$iter" dev-vote-exec "$dir/dev.vote.jsonl" \
       "rf-exec < $(q "$dir/dev.vote.sampled.jsonl") | rf-vote"
     stage "$iter" dev-vote-eval "$dir/dev.vote.report.json" \
-      "rf-eval --markdown $(q "$dir/dev.vote.report.md") --title $(q "iteration $iter: dev vote@$VOTE") < $(q "$dir/dev.vote.jsonl")"
+      "rf-eval --markdown $(q "$dir/dev.vote.report.md") --title $(q "$name: dev vote@$VOTE") < $(q "$dir/dev.vote.jsonl")"
   fi
+}
+
+# train LABEL DIR: an adapter in DIR/adapter from DIR/examples.jsonl, always from the base model
+train() {
+  local iter=$1 dir=$2
+  # rf-train renames its adapter into place itself; --resume picks up its own checkpoint
+  stage "$iter" train "$dir/train.report.json" \
+    "rf-train --trainer $(q "$TRAINER") --base $(q "$MODEL") --out $(q "$dir/adapter") --force --resume --epochs $EPOCHS --lr $LR --batch-size $BATCH --max-len $MAX_LEN --max-too-long $MAX_TOO_LONG --seed $SEED < $(q "$dir/examples.jsonl")"
 }
 
 # train_round ITER PREV_ADAPTER TASKS [EXTRA_EXAMPLES]: sample, verify, select, train, evaluate
@@ -217,14 +247,13 @@ train_round() {
   [[ -n $extra ]] && keep="cat $(q "$extra")"
   stage "$iter" select "$dir/examples.jsonl" \
     "{ $keep; rf-filter $filter_opts < $(q "$dir/train.jsonl"); rf-inject < $(q "$dir/train.jsonl"); }"
-  # rf-train renames its adapter into place itself; --resume picks up its own checkpoint
-  stage "$iter" train "$dir/train.report.json" \
-    "rf-train --trainer $(q "$TRAINER") --base $(q "$MODEL") --out $(q "$dir/adapter") --force --resume --epochs $EPOCHS --lr $LR --batch-size $BATCH --max-len $MAX_LEN --seed $SEED < $(q "$dir/examples.jsonl")"
-  evaluate "$iter" "$dir/adapter"
+  train "$iter" "$dir"
+  evaluate "$iter" "$dir/adapter" "$dir"
 }
 
-# The settings that decide what the stages produce. ITERATIONS is not among them: a rerun
-# may extend or shorten the loop over the same earlier iterations.
+# The settings that decide what the stages produce. ITERATIONS, SFT_BASELINE and MAX_TOO_LONG
+# are not among them: a rerun may extend or shorten the loop over the same earlier
+# iterations, add or leave out the SFT row, or allow more over-long examples after a stop.
 config() {
   cat <<EOF
 PRESET=$preset
@@ -235,6 +264,7 @@ K=$K
 TEMPERATURE=$TEMPERATURE
 TRAIN_SIZE=$TRAIN_SIZE
 DEV_SIZE=$DEV_SIZE
+VAL_SIZE=$VAL_SIZE
 VOTE=$VOTE
 VALUES=$VALUES
 MAX_NEW_TOKENS=$MAX_NEW
@@ -283,7 +313,8 @@ if ((!DRY)); then
   mkdir -p "$OUT/data"
   for ((i = 0; i <= ITERATIONS + RETRAIN_ERRORS; i++)); do mkdir -p "$OUT/iter$i"; done
   [[ -e $OUT/timings.tsv ]] || printf 'iteration\tstage\tms\n' > "$OUT/timings.tsv"
-  { config; echo "ITERATIONS=$ITERATIONS"; } > "$OUT/config.env.tmp"
+  { config; echo "ITERATIONS=$ITERATIONS"; echo "SFT_BASELINE=$SFT_BASELINE"
+    echo "MAX_TOO_LONG=$MAX_TOO_LONG"; } > "$OUT/config.env.tmp"
   mv "$OUT/config.env.tmp" "$OUT/config.env"
 fi
 
@@ -292,8 +323,22 @@ dev_limit=
 stage 0 data-train "$OUT/data/train.jsonl" \
   "rf-data $(q "$DATASET") $data_opts --split train --limit $TRAIN_SIZE --seed $SEED"
 stage 0 data-dev "$OUT/data/dev.jsonl" "rf-data $(q "$DATASET") $data_opts --split dev $dev_limit"
+if ((VAL_SIZE > 0)); then
+  stage 0 data-val "$OUT/data/val.jsonl" \
+    "rf-data $(q "$DATASET") $data_opts --split train --limit $VAL_SIZE --seed $SEED --exclude $(q "$OUT/data/train.jsonl")"
+fi
 
-evaluate 0 ""  # the base model: the starting point every iteration is measured against
+evaluate 0 "" "$OUT/iter0"  # the base model: what every other row is measured against
+
+if ((SFT_BASELINE)); then
+  # The reference's middle row: the base model fine-tuned once on the gold SQL of the same
+  # train tasks (those whose gold query runs), with the same trainer settings.
+  if ((!DRY)); then mkdir -p "$OUT/sft"; fi
+  stage sft select "$OUT/sft/examples.jsonl" \
+    "rf-exec < $(q "$OUT/data/train.jsonl") | rf-inject"
+  train sft "$OUT/sft"
+  evaluate sft "$OUT/sft/adapter" "$OUT/sft"
+fi
 prev=
 for ((i = 1; i <= ITERATIONS; i++)); do
   train_round "$i" "$prev" "$OUT/data/train.jsonl"

@@ -32,9 +32,12 @@ def format_completion(sql: str) -> str:
     return f"```sql\n{sql.strip()}\n```"
 
 
-def _example(task: dict, sql: str, source: str) -> dict:
-    return new_record("example", task_id=task.get("id"), messages=task_messages(task),
-                      completion=format_completion(sql), source=source, weight=1)
+def _example(task: dict, sql: str, source: str, weight: int = 1) -> dict:
+    rec = new_record("example", task_id=task.get("id"), messages=task_messages(task),
+                     completion=format_completion(sql), source=source, weight=weight)
+    if task.get("db_id") is not None:
+        rec["db_id"] = task["db_id"]  # so rf-train can say which databases lost examples
+    return rec
 
 
 def self_examples(task: dict, *, resample: str | None = None,
@@ -42,7 +45,9 @@ def self_examples(task: dict, *, resample: str | None = None,
     """One example per distinct correct candidate (by canonical SQL), in candidate order.
 
     With ``resample="difficulty"`` each is repeated k - n_correct times (at least once), so
-    questions the model rarely gets right weigh more, as in the reference project.
+    questions the model rarely gets right weigh more, as in the reference project. With
+    ``resample="weight"`` each appears once with ``weight`` k - n_correct instead: the trainer
+    weighs its loss by that, so an epoch sees the same expected gradient with fewer tokens.
     """
     seen: set[str] = set()
     chosen: list[str] = []
@@ -57,9 +62,10 @@ def self_examples(task: dict, *, resample: str | None = None,
         chosen.append(sql)
         if max_per_task is not None and len(chosen) >= max_per_task:
             break
-    repeats = 1
-    if resample == "difficulty":
-        repeats = max(1, len(task.get("candidates") or []) - n_correct(task))
+    factor = max(1, len(task.get("candidates") or []) - n_correct(task))
+    if resample == "weight":
+        return [_example(task, sql, "self", weight=factor) for sql in chosen]
+    repeats = factor if resample == "difficulty" else 1
     return [_example(task, sql, "self") for sql in chosen for _ in range(repeats)]
 
 

@@ -49,14 +49,15 @@ def _config(run: Path) -> dict:
     return cfg
 
 
-def _timings(run: Path) -> dict[int, dict[str, float]]:
-    out: dict[int, dict[str, float]] = {}
+def _timings(run: Path) -> dict[int | str, dict[str, float]]:
+    out: dict[int | str, dict[str, float]] = {}
     path = run / "timings.tsv"
     if path.is_file():
         for lineno, line in enumerate(path.read_text().splitlines()[1:], start=2):
             parts = line.split("\t")
             try:
-                iteration, stage, ms = int(parts[0]), parts[1], int(parts[2])
+                label, stage, ms = parts[0], parts[1], int(parts[2])
+                iteration = int(label) if label.isdigit() else label  # "sft": the baseline
             except (IndexError, ValueError):
                 raise RFError(f"{path}: line {lineno}: expected ITERATION<tab>STAGE<tab>MS, "
                               f"got {line[:60]!r}") from None
@@ -112,7 +113,8 @@ def build_history(run: Path) -> dict:
         if (it_dir / "train.report.json").is_file():
             rep = _json(it_dir / "train.report.json")
             entry["training"] = {k: rep.get(k) for k in (
-                "examples", "tokens", "steps", "skipped_steps", "wall_s", "tokens_per_s")}
+                "examples", "skipped_too_long", "skipped_too_long_by_db", "tokens", "steps",
+                "skipped_steps", "wall_s", "tokens_per_s")}
             curve = rep.get("loss_curve") or []
             entry["training"]["loss_first"] = curve[0] if curve else None
             entry["training"]["loss_last"] = curve[-1] if curve else None

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable
 
 from .chat import encode_example
+from .errors import RFError
 
 
 @dataclass
@@ -28,18 +29,33 @@ class Encoded:
         return len(self.input_ids) - self.n_prompt
 
 
-def encode_examples(examples: Iterable[dict], tokenizer, end_of_turn: int, max_len: int,
-                    report) -> tuple[list[Encoded], int]:
-    """Tokenise examples; those longer than ``max_len`` are reported and skipped, never cut."""
-    out, too_long = [], 0
+def encode_examples(examples: list[dict], tokenizer, end_of_turn: int, max_len: int,
+                    report, max_too_long: float | None = None) -> tuple[list[Encoded], Counter]:
+    """Tokenise examples; those longer than ``max_len`` are reported and skipped, never cut.
+
+    Returns the encoded examples and the skipped ones counted by database (``db_id``, or
+    "?" where an example has none). With ``max_too_long`` (a percentage), more skipped than
+    that is an RFError naming the databases, before any training: a limit that drops the
+    largest schemas' questions silently would train on none of them.
+    """
+    out, too_long = [], Counter()
     for i, ex in enumerate(examples):
         prompt, answer = encode_example(tokenizer, ex["messages"], ex["completion"], end_of_turn)
         if len(prompt) + len(answer) > max_len:
-            too_long += 1
+            too_long[ex.get("db_id") or "?"] += 1
             report(f"example {i + 1} (task {ex.get('task_id')!r}) has "
                    f"{len(prompt) + len(answer)} tokens > --max-len {max_len}: skipped")
             continue
         out.append(Encoded(i, prompt + answer, len(prompt), float(ex.get("weight", 1))))
+    n, dropped = len(examples), sum(too_long.values())
+    if dropped:
+        worst = ", ".join(f"{db} {c}" for db, c in too_long.most_common(8))
+        message = (f"{dropped} of {n} examples ({100 * dropped / n:.1f}%) are longer than "
+                   f"--max-len {max_len} (by database: {worst})")
+        if max_too_long is not None and 100 * dropped / n > max_too_long:
+            raise RFError(f"{message}; more than the {max_too_long:g}% allowed: raise "
+                          "--max-len, or allow it with a larger --max-too-long")
+        report(f"{message}: skipped")
     return out, too_long
 
 

@@ -92,8 +92,8 @@ class PeftTrainer:
               grad_checkpointing: bool = False, dtype: str = "auto", device: str = "auto",
               resume: bool = False, merge: bool = False, force: bool = False,
               max_grad_norm: float = 1.0, max_bad_steps: int | None = None,
-              save_every: int = 50, report: Callable[[str], None] = _stderr,
-              **_ignored) -> dict:
+              save_every: int = 50, max_too_long: float | None = None,
+              report: Callable[[str], None] = _stderr, **_ignored) -> dict:
         import torch
         import torch.distributed as dist
         from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
@@ -124,7 +124,8 @@ class PeftTrainer:
                        "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
         tok, model = load(base, dtype=torch_dtype, device=dev)
         eot = end_of_turn_id(tok)
-        encoded, too_long = encode_examples(examples, tok, eot, max_len, say)
+        encoded, too_long = encode_examples(examples, tok, eot, max_len, say,
+                                            max_too_long=max_too_long)
         if not encoded:
             raise RFError("no example fits --max-len; nothing to train on")
         if batch_size < world:
@@ -220,7 +221,8 @@ class PeftTrainer:
             state["tokens"] = int(tokens)
         wall = time.perf_counter() - start
         result = {"path": str(out_dir), "base": base, "trainer": self.name,
-                  "examples": len(encoded), "skipped_too_long": too_long,
+                  "examples": len(encoded), "skipped_too_long": sum(too_long.values()),
+                  "skipped_too_long_by_db": dict(too_long),
                   "tokens": state["tokens"], "steps": total,
                   "skipped_steps": state["skipped"], "loss_curve": state["losses"],
                   "wall_s": round(wall, 2),

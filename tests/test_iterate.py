@@ -128,3 +128,18 @@ def test_bad_option_is_a_usage_error(tmp_path):
     proc = subprocess.run(["bash", str(ROOT / "bin" / "iterate.sh"), "--nope"],
                           capture_output=True, text=True, env=environment(tmp_path))
     assert proc.returncode == 2 and "unknown option '--nope'" in proc.stderr
+
+
+def test_the_loop_stops_when_too_many_examples_exceed_max_len(tiny_model, tmp_path):
+    small = ["--dataset", "demo", "--iterations", "1", "-k", "1", "--train-size", "3",
+             "--dev-size", "1", "--vote", "0", "--values", "0", "--max-new-tokens", "2",
+             "--max-len", "40"]
+    proc = subprocess.run(["bash", str(ROOT / "bin" / "iterate.sh"), "--model", tiny_model,
+                           "--out", str(tmp_path / "run"), *small],
+                          env=environment(tmp_path), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "of 3 examples (100.0%) are longer than --max-len 40 (by database:" in proc.stderr
+    assert "more than the 1% allowed" in proc.stderr
+    assert "iteration 1: stage train failed with exit status 1" in proc.stderr
+    assert not (tmp_path / "run" / "iter1" / "train.report.json").exists()

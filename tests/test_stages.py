@@ -99,6 +99,19 @@ def test_filter_difficulty_resampling_and_cap(executed):
         fenced(GOLD), fenced(GOLD), fenced("SELECT max(price) FROM product")]
 
 
+def test_filter_weight_resampling_writes_each_once_with_its_weight(executed):
+    repeated = run("rf-filter", ["--resample", "difficulty"], input=executed).records
+    weighted = run("rf-filter", ["--resample", "weight"], input=executed).records
+    # t/0: 2 distinct examples with weight 5 - 3 = 2; t/2: one with weight 2 - 1 = 1
+    assert [(e["task_id"], e["weight"]) for e in weighted] == [("t/0", 2), ("t/0", 2),
+                                                                ("t/2", 1)]
+    total = {}
+    for e in repeated:
+        total[e["completion"]] = total.get(e["completion"], 0) + e["weight"]
+    assert total == {e["completion"]: e["weight"] for e in weighted}
+    assert all(e["db_id"] == "shop" for e in weighted)
+
+
 def test_resampling_repeats_at_least_once(shop_db):
     task = make_task(shop_db, "SELECT 1", ["SELECT 1", "SELECT 1"])
     executed = run("rf-exec", input=[task]).records

@@ -107,6 +107,28 @@ def test_long_examples_are_reported_not_truncated(tiny_model, tmp_path):
     assert r.code == 1 and "no example fits --max-len" in r.stderr
 
 
+def test_too_long_examples_are_counted_by_database_and_can_stop_the_run(tiny_model, tmp_path,
+                                                                         validate):
+    long = examples(1)[0] | {"completion": "SELECT " + ", ".join(["price"] * 200),
+                             "db_id": "store_1"}
+    exs = [long, long | {"db_id": "sakila_1"}, long] + examples(3, db_id="shop")
+    r = train(tiny_model, tmp_path / "a", exs, *FAST, "--epochs", "1", "--max-len", "120")
+    assert r.code == 0, r.stderr
+    rep = r.records[0]
+    validate(rep)
+    assert rep["skipped_too_long"] == 3
+    assert rep["skipped_too_long_by_db"] == {"store_1": 2, "sakila_1": 1}
+    assert "3 of 6 examples (50.0%) are longer than --max-len 120 (by database: store_1 2, " \
+        "sakila_1 1): skipped" in r.stderr
+    r = train(tiny_model, tmp_path / "b", exs, *FAST, "--max-len", "120", "--max-too-long", "1")
+    assert r.code == 1 and "more than the 1% allowed" in r.stderr, r.stderr
+    assert "by database: store_1 2, sakila_1 1" in r.stderr
+    assert not (tmp_path / "b").exists()
+    r = train(tiny_model, tmp_path / "c", exs, *FAST, "--epochs", "1", "--max-len", "120",
+              "--max-too-long", "50")
+    assert r.code == 0, r.stderr
+
+
 def test_non_finite_steps_are_skipped_then_stop_without_an_adapter(tiny_model, tmp_path):
     r = train(tiny_model, tmp_path / "a", examples(2), "--lr", "1e20", "--batch-size", "1",
               "--epochs", "10", "--max-bad-steps", "3")

@@ -4,6 +4,8 @@ import click
 
 from rf_core import plugins
 from rf_core.cli import Pipe, command
+from rf_core.datasets import pick
+from rf_core.records import read_records
 
 PROG = "rf-data"
 
@@ -18,16 +20,27 @@ PROG = "rf-data"
               help="With --limit: a fixed random sample of N tasks (same seed, same tasks).")
 @click.option("--values", type=click.IntRange(min=0), default=3, show_default=True,
               help="Distinct sample values per column in the schema context.")
+@click.option("--exclude", "exclude_file", type=click.File("rb"), default=None,
+              metavar="FILE", help="Leave out the tasks of FILE (task records, by id) "
+              "before --limit/--seed pick: a sample disjoint from FILE's.")
 @command(PROG)
-def cli(dataset, root, split, limit, seed, values):
+def cli(dataset, root, split, limit, seed, values, exclude_file):
     """Write one task record per question of DATASET (e.g. spider, demo) to stdout.
 
     Tasks whose database is missing are skipped with a stderr line and counted.
     """
     impl = plugins.get("datasets", dataset)
     pipe = Pipe(PROG, None)
-    for task in impl.tasks(root=root, split=split, limit=limit, seed=seed, values=values,
-                           report=pipe.note):
+    if exclude_file is None:
+        tasks = impl.tasks(root=root, split=split, limit=limit, seed=seed, values=values,
+                           report=pipe.note)
+    else:
+        excluded = {t["id"] for t in read_records(exclude_file, prog=PROG, kind="task")}
+        every = impl.tasks(root=root, split=split, values=values, report=pipe.note)
+        kept = [t for t in every if t["id"] not in excluded]
+        pipe.note(f"left out {len(excluded)} task(s) of {exclude_file.name}")
+        tasks = pick(kept, limit, seed)
+    for task in tasks:
         pipe.write(task)
     pipe.note(f"{pipe.out.count} {dataset} {split} task(s) written")
 

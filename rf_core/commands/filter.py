@@ -12,9 +12,10 @@ PROG = "rf-filter"
 
 @click.command(name=PROG)
 @input_options
-@click.option("--resample", type=click.Choice(["none", "difficulty"]), default="none",
-              show_default=True,
-              help="difficulty: repeat each example k - n_correct times (at least once).")
+@click.option("--resample", type=click.Choice(["none", "difficulty", "weight"]),
+              default="none", show_default=True,
+              help="difficulty: repeat each example k - n_correct times (at least once); "
+              "weight: write it once with weight k - n_correct.")
 @click.option("--max-per-task", type=click.IntRange(min=1), default=None,
               help="At most N distinct examples per task.")
 @click.option("--tasks", "select", type=click.Choice(["wrong", "right"]), default=None,

@@ -51,10 +51,14 @@ def _check_example(rec: dict) -> None:
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint of --out.")
 @click.option("--merge", is_flag=True, help="Also write the merged model to OUT/merged.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@click.option("--max-too-long", type=click.FloatRange(min=0, max=100), default=None,
+              metavar="PCT", help="Stop before training when more than PCT% of the examples "
+              "are longer than --max-len (default: skip them, with a count by database).")
 @command(PROG)
 def cli(input_file, skip_bad, max_bad, trainer, base, out, rank, alpha, dropout, target, lr,
         epochs, warmup, weight_decay, batch_size, micro_batch_tokens, max_len, seed,
-        grad_checkpointing, dtype, device, max_bad_steps, save_every, resume, merge, force):
+        grad_checkpointing, dtype, device, max_bad_steps, save_every, resume, merge, force,
+        max_too_long):
     """Train a LoRA adapter on the examples (always from the BASE model) and print one JSON
     line describing it. The adapter is written to a temporary folder and renamed into place,
     so OUT never holds a half-written adapter."""
@@ -71,7 +75,8 @@ def cli(input_file, skip_bad, max_bad, trainer, base, out, rank, alpha, dropout,
                         micro_batch_tokens=micro_batch_tokens, max_len=max_len, seed=seed,
                         grad_checkpointing=grad_checkpointing, dtype=dtype, device=device,
                         max_bad_steps=max_bad_steps, save_every=save_every, resume=resume,
-                        merge=merge, force=force, report=pipe.note)
+                        merge=merge, force=force, max_too_long=max_too_long,
+                        report=pipe.note)
     if int(os.environ.get("RANK", "0")) == 0:
         pipe.write({"schema_version": 1, "kind": "train_report", **result})
 
