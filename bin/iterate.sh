@@ -306,8 +306,8 @@ if ((!DRY)); then
         exit 2
       fi
       log "--force: deleting the results of the earlier run in $OUT"
-      rm -rf -- "$OUT"/data "$OUT"/iter* "$OUT"/timings.tsv "$OUT"/history.json \
-        "$OUT"/report.md "$OUT"/*.png "$OUT"/config.env
+      rm -rf -- "$OUT"/data "$OUT"/iter* "$OUT"/sft "$OUT"/best "$OUT"/timings.tsv \
+        "$OUT"/history.json "$OUT"/report.md "$OUT"/*.png "$OUT"/config.env
     fi
   fi
   mkdir -p "$OUT/data"

@@ -168,3 +168,31 @@ def test_a_rerun_with_other_settings_refuses_unless_forced(fakes, tmp_path):
     assert "done already" not in forced.stderr
     config = (out / "config.env").read_text().splitlines()
     assert "K=2" in config and "TRAIN_SIZE=4" in config and "MAX_LEN=1024" in config
+
+
+def test_the_validation_sample_is_disjoint_from_train_and_dev(fakes, tmp_path):
+    import sys
+
+    import orjson
+
+    real = Path(sys.executable).parent / "rf-data"
+    fake = Path(fakes["PATH"].split(os.pathsep)[0]) / "rf-data"
+    fake.unlink()
+    fake.symlink_to(real)
+    out = tmp_path / "run"
+    r = subprocess.run(["bash", str(ROOT / "bin" / "iterate.sh"), *ARGS, "--out", str(out),
+                        "--train-size", "30", "--dev-size", "20", "--val-size", "25"],
+                       env={**fakes, "RF_CACHE_DIR": str(tmp_path / "cache")},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    sets = {}
+    for name in ("train", "val", "dev"):
+        recs = [orjson.loads(x) for x in (out / "data" / f"{name}.jsonl").read_bytes().splitlines()]
+        sets[name] = {(t["db_id"], t["question"]) for t in recs}
+        assert len(recs) == {"train": 30, "val": 25, "dev": 20}[name]
+    assert not sets["val"] & sets["train"]
+    assert not sets["val"] & sets["dev"] and not sets["train"] & sets["dev"]
+    again = subprocess.run(["bash", str(ROOT / "bin" / "iterate.sh"), *ARGS, "--dry-run",
+                            "--out", str(out), "--val-size", "25"], env=fakes,
+                           capture_output=True, text=True, timeout=60)
+    assert "--split train --limit 25 --seed 0 --exclude" in again.stdout
