@@ -34,3 +34,10 @@ def check_exec_input(task: dict) -> None:
     gold = task.get("gold_sql")
     if gold is not None and not isinstance(gold, str):
         raise ValueError("'gold_sql' must be a string")
+
+
+def variants_rejected(cand: dict) -> bool:
+    """Whether the test-suite variants turned this candidate from correct to wrong."""
+    check = cand.get("variants")
+    return bool(isinstance(check, dict) and check.get("used")
+                and check.get("passed") != check.get("used"))

@@ -11,18 +11,22 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable, Iterable, Iterator
 
-from .matching import MATCHERS, gold_is_ordered
+from .matching import DEFAULT_MATCHER, MATCHERS, Matcher, get_matcher, query_key
 from .pool import GRACE_S, Slot, supervised_map
 from .sqlexec import Executor, Limits, Result
+from .variants import DEFAULT_MAX_MB, VariantCache
 
 _executor: Executor | None = None
-_matcher_name = "official"
+_matcher_name = DEFAULT_MATCHER
+_matchers: list[Matcher] = []
 
 
-def _init_worker(limits: Limits, matcher: str) -> None:
-    global _executor, _matcher_name
-    _executor = Executor(limits)
+def _init_worker(limits: Limits, matcher: str, matcher_names: tuple = (),
+                 max_open: int = 8) -> None:
+    global _executor, _matcher_name, _matchers
+    _executor = Executor(limits, max_open=max_open)
     _matcher_name = matcher
+    _matchers = [get_matcher(n) for n in (matcher_names or (matcher,))]
 
 
 def _killed_result(reason: str) -> Result:
@@ -33,80 +37,176 @@ def _killed_result(reason: str) -> Result:
     return Result(ok=False, error="the query crashed its worker process")
 
 
+def _usable(res: Result | None) -> bool:
+    return res is not None and res.ok and not res.truncated
+
+
 def check_job(job: tuple, slot: Slot | None = None, killed: dict | None = None) -> tuple:
-    """One task: (db_path, gold_sql, candidate SQLs) -> (gold summary, [(summary, correct)]).
+    """One task: (db_path, gold_sql, candidate SQLs[, variant paths]) -> (gold summary,
+    [(summary, correct, verdicts, variants)]).
 
     Query index 0 is the gold query, i + 1 the i-th candidate; identical SQL text shares the
-    index of its first occurrence, its execution and its verdict.
+    index of its first occurrence, its execution and its verdict. Queries that only some
+    matchers or the variants need (a rewritten text, a run on a variant) take the indexes
+    after the candidates, in the order they first run, which is the same on a resend.
     """
-    db_path, gold_sql, cand_sqls = job
+    db_path, gold_sql, cand_sqls = job[:3]
+    variant_paths = job[3] if len(job) > 3 else ()
     killed = killed or {}
-    match = MATCHERS[_matcher_name]
     cache: dict[str, Result] = {}
+    extra_cache: dict[tuple[str, str], Result] = {}
+    next_extra = [len(cand_sqls) + 1]
+
+    def execute(index: int, db: str, sql) -> Result:
+        if index in killed:
+            return _killed_result(killed[index])
+        if slot is not None:
+            slot.start(index)
+        res = _executor.run(db, sql)
+        if slot is not None:
+            slot.stop()
+        return res
 
     def run(index: int, sql) -> Result:
         key = sql.strip() if isinstance(sql, str) else None
         if key is not None and key in cache:
             return cache[key]
-        if index in killed:
-            res = _killed_result(killed[index])
-        else:
-            if slot is not None:
-                slot.start(index)
-            res = _executor.run(db_path, sql)
-            if slot is not None:
-                slot.stop()
+        res = execute(index, db_path, sql)
         if key is not None:
             cache[key] = res
         return res
 
+    def run_extra(db: str, sql: str) -> Result:
+        """A matcher's rewritten text, or a query on a variant: once per query_key."""
+        key = (db, query_key(sql))
+        if key not in extra_cache:
+            index = next_extra[0]
+            next_extra[0] += 1
+            extra_cache[key] = execute(index, db, sql)
+        return extra_cache[key]
+
     gold = run(0, gold_sql) if gold_sql is not None else None
-    gold_usable = gold is not None and gold.ok and not gold.truncated
-    ordered = gold_is_ordered(gold_sql) if gold_usable else False
-    verdicts: dict[int, bool] = {}  # by id of the shared Result: identical SQL, same verdict
+    results = [run(i + 1, sql) for i, sql in enumerate(cand_sqls)]
+
+    def text_and_result(m: Matcher, sql, role: str, as_written: Result):
+        if not isinstance(sql, str):
+            return sql, as_written
+        text = m.rewrite(sql, role)
+        if text == sql:
+            return text, as_written
+        return text, run_extra(db_path, text)
+
+    verdicts: list[dict] = [{} for _ in cand_sqls]
+    texts: dict[str, tuple] = {}  # matcher -> (gold text, gold result, ordered, cand texts)
+    for m in _matchers:
+        if gold is None:
+            for v in verdicts:
+                v[m.name] = None
+            continue
+        g_text, g_res = text_and_result(m, gold_sql, "gold", gold)
+        ordered = m.ordered(g_text) if _usable(g_res) else False
+        seen: dict[tuple[int, int], bool] = {}
+        c_texts = []
+        for i, (sql, res) in enumerate(zip(cand_sqls, results)):
+            c_text, c_res = text_and_result(m, sql, "candidate", res)
+            c_texts.append((c_text, c_res))
+            if not (_usable(g_res) and _usable(c_res)):
+                verdicts[i][m.name] = False
+                continue
+            pair = (id(g_res), id(c_res))
+            if pair not in seen:
+                seen[pair] = bool(m.match(g_res.rows, c_res.rows, ordered))
+            verdicts[i][m.name] = seen[pair]
+        texts[m.name] = (g_text, g_res, ordered, c_texts)
+
+    primary = get_matcher(_matcher_name)
+    variant_checks: list[dict | None] = [None] * len(cand_sqls)
+    if gold is not None and variant_paths and primary.name in texts:
+        g_text, g_res, ordered, c_texts = texts[primary.name]
+        usable_variants = []  # (path, gold result there)
+        if any(v.get(primary.name) for v in verdicts):
+            for path in variant_paths:
+                gv = run_extra(path, g_text)
+                # A variant where the gold fails, or comes back empty where it was not,
+                # says nothing about the candidates: skip it for this task.
+                if not _usable(gv) or (gv.n_rows == 0 and g_res.n_rows > 0):
+                    continue
+                usable_variants.append((path, gv))
+        done: dict[int, dict] = {}
+        for i, (c_text, c_res) in enumerate(c_texts):
+            if not verdicts[i].get(primary.name):
+                continue
+            if id(c_res) not in done:
+                passed = 0
+                for path, gv in usable_variants:
+                    cv = run_extra(path, c_text)
+                    passed += _usable(cv) and bool(primary.match(gv.rows, cv.rows, ordered))
+                done[id(c_res)] = {"used": len(usable_variants), "passed": passed}
+            variant_checks[i] = dict(done[id(c_res)])
+
     out = []
-    for i, sql in enumerate(cand_sqls):
-        res = run(i + 1, sql)
+    for i, res in enumerate(results):
         if gold is None:
             correct = None
-        elif not (gold_usable and res.ok) or res.truncated:
-            correct = False
         else:
-            if id(res) not in verdicts:
-                verdicts[id(res)] = match(gold.rows, res.rows, ordered)
-            correct = verdicts[id(res)]
-        out.append((res.summary(), correct))
+            correct = bool(verdicts[i].get(primary.name))
+            check = variant_checks[i]
+            if correct and check is not None:
+                correct = check["passed"] == check["used"]
+        out.append((res.summary(), correct, verdicts[i], variant_checks[i]))
     return (gold.summary() if gold is not None else None, out)
 
 
-def verify_tasks(tasks: Iterable[dict], *, matcher: str = "official", jobs: int = 1,
+def verify_tasks(tasks: Iterable[dict], *, matcher: str = DEFAULT_MATCHER, jobs: int = 1,
                  limits: Limits = Limits(), verifier: str = "sqlite",
-                 report: Callable[[str], None] | None = None) -> Iterator[dict]:
-    """Add ``exec``/``correct`` to each candidate and ``gold_exec`` to each task, in order."""
+                 report: Callable[[str], None] | None = None, variants: int = 0,
+                 variants_seed: int = 0, variants_max_mb: float = DEFAULT_MAX_MB,
+                 variants_dir: str | None = None) -> Iterator[dict]:
+    """Add ``exec``, ``verdicts`` (every registered matcher's), ``correct`` (``matcher``'s,
+    and with ``variants`` > 0 also on every usable variant) and ``variants`` to each
+    candidate and ``gold_exec`` to each task, in input order."""
     if matcher not in MATCHERS:
         raise ValueError(f"unknown matcher {matcher!r}")
+    names = tuple(MATCHERS)
+    cache = VariantCache(variants, seed=variants_seed, root=variants_dir,
+                         max_mb=variants_max_mb, report=report)
     pending: deque[dict] = deque()
 
     def jobs_of(stream):
         for task in stream:
             pending.append(task)
             cands = task.get("candidates") or []
-            yield (task["db_path"], task.get("gold_sql"), [c.get("sql") for c in cands])
+            job = (task["db_path"], task.get("gold_sql"), [c.get("sql") for c in cands])
+            if variants and task.get("gold_sql") is not None:
+                job += (cache.paths(task["db_path"]),)
+            yield job
 
-    results = supervised_map(check_job, jobs_of(tasks), workers=jobs,
-                             hard_timeout_s=limits.timeout_s + GRACE_S,
-                             init=_init_worker, init_args=(limits, matcher))
-    for gold, outs in results:
-        task = pending.popleft()
-        if gold is not None:
-            task["gold_exec"] = gold
-            if not gold["ok"] and report:
-                report(f"gold query of task {task.get('id')!r} failed: {gold['error']}")
-            elif gold["truncated"] and report:
-                report(f"gold result of task {task.get('id')!r} was truncated; "
-                       "its candidates cannot be verified (raise --max-rows/--max-bytes)")
-        for cand, (summary, correct) in zip(task.get("candidates") or [], outs):
-            cand["exec"] = summary
-            cand["correct"] = correct
-        task["verified_by"] = {"verifier": verifier, "matcher": matcher}
-        yield task
+    try:
+        results = supervised_map(check_job, jobs_of(tasks), workers=jobs,
+                                 hard_timeout_s=limits.timeout_s + GRACE_S,
+                                 init=_init_worker,
+                                 init_args=(limits, matcher, names, 8 * (1 + variants)))
+        for gold, outs in results:
+            task = pending.popleft()
+            if gold is not None:
+                task["gold_exec"] = gold
+                if not gold["ok"] and report:
+                    report(f"gold query of task {task.get('id')!r} failed: {gold['error']}")
+                elif gold["truncated"] and report:
+                    report(f"gold result of task {task.get('id')!r} was truncated; "
+                           "its candidates cannot be verified (raise --max-rows/--max-bytes)")
+            for cand, (summary, correct, verdicts, checks) in zip(task.get("candidates") or [],
+                                                                  outs):
+                cand["exec"] = summary
+                cand["verdicts"] = verdicts
+                cand["correct"] = correct
+                if checks is not None:
+                    cand["variants"] = checks
+                else:
+                    cand.pop("variants", None)
+            task["verified_by"] = {"verifier": verifier, "matcher": matcher}
+            if variants:
+                task["verified_by"]["variants"] = variants
+            yield task
+    finally:
+        cache.close()
