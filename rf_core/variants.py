@@ -8,7 +8,8 @@ this reason; rf-exec's ``--variants N`` does the same with N variants built here
 Variant i of a database is deterministic: its random generator is seeded with the source's
 content hash, the seed and i. Each variant applies some of these perturbations, table by
 table, and never changes the schema:
-- drop rows (about a quarter; a table keeps at least one row),
+- drop rows (about a quarter; a table keeps at least one row; rows whose foreign key
+  pointed at a dropped row go too, so the variant breaks no reference the original kept),
 - duplicate rows (about a fifth; an integer primary key gets a fresh value; a copy that a
   UNIQUE constraint refuses is left out),
 - change numeric values (about a third of the cells of non-key numeric columns, by a small
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import quote
 
-ALGORITHM = 1  # bump when the perturbations change, so cached variants are rebuilt
+ALGORITHM = 2  # bump when the perturbations change, so cached variants are rebuilt
 DEFAULT_MAX_MB = 256
 _PERTURBATIONS = ({"drop", "shuffle"}, {"duplicate", "shuffle"}, {"values"},
                   {"drop", "duplicate", "values", "shuffle"})
@@ -77,6 +78,54 @@ def _key_columns(conn: sqlite3.Connection, tables: list[str]) -> dict[str, set[s
             if fk[4] and str(fk[2]).lower() in keys:
                 keys[str(fk[2]).lower()].add(str(fk[4]).lower())
     return keys
+
+
+def _foreign_keys(conn: sqlite3.Connection, tables: list[str]) -> list[tuple[str, str, str, str]]:
+    """(child table, child column, parent table, parent column) of every foreign key whose
+    parent table exists; a key without a parent column points at the parent's primary key."""
+    names = {t.lower(): t for t in tables}
+    out = []
+    for t in tables:
+        for fk in conn.execute(f"PRAGMA foreign_key_list({_q(t)})"):
+            parent = names.get(str(fk[2]).lower())
+            if parent is None:
+                continue
+            to = fk[4]
+            if not to:
+                pks = [r[1] for r in conn.execute(f"PRAGMA table_info({_q(parent)})") if r[5]]
+                if len(pks) != 1:
+                    continue
+                to = pks[0]
+            out.append((t, fk[3], parent, to))
+    return out
+
+
+def _column_values(conn: sqlite3.Connection, table: str, column: str) -> set:
+    try:
+        return {r[0] for r in conn.execute(f"SELECT {_q(column)} FROM {_q(table)}")}
+    except sqlite3.Error:
+        return set()
+
+
+def _cascade_drops(conn: sqlite3.Connection, fks: list, before: dict) -> None:
+    """Rows whose parent row was dropped go too, so a join the original database's keys
+    made redundant stays redundant (variants break no reference the original kept)."""
+    for _ in range(len(fks) + 1):
+        changed = False
+        for child, ccol, parent, pcol in fks:
+            gone = before[(parent, pcol)] - _column_values(conn, parent, pcol)
+            gone.discard(None)
+            if not gone:
+                continue
+            marks = ", ".join("?" * len(gone))
+            try:
+                cur = conn.execute(f"DELETE FROM {_q(child)} WHERE {_q(ccol)} IN ({marks})",
+                                   list(gone))
+            except sqlite3.Error:
+                continue
+            changed |= cur.rowcount > 0
+        if not changed:
+            return
 
 
 def _integer_pk(conn: sqlite3.Connection, table: str) -> int | None:
@@ -167,8 +216,12 @@ def build_variant(source: Path, target: Path, seed: str, index: int) -> None:
         conn.execute("BEGIN")
         tables = _tables(conn)
         keys = _key_columns(conn, tables)
+        fks = _foreign_keys(conn, tables)
+        before = {(p, c): _column_values(conn, p, c) for _, _, p, c in fks}
         for t in tables:
             _perturb_table(conn, t, keys[t.lower()], kinds, rng)
+        if "drop" in kinds:
+            _cascade_drops(conn, fks, before)
         conn.execute("COMMIT")
         conn.execute("VACUUM")
     finally:
