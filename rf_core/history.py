@@ -56,7 +56,7 @@ def _train_stats(path: Path) -> dict:
     return {"tasks": ev.n_tasks, "covered": covered,
             "coverage": round(covered / ev.n_tasks, 4) if ev.n_tasks else None,
             "candidates": ev.candidates, "pass_at_k": rep["pass_at_k"],
-            "sampled_tokens": tokens}
+            "sampled_tokens": tokens, "variants": rep["variants"]}
 
 
 def _dev(path: Path) -> dict | None:
@@ -183,6 +183,12 @@ def report_markdown(history: dict, plots: list[str]) -> str:
         vote_cell = f"{voted} | " if with_vote else ""
         lines.append(f"| {label} | {coverage} | {sources} | {_ex_cell(greedy_dev)} | {vote_cell}"
                      f"{loss} | {tr.get('tokens_per_s') or ''} | {seconds:.0f} |")
+    for it in history["iterations"]:
+        v = (it.get("train") or {}).get("variants")
+        if v:
+            lines.append(f"Iteration {it['iteration']}: the {v['n']} database variants turned "
+                         f"{v['rejected']} of {v['checked']} train candidates from correct to "
+                         "wrong before selection.")
     names = []
     for it in history["iterations"]:
         for kind in ("greedy", "vote"):

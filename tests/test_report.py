@@ -42,3 +42,21 @@ def test_report_shows_intervals_and_the_difference_from_the_base(shop_db, tmp_pa
     assert f"70.0% [48.1, 85.5]; +40.0 [+{vs['diff_ci95'][0]:.1f}, " in text
     assert "| iteration | official (greedy) | official-keep-distinct (greedy) | lenient (greedy) |" \
         in text
+
+
+def test_report_counts_train_candidates_the_variants_rejected(shop_db, tmp_path):
+    run_dir = tmp_path / "run"
+    _iteration(run_dir, 0, shop_db, 6)
+    train = [make_task(shop_db, GOLD, [GOLD, "SELECT 5"], id=f"t/{k}") for k in range(3)]
+    executed = run("rf-exec", ["--variants", "2", "--variants-dir", str(tmp_path / "cache")],
+                   input=train)
+    assert executed.code == 0, executed.stderr
+    (run_dir / "iter1").mkdir()
+    (run_dir / "iter1" / "train.jsonl").write_bytes(executed.stdout)
+    result = CliRunner().invoke(report_cmd.cli, [str(run_dir), "--no-plots"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    history = json.loads((run_dir / "history.json").read_text())
+    assert history["iterations"][1]["train"]["variants"] == {"n": 2, "checked": 6, "rejected": 3}
+    assert "the 2 database variants turned 3 of 6 train candidates from correct to wrong" in \
+        (run_dir / "report.md").read_text()
