@@ -198,7 +198,7 @@ def report_markdown(history: dict, plots: list[str]) -> str:
     if names:
         kinds = ["greedy"] + (["vote"] if with_vote else [])
         lines += ["", "Dev EX under every matcher (original database only; "
-                  "EX [95% interval]):", "",
+                  "EX [95% interval]; pass@k of the largest k where k > 1):", "",
                   "| iteration | " + " | ".join(f"{m} ({k})" for k in kinds for m in names)
                   + " |", "|---|" + "---|" * (len(names) * len(kinds))]
         for it in history["iterations"]:
@@ -207,8 +207,12 @@ def report_markdown(history: dict, plots: list[str]) -> str:
                 by = (it["dev"].get(k) or {}).get("by_matcher") or {}
                 for m in names:
                     b = by.get(m)
-                    cells.append(_ex_cell({"ex": b["ex"], "ex_ci95": b.get("ex_ci95")})
-                                 if b else "")
+                    cell = _ex_cell({"ex": b["ex"], "ex_ci95": b.get("ex_ci95")}) if b else ""
+                    pk = (b or {}).get("pass_at_k") or {}
+                    top = max(pk, key=int, default=None)
+                    if top is not None and int(top) > 1:
+                        cell += f"; pass@{top} {_pct(pk[top])}"
+                    cells.append(cell)
             lines.append(f"| {it['iteration']} | " + " | ".join(cells) + " |")
     lines += ["", "Dev EX (greedy) by hardness:", "",
               "| iteration | easy | medium | hard | extra |", "|---|---|---|---|---|"]

@@ -20,13 +20,17 @@ def _iteration(run_dir, i, shop_db, n_right):
     folder.mkdir(parents=True)
     (folder / "dev.greedy.jsonl").write_bytes(executed)
     (folder / "dev.greedy.report.json").write_bytes(run("rf-eval", input=executed).stdout)
+    sampled = [make_task(shop_db, GOLD, ["SELECT 0", GOLD if k < n_right else "SELECT 1"],
+                         id=f"r/{k}") for k in range(20)]
+    voted = run("rf-vote", input=run("rf-exec", input=sampled).stdout).stdout
+    (folder / "dev.vote.report.json").write_bytes(run("rf-eval", input=voted).stdout)
 
 
 def test_report_shows_intervals_and_the_difference_from_the_base(shop_db, tmp_path):
     run_dir = tmp_path / "run"
     _iteration(run_dir, 0, shop_db, 6)
     _iteration(run_dir, 1, shop_db, 14)
-    (run_dir / "config.env").write_text("MODEL=m\nDATASET=demo\nVOTE=0\n")
+    (run_dir / "config.env").write_text("MODEL=m\nDATASET=demo\nVOTE=2\n")
     result = CliRunner().invoke(report_cmd.cli, [str(run_dir), "--no-plots"],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
@@ -40,8 +44,10 @@ def test_report_shows_intervals_and_the_difference_from_the_base(shop_db, tmp_pa
     text = (run_dir / "report.md").read_text()
     assert "| 0 (base) |  |  | 30.0% [14.6, 51.9] |" in text
     assert f"70.0% [48.1, 85.5]; +40.0 [+{vs['diff_ci95'][0]:.1f}, " in text
-    assert "| iteration | official (greedy) | official-keep-distinct (greedy) | lenient (greedy) |" \
-        in text
+    assert "| iteration | official (greedy) | official-keep-distinct (greedy) | lenient (greedy) | " \
+        "official (vote) |" in text
+    # the vote ties 1-1 and goes to the first candidate, wrong; pass@2 counts the second
+    assert "| 1 | 70.0% [48.1, 85.5] | " in text and "0.0% [0.0, 16.1]; pass@2 70.0% |" in text
 
 
 def test_report_counts_train_candidates_the_variants_rejected(shop_db, tmp_path):
