@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from math import comb
+from math import comb, sqrt
 from typing import Iterable
 
-from .stats import wilson_interval
+from .stats import Z95, wilson_interval
 from .tasks import variants_rejected
 
 HARDNESS = ("easy", "medium", "hard", "extra")
@@ -49,6 +49,22 @@ def scored_verdict(task: dict, matcher: str) -> bool:
 
 
 MATCHER_ORDER = ("official", "official-keep-distinct", "lenient")
+
+
+def _pass_at_k_intervals(per_task_nc: list[tuple[int, int]]) -> dict[str, list[float]]:
+    """95% intervals of pass@k: the mean of per-task estimates, mean +- 1.96 standard errors
+    over tasks (normal approximation; clipped to 0-100)."""
+    max_n = max((n for n, _ in per_task_nc), default=0)
+    out = {}
+    for k in _ks(max_n):
+        values = [pass_at_k(n, c, k) for n, c in per_task_nc if n >= k]
+        if len(values) > 1:
+            mean = sum(values) / len(values)
+            var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+            half = Z95 * sqrt(var / len(values))
+            out[str(k)] = [round(100 * max(0.0, mean - half), 2),
+                           round(100 * min(1.0, mean + half), 2)]
+    return out
 
 
 def _pass_at_ks(per_task_nc: list[tuple[int, int]]) -> dict[str, float]:
@@ -152,7 +168,8 @@ class Evaluation:
             ci = wilson_interval(correct, scored)
             by_matcher[m] = {"scored": scored, "correct": correct, "ex": pct(correct, scored),
                              "ex_ci95": list(ci) if ci else None,
-                             "ex_first": pct(first, scored), "pass_at_k": _pass_at_ks(nc)}
+                             "ex_first": pct(first, scored), "pass_at_k": _pass_at_ks(nc),
+                             "pass_at_k_ci95": _pass_at_k_intervals(nc)}
         ci = wilson_interval(self.correct, self.scored)
         order = [h for h in HARDNESS if h in self.by_hardness]
         order += sorted(h for h in self.by_hardness if h not in HARDNESS)
@@ -169,6 +186,7 @@ class Evaluation:
             "ex_ci95": list(ci) if ci else None,
             "ex_first": pct(self.first_correct, self.scored),
             "pass_at_k": pass_k,
+            "pass_at_k_ci95": _pass_at_k_intervals(self.per_task_nc),
             "by_hardness": {h: {"n": self.by_hardness[h][0], "correct": self.by_hardness[h][1],
                                 "ex": pct(self.by_hardness[h][1], self.by_hardness[h][0])}
                             for h in order},
@@ -210,7 +228,8 @@ def markdown(report: dict, title: str = "ReasonForge evaluation") -> str:
              f"{interval(report.get('ex_ci95'))} ({report['correct']}/{report['scored']}) |",
              f"| first candidate EX | {fmt(report['ex_first'])} |"]
     for k, v in report["pass_at_k"].items():
-        lines.append(f"| pass@{k} | {fmt(v)} |")
+        ci = (report.get("pass_at_k_ci95") or {}).get(k)
+        lines.append(f"| pass@{k} | {fmt(v)}{interval(ci)} |")
     variants = report.get("variants")
     if variants:
         lines.append(f"| candidates the {variants['n']} database variants turned to wrong | "
@@ -219,13 +238,15 @@ def markdown(report: dict, title: str = "ReasonForge evaluation") -> str:
     if by_matcher:
         ks = sorted({k for b in by_matcher.values() for k in b["pass_at_k"]}, key=int)
         lines += ["", "EX under every matcher (original database only):", "",
-                  "| matcher | EX (95% interval) | first candidate EX | "
+                  "| matcher | EX [95% interval] | first candidate EX | "
                   + " | ".join(f"pass@{k}" for k in ks) + " |",
                   "|---|---|---|" + "---|" * len(ks)]
         for m, b in by_matcher.items():
             lines.append(f"| {m} | {fmt(b['ex'])}{interval(b['ex_ci95'])} | "
                          f"{fmt(b['ex_first'])} | "
-                         + " | ".join(fmt(b["pass_at_k"].get(k)) for k in ks) + " |")
+                         + " | ".join(fmt(b["pass_at_k"].get(k))
+                                      + interval((b.get("pass_at_k_ci95") or {}).get(k))
+                                      for k in ks) + " |")
     base = report.get("baseline")
     if base:
         lines += ["", f"Against the baseline ({base['tasks']} tasks in both):", "",
