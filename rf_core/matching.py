@@ -208,7 +208,15 @@ def official_match(gold: Rows, pred: Rows, ordered: bool) -> bool:
     # the official quick check then runs only on results that would otherwise match.
     if not _some_permutation_matches(gold, pred, ncols, ordered):
         return False
+    # Without floats, values that compare equal have the same text and type, so rows that
+    # a permutation made equal sort alike and the quick check cannot fail.
+    if not (_has_float(gold) or _has_float(pred)):
+        return True
     return _passes_quick_check(gold, pred, ordered)
+
+
+def _has_float(rows: Rows) -> bool:
+    return any(type(v) is float for row in rows for v in row)
 
 
 def _some_permutation_matches(gold: Rows, pred: Rows, ncols: int, ordered: bool) -> bool:

@@ -76,9 +76,16 @@ def check_job(job: tuple, slot: Slot | None = None, killed: dict | None = None) 
             cache[key] = res
         return res
 
+    keys: dict[str, str] = {}
+
+    def key_of(sql: str) -> str:
+        if sql not in keys:
+            keys[sql] = query_key(sql)
+        return keys[sql]
+
     def run_extra(db: str, sql: str) -> Result:
         """A matcher's rewritten text, or a query on a variant: once per query_key."""
-        key = (db, query_key(sql))
+        key = (db, key_of(sql))
         if key not in extra_cache:
             index = next_extra[0]
             next_extra[0] += 1
@@ -132,17 +139,19 @@ def check_job(job: tuple, slot: Slot | None = None, killed: dict | None = None) 
                 if not _usable(gv) or (gv.n_rows == 0 and g_res.n_rows > 0):
                     continue
                 usable_variants.append((path, gv))
-        done: dict[int, dict] = {}
+        done: dict[str, dict] = {}  # by query_key: the same query passes the same variants
         for i, (c_text, c_res) in enumerate(c_texts):
             if not verdicts[i].get(primary.name):
                 continue
-            if id(c_res) not in done:
+            key = key_of(c_text)
+            if key not in done:
                 passed = 0
                 for path, gv in usable_variants:
                     cv = run_extra(path, c_text)
-                    passed += _usable(cv) and bool(primary.match(gv.rows, cv.rows, ordered))
-                done[id(c_res)] = {"used": len(usable_variants), "passed": passed}
-            variant_checks[i] = dict(done[id(c_res)])
+                    passed += _usable(cv) and (cv is gv or bool(
+                        primary.match(gv.rows, cv.rows, ordered)))
+                done[key] = {"used": len(usable_variants), "passed": passed}
+            variant_checks[i] = dict(done[key])
 
     out = []
     for i, res in enumerate(results):
