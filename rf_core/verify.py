@@ -105,6 +105,9 @@ def check_job(job: tuple, slot: Slot | None = None, killed: dict | None = None) 
 
     verdicts: list[dict] = [{} for _ in cand_sqls]
     texts: dict[str, tuple] = {}  # matcher -> (gold text, gold result, ordered, cand texts)
+    # Matchers sharing a comparison (official and official-keep-distinct where nothing was
+    # rewritten) share its verdict: (comparison, gold result, candidate result, ordered).
+    seen: dict[tuple, bool] = {}
     for m in _matchers:
         if gold is None:
             for v in verdicts:
@@ -112,7 +115,6 @@ def check_job(job: tuple, slot: Slot | None = None, killed: dict | None = None) 
             continue
         g_text, g_res = text_and_result(m, gold_sql, "gold", gold)
         ordered = m.ordered(g_text) if _usable(g_res) else False
-        seen: dict[tuple[int, int], bool] = {}
         c_texts = []
         for i, (sql, res) in enumerate(zip(cand_sqls, results)):
             c_text, c_res = text_and_result(m, sql, "candidate", res)
@@ -120,7 +122,7 @@ def check_job(job: tuple, slot: Slot | None = None, killed: dict | None = None) 
             if not (_usable(g_res) and _usable(c_res)):
                 verdicts[i][m.name] = False
                 continue
-            pair = (id(g_res), id(c_res))
+            pair = (m.match, id(g_res), id(c_res), ordered)
             if pair not in seen:
                 seen[pair] = bool(m.match(g_res.rows, c_res.rows, ordered))
             verdicts[i][m.name] = seen[pair]
