@@ -39,6 +39,10 @@ usage: bin/iterate.sh [options]
   --max-per-task N      distinct self examples per task (0 = all)              [RF_MAX_PER_TASK]
   --sampler NAME        sampler plugin (hf, vllm)                              [RF_SAMPLER]
   --trainer NAME        trainer plugin (peft)                                  [RF_TRAINER]
+  --select-matcher M    matcher whose verdict picks training examples          [RF_SELECT_MATCHER]
+                        (default official-keep-distinct; dev is scored with official)
+  --verify-variants N   also check train candidates on N database variants     [RF_VERIFY_VARIANTS]
+                        before they become training examples (0 = off)
   --retrain-on-errors   an extra round on the train tasks the last adapter still gets wrong
   --seed S                                                                     [RF_SEED]
   --out DIR             output folder                                          [RF_OUT]
@@ -96,6 +100,8 @@ RESAMPLE=${RF_RESAMPLE:-$d_resample}
 PER_TASK=${RF_MAX_PER_TASK:-$d_per_task}
 SAMPLER=${RF_SAMPLER:-hf}
 TRAINER=${RF_TRAINER:-peft}
+SELECT_MATCHER=${RF_SELECT_MATCHER:-official-keep-distinct}
+VERIFY_VARIANTS=${RF_VERIFY_VARIANTS:-0}
 SEED=${RF_SEED:-0}
 OUT=${RF_OUT:-$d_out}
 RETRAIN_ERRORS=${RF_RETRAIN_ON_ERRORS:-0}
@@ -129,6 +135,8 @@ while (($#)); do
     --max-per-task) PER_TASK=$2; shift ;;
     --sampler) SAMPLER=$2; shift ;;
     --trainer) TRAINER=$2; shift ;;
+    --select-matcher) SELECT_MATCHER=$2; shift ;;
+    --verify-variants) VERIFY_VARIANTS=$2; shift ;;
     --seed) SEED=$2; shift ;;
     --out) OUT=$2; shift ;;
     --retrain-on-errors) RETRAIN_ERRORS=1 ;;
@@ -198,6 +206,10 @@ stage() {
 
 sample_opts="--sampler $(q "$SAMPLER") --model $(q "$MODEL") --max-new-tokens $MAX_NEW --seed $SEED"
 data_opts="--values $VALUES"
+# Training examples are picked by the strict matcher (and the variants, when asked for);
+# dev is scored with rf-exec's default, the official evaluator's default semantics.
+select_opts="--matcher $(q "$SELECT_MATCHER")"
+((VERIFY_VARIANTS > 0)) && select_opts+=" --variants $VERIFY_VARIANTS"
 filter_opts="--resample $(q "$RESAMPLE")"
 ((PER_TASK > 0)) && filter_opts+=" --max-per-task $PER_TASK"
 [[ -n $ROOT ]] && data_opts+=" --root $(q "$ROOT")"
@@ -242,7 +254,7 @@ train_round() {
   [[ -n $prev ]] && a="--adapter $(q "$prev")"
   stage "$iter" train-sample "$dir/train.sampled.jsonl" \
     "rf-sample $sample_opts $a -k $K --temperature $TEMPERATURE < $(q "$tasks")"
-  stage "$iter" train-exec "$dir/train.jsonl" "rf-exec < $(q "$dir/train.sampled.jsonl")"
+  stage "$iter" train-exec "$dir/train.jsonl" "rf-exec $select_opts < $(q "$dir/train.sampled.jsonl")"
   local keep="cat /dev/null"
   [[ -n $extra ]] && keep="cat $(q "$extra")"
   stage "$iter" select "$dir/examples.jsonl" \
@@ -276,6 +288,8 @@ RESAMPLE=$RESAMPLE
 MAX_PER_TASK=$PER_TASK
 SAMPLER=$SAMPLER
 TRAINER=$TRAINER
+SELECT_MATCHER=$SELECT_MATCHER
+VERIFY_VARIANTS=$VERIFY_VARIANTS
 SEED=$SEED
 RETRAIN_ON_ERRORS=$RETRAIN_ERRORS
 EOF
@@ -350,7 +364,7 @@ if ((RETRAIN_ERRORS && ITERATIONS > 0)); then
   # answers wrongly (greedy), and train on those plus the last iteration's examples.
   e=$((ITERATIONS + 1)) last=$OUT/iter$ITERATIONS
   stage "$e" errors-greedy "$OUT/iter$e/train.greedy.jsonl" \
-    "rf-sample $sample_opts --adapter $(q "$prev") -k 1 --temperature 0 < $(q "$OUT/data/train.jsonl") | rf-exec"
+    "rf-sample $sample_opts --adapter $(q "$prev") -k 1 --temperature 0 < $(q "$OUT/data/train.jsonl") | rf-exec $select_opts"
   stage "$e" errors-select "$OUT/iter$e/wrong.tasks.jsonl" \
     "rf-filter --tasks wrong < $(q "$OUT/iter$e/train.greedy.jsonl")"
   train_round "$e" "$prev" "$OUT/iter$e/wrong.tasks.jsonl" "$last/examples.jsonl"

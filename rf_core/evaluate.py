@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from math import comb
+from math import comb, sqrt
 from typing import Iterable
+
+from .stats import Z95, wilson_interval
+from .tasks import variants_rejected
 
 HARDNESS = ("easy", "medium", "hard", "extra")
 
@@ -33,6 +36,48 @@ def scored_correct(task: dict) -> bool:
     return bool(cands and cands[0].get("correct"))
 
 
+def scored_verdict(task: dict, matcher: str) -> bool:
+    """scored_correct under one matcher's recorded verdict (original database only)."""
+    cands = task.get("candidates") or []
+    vote = task.get("vote")
+    if vote is not None:
+        index = vote.get("index")
+        if not isinstance(index, int) or not 0 <= index < len(cands):
+            return False
+        return bool((cands[index].get("verdicts") or {}).get(matcher))
+    return bool(cands and (cands[0].get("verdicts") or {}).get(matcher))
+
+
+MATCHER_ORDER = ("official", "official-keep-distinct", "lenient")
+
+
+def _pass_at_k_intervals(per_task_nc: list[tuple[int, int]]) -> dict[str, list[float]]:
+    """95% intervals of pass@k: the mean of per-task estimates, mean +- 1.96 standard errors
+    over tasks (normal approximation; clipped to 0-100)."""
+    max_n = max((n for n, _ in per_task_nc), default=0)
+    out = {}
+    for k in _ks(max_n):
+        values = [pass_at_k(n, c, k) for n, c in per_task_nc if n >= k]
+        if len(values) > 1:
+            mean = sum(values) / len(values)
+            var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+            half = Z95 * sqrt(var / len(values))
+            out[str(k)] = [round(100 * max(0.0, mean - half), 2),
+                           round(100 * min(1.0, mean + half), 2)]
+    return out
+
+
+def _pass_at_ks(per_task_nc: list[tuple[int, int]]) -> dict[str, float]:
+    max_n = max((n for n, _ in per_task_nc), default=0)
+    out = {}
+    for k in _ks(max_n):
+        eligible = [(n, c) for n, c in per_task_nc if n >= k]
+        if eligible:
+            out[str(k)] = round(
+                100.0 * sum(pass_at_k(n, c, k) for n, c in eligible) / len(eligible), 2)
+    return out
+
+
 class Evaluation:
     """Accumulates tasks one at a time, so memory does not grow with the input."""
 
@@ -52,6 +97,11 @@ class Evaluation:
         self.matchers: set[str] = set()
         self.by_hardness: dict[str, list[int]] = {}
         self.per_task_nc: list[tuple[int, int]] = []  # (n, c): two ints a task
+        self.outcomes: dict[str, bool] = {}  # task id -> scored answer correct
+        # per matcher found in candidates' verdicts: [correct, first correct, [(n, c)...]]
+        self.by_matcher: dict[str, list] = {}
+        self.variant_counts = [0, 0]  # candidates checked on variants, turned to wrong
+        self.variants_n: set[int] = set()
 
     def add(self, task: dict) -> None:
         self.n_tasks += 1
@@ -61,8 +111,13 @@ class Evaluation:
         gold = task.get("gold_exec")
         if gold is not None and not gold.get("ok"):
             self.gold_errors += 1
+        if (task.get("verified_by") or {}).get("variants"):
+            self.variants_n.add(task["verified_by"]["variants"])
         for c in cands:
             self.candidates += 1
+            if isinstance(c.get("variants"), dict):
+                self.variant_counts[0] += 1
+                self.variant_counts[1] += variants_rejected(c)
             ex = c.get("exec") or {}
             if ex and not ex.get("ok"):
                 self.exec_errors += 1
@@ -88,18 +143,34 @@ class Evaluation:
         bucket[0] += 1
         bucket[1] += ok
         self.per_task_nc.append((len(cands), sum(1 for v in verdicts if v is True)))
+        if task.get("id") is not None:
+            self.outcomes[str(task["id"])] = ok
+        names = {m for c in cands for m, v in (c.get("verdicts") or {}).items()
+                 if isinstance(v, bool)}
+        for m in names:
+            acc = self.by_matcher.setdefault(m, [0, 0, 0, []])
+            acc[0] += 1
+            acc[1] += scored_verdict(task, m)
+            acc[2] += bool((cands[0].get("verdicts") or {}).get(m))
+            acc[3].append((len(cands), sum(1 for c in cands
+                                            if (c.get("verdicts") or {}).get(m) is True)))
 
     def report(self) -> dict:
         def pct(a, b):
             return round(100.0 * a / b, 2) if b else None
 
-        max_n = max((n for n, _ in self.per_task_nc), default=0)
-        pass_k = {}
-        for k in _ks(max_n):
-            eligible = [(n, c) for n, c in self.per_task_nc if n >= k]
-            if eligible:
-                pass_k[str(k)] = round(
-                    100.0 * sum(pass_at_k(n, c, k) for n, c in eligible) / len(eligible), 2)
+        pass_k = _pass_at_ks(self.per_task_nc)
+        names = [m for m in MATCHER_ORDER if m in self.by_matcher]
+        names += sorted(m for m in self.by_matcher if m not in MATCHER_ORDER)
+        by_matcher = {}
+        for m in names:
+            scored, correct, first, nc = self.by_matcher[m]
+            ci = wilson_interval(correct, scored)
+            by_matcher[m] = {"scored": scored, "correct": correct, "ex": pct(correct, scored),
+                             "ex_ci95": list(ci) if ci else None,
+                             "ex_first": pct(first, scored), "pass_at_k": _pass_at_ks(nc),
+                             "pass_at_k_ci95": _pass_at_k_intervals(nc)}
+        ci = wilson_interval(self.correct, self.scored)
         order = [h for h in HARDNESS if h in self.by_hardness]
         order += sorted(h for h in self.by_hardness if h not in HARDNESS)
         return {
@@ -112,8 +183,10 @@ class Evaluation:
             "scored": self.scored,
             "correct": self.correct,
             "ex": pct(self.correct, self.scored),
+            "ex_ci95": list(ci) if ci else None,
             "ex_first": pct(self.first_correct, self.scored),
             "pass_at_k": pass_k,
+            "pass_at_k_ci95": _pass_at_k_intervals(self.per_task_nc),
             "by_hardness": {h: {"n": self.by_hardness[h][0], "correct": self.by_hardness[h][1],
                                 "ex": pct(self.by_hardness[h][1], self.by_hardness[h][0])}
                             for h in order},
@@ -124,6 +197,10 @@ class Evaluation:
             "gold_errors": self.gold_errors,
             "no_candidates": self.no_candidates,
             "unverified": self.unverified,
+            "by_matcher": by_matcher,
+            "variants": ({"n": max(self.variants_n), "checked": self.variant_counts[0],
+                          "rejected": self.variant_counts[1]} if self.variants_n else None),
+            "outcomes": self.outcomes,
         }
 
 
@@ -140,14 +217,45 @@ def markdown(report: dict, title: str = "ReasonForge evaluation") -> str:
     def fmt(v):
         return "n/a" if v is None else f"{v:.1f}%"
 
+    def interval(ci):
+        return "" if not ci else f" [{ci[0]:.1f}, {ci[1]:.1f}]"
+
     lines = [f"# {title}", "",
              f"Matcher: **{report['matcher'] or 'unknown'}**; scored by **{report['method']}**; "
              f"{report['scored']} of {report['tasks']} tasks scored.", "",
              "| metric | value |", "|---|---|",
-             f"| execution accuracy | {fmt(report['ex'])} ({report['correct']}/{report['scored']}) |",
+             f"| execution accuracy (95% interval) | {fmt(report['ex'])}"
+             f"{interval(report.get('ex_ci95'))} ({report['correct']}/{report['scored']}) |",
              f"| first candidate EX | {fmt(report['ex_first'])} |"]
     for k, v in report["pass_at_k"].items():
-        lines.append(f"| pass@{k} | {fmt(v)} |")
+        ci = (report.get("pass_at_k_ci95") or {}).get(k)
+        lines.append(f"| pass@{k} | {fmt(v)}{interval(ci)} |")
+    variants = report.get("variants")
+    if variants:
+        lines.append(f"| candidates the {variants['n']} database variants turned to wrong | "
+                     f"{variants['rejected']} of {variants['checked']} checked |")
+    by_matcher = report.get("by_matcher") or {}
+    if by_matcher:
+        ks = sorted({k for b in by_matcher.values() for k in b["pass_at_k"]}, key=int)
+        lines += ["", "EX under every matcher (original database only):", "",
+                  "| matcher | EX [95% interval] | first candidate EX | "
+                  + " | ".join(f"pass@{k}" for k in ks) + " |",
+                  "|---|---|---|" + "---|" * len(ks)]
+        for m, b in by_matcher.items():
+            lines.append(f"| {m} | {fmt(b['ex'])}{interval(b['ex_ci95'])} | "
+                         f"{fmt(b['ex_first'])} | "
+                         + " | ".join(fmt(b["pass_at_k"].get(k))
+                                      + interval((b.get("pass_at_k_ci95") or {}).get(k))
+                                      for k in ks) + " |")
+    base = report.get("baseline")
+    if base:
+        lines += ["", f"Against the baseline ({base['tasks']} tasks in both):", "",
+                  "| EX here | EX baseline | difference (95% paired bootstrap) | "
+                  "McNemar exact p | won / lost / tied |", "|---|---|---|---|---|",
+                  f"| {fmt(base['ex'])} | {fmt(base['ex_baseline'])} | "
+                  f"{base['diff']:+.1f}{interval(base['diff_ci95'])} | "
+                  f"{base['mcnemar_p']:.3g} | {base['won']} / {base['lost']} / "
+                  f"{base['tied']} |"]
     lines += ["", "| hardness | tasks | correct | EX |", "|---|---|---|---|"]
     for h, b in report["by_hardness"].items():
         lines.append(f"| {h} | {b['n']} | {b['correct']} | {fmt(b['ex'])} |")

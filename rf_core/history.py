@@ -13,6 +13,7 @@ import orjson
 from .errors import BadRecord, RFError
 from .evaluate import Evaluation
 from .records import parse_line
+from .stats import compare
 
 
 def _records(path: Path):
@@ -77,15 +78,34 @@ def _train_stats(path: Path) -> dict:
     return {"tasks": ev.n_tasks, "covered": covered,
             "coverage": round(covered / ev.n_tasks, 4) if ev.n_tasks else None,
             "candidates": ev.candidates, "pass_at_k": rep["pass_at_k"],
-            "sampled_tokens": tokens}
+            "sampled_tokens": tokens, "variants": rep["variants"]}
 
 
 def _dev(path: Path) -> dict | None:
     if not path.is_file():
         return None
     rep = _json(path)
-    return {k: rep.get(k) for k in ("ex", "correct", "scored", "matcher", "method",
-                                    "by_hardness", "pass_at_k", "exec_errors", "timeouts")}
+    return {k: rep.get(k) for k in ("ex", "ex_ci95", "correct", "scored", "matcher", "method",
+                                    "by_hardness", "pass_at_k", "exec_errors", "timeouts",
+                                    "by_matcher", "variants", "outcomes")}
+
+
+def _add_differences(iterations: list[dict]) -> None:
+    """Each iteration's dev EX minus the base model's (iteration 0), paired over the same
+    tasks, with a 95% bootstrap interval and McNemar's p; then drop the per-task outcomes."""
+    base = next((it for it in iterations if it["iteration"] == 0), None)
+    for kind in ("greedy", "vote"):
+        base_out = ((base or {}).get("dev", {}).get(kind) or {}).get("outcomes")
+        for it in iterations:
+            dev = it["dev"].get(kind)
+            if not dev:
+                continue
+            out = dev.pop("outcomes", None)
+            if it["iteration"] != 0 and out and base_out:
+                cmp = compare(out, base_out)
+                dev["vs_base"] = ({k: cmp[k] for k in ("tasks", "diff", "diff_ci95",
+                                                        "mcnemar_p", "won", "lost")}
+                                  if cmp["tasks"] else None)
 
 
 def _tokens(path: Path) -> int:
@@ -130,12 +150,28 @@ def build_history(run: Path) -> dict:
                 rates[stage] = round(_tokens(it_dir / sampled) / stages[stage], 1)
         entry["sampling_tokens_per_s"] = rates
         iterations.append(entry)
+    _add_differences(iterations)
     return {"schema_version": 1, "kind": "history", "config": _config(run),
             "iterations": iterations}
 
 
 def _pct(v) -> str:
     return "n/a" if v is None else f"{v:.1f}%"
+
+
+def _ex_cell(dev: dict | None) -> str:
+    """EX with its 95% interval, and the difference from the base model with its own."""
+    if not dev or dev.get("ex") is None:
+        return "n/a"
+    cell = _pct(dev["ex"])
+    ci = dev.get("ex_ci95")
+    if ci:
+        cell += f" [{ci[0]:.1f}, {ci[1]:.1f}]"
+    vs = dev.get("vs_base")
+    if vs and vs.get("diff_ci95"):
+        lo, hi = vs["diff_ci95"]
+        cell += f"; {vs['diff']:+.1f} [{lo:+.1f}, {hi:+.1f}] vs base"
+    return cell
 
 
 def report_markdown(history: dict, plots: list[str]) -> str:
@@ -146,7 +182,9 @@ def report_markdown(history: dict, plots: list[str]) -> str:
              f"Preset {cfg.get('preset', '?')}; {cfg.get('train_size', '?')} train tasks, "
              f"k={cfg.get('k', '?')} at T={cfg.get('temperature', '?')}; dev size "
              f"{cfg.get('dev_size', '?')} (0 = all); matcher: "
-             f"{_matcher(history)}.", "",
+             f"{_matcher(history)}. EX cells: EX [95% Wilson interval]; from iteration 1 on, "
+             "the difference from the base model in points [95% paired bootstrap interval].",
+             "",
              "| iteration | train coverage | examples self / gold | dev EX greedy | "
              + (f"dev EX vote@{vote_k} | " if with_vote else "")
              + "train loss first -> last | train tok/s | stage time s |",
@@ -155,8 +193,8 @@ def report_markdown(history: dict, plots: list[str]) -> str:
         train = it.get("train") or {}
         ex = it.get("examples") or {}
         tr = it.get("training") or {}
-        greedy = (it["dev"].get("greedy") or {}).get("ex")
-        vote = (it["dev"].get("vote") or {}).get("ex")
+        greedy_dev = it["dev"].get("greedy")
+        vote_dev = it["dev"].get("vote")
         cov = train.get("coverage")
         loss = (f"{tr['loss_first']:.3f} -> {tr['loss_last']:.3f}"
                 if tr.get("loss_first") is not None else "")
@@ -164,11 +202,42 @@ def report_markdown(history: dict, plots: list[str]) -> str:
         coverage = ("" if cov is None else
                     f"{100 * cov:.1f}% ({train['covered']}/{train['tasks']})")
         sources = f"{ex['self']} / {ex['gold']}" if ex else ""
-        voted = _pct(vote) if vote is not None else ""
+        voted = _ex_cell(vote_dev) if vote_dev else ""
         seconds = sum(it["timings_s"].values())
         vote_cell = f"{voted} | " if with_vote else ""
-        lines.append(f"| {label} | {coverage} | {sources} | {_pct(greedy)} | {vote_cell}"
+        lines.append(f"| {label} | {coverage} | {sources} | {_ex_cell(greedy_dev)} | {vote_cell}"
                      f"{loss} | {tr.get('tokens_per_s') or ''} | {seconds:.0f} |")
+    for it in history["iterations"]:
+        v = (it.get("train") or {}).get("variants")
+        if v:
+            lines.append(f"Iteration {it['iteration']}: the {v['n']} database variants turned "
+                         f"{v['rejected']} of {v['checked']} train candidates from correct to "
+                         "wrong before selection.")
+    names = []
+    for it in history["iterations"]:
+        for kind in ("greedy", "vote"):
+            for m in ((it["dev"].get(kind) or {}).get("by_matcher") or {}):
+                if m not in names:
+                    names.append(m)
+    if names:
+        kinds = ["greedy"] + (["vote"] if with_vote else [])
+        lines += ["", "Dev EX under every matcher (original database only; "
+                  "EX [95% interval]; pass@k of the largest k where k > 1):", "",
+                  "| iteration | " + " | ".join(f"{m} ({k})" for k in kinds for m in names)
+                  + " |", "|---|" + "---|" * (len(names) * len(kinds))]
+        for it in history["iterations"]:
+            cells = []
+            for k in kinds:
+                by = (it["dev"].get(k) or {}).get("by_matcher") or {}
+                for m in names:
+                    b = by.get(m)
+                    cell = _ex_cell({"ex": b["ex"], "ex_ci95": b.get("ex_ci95")}) if b else ""
+                    pk = (b or {}).get("pass_at_k") or {}
+                    top = max(pk, key=int, default=None)
+                    if top is not None and int(top) > 1:
+                        cell += f"; pass@{top} {_pct(pk[top])}"
+                    cells.append(cell)
+            lines.append(f"| {it['iteration']} | " + " | ".join(cells) + " |")
     lines += ["", "Dev EX (greedy) by hardness:", "",
               "| iteration | easy | medium | hard | extra |", "|---|---|---|---|---|"]
     for it in history["iterations"]:
@@ -202,14 +271,20 @@ def plots(history: dict, run: Path) -> list[str]:
     out = []
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = [it["iteration"] for it in its]
-    greedy = [(it["dev"].get("greedy") or {}).get("ex") for it in its]
-    ax.plot([x for x, y in zip(xs, greedy) if y is not None],
-            [y for y in greedy if y is not None], marker="o", label="greedy")
-    vote = [(it["dev"].get("vote") or {}).get("ex") for it in its]
-    if any(v is not None for v in vote):
-        ax.plot([x for x, y in zip(xs, vote) if y is not None],
-                [y for y in vote if y is not None], marker="s",
-                label=f"vote@{history['config'].get('vote', '?')}")
+
+    def draw(kind: str, marker: str, label: str, shift: float) -> None:
+        devs = [(x, it["dev"].get(kind)) for x, it in zip(xs, its)]
+        devs = [(x, d) for x, d in devs if d and d.get("ex") is not None]
+        if not devs:
+            return
+        ys = [d["ex"] for _, d in devs]
+        lows = [d["ex"] - d["ex_ci95"][0] if d.get("ex_ci95") else 0 for _, d in devs]
+        highs = [d["ex_ci95"][1] - d["ex"] if d.get("ex_ci95") else 0 for _, d in devs]
+        ax.errorbar([x + shift for x, _ in devs], ys, yerr=[lows, highs], marker=marker,
+                    capsize=4, label=f"{label} (95% interval)")
+
+    draw("greedy", "o", "greedy", -0.04)
+    draw("vote", "s", f"vote@{history['config'].get('vote', '?')}", 0.04)
     ax.set_xlabel("iteration (0 = base model)")
     ax.set_ylabel("dev execution accuracy (%)")
     ax.set_xticks(xs)

@@ -14,3 +14,10 @@ def check_executed(task: dict) -> None:
 def check_exec_input(task: dict) -> None:
     if "db_path" not in task:
         raise ValueError("task has no 'db_path' string")
+
+
+def variants_rejected(cand: dict) -> bool:
+    """Whether the test-suite variants turned this candidate from correct to wrong."""
+    check = cand.get("variants")
+    return bool(isinstance(check, dict) and check.get("used")
+                and check.get("passed") != check.get("used"))

@@ -2,8 +2,8 @@
 one-line error naming the line and the field, never a traceback deep inside a command.
 
 The schemas are the contract between commands; this module compiles the part of JSON Schema
-they use (type, const, enum, required, properties, items, local $ref, minimum,
-exclusiveMinimum, minLength, minItems) into plain Python checks, once per process. Unknown
+they use (type, const, enum, required, properties, additionalProperties as a schema, items,
+local $ref, minimum, exclusiveMinimum, minLength, minItems) into plain Python checks, once per process. Unknown
 fields pass through unchecked, as the record schema promises.
 """
 
@@ -80,6 +80,9 @@ def _compile(node: dict, root: dict) -> Check:
     want = " or ".join(names) if names else ""
     rare = _rare_checks(node)
     props = [(name, _compile(sub, root)) for name, sub in node.get("properties", {}).items()]
+    named = {name for name, _ in props}
+    extra = node.get("additionalProperties")
+    others = _compile(extra, root) if isinstance(extra, dict) else None
     required = tuple(node.get("required", ()))
     item = _compile(node["items"], root) if "items" in node else None
 
@@ -97,6 +100,13 @@ def _compile(node: dict, root: dict) -> Check:
                         sub(v[name])
                     except SchemaError as exc:
                         raise exc.within(name) from None
+            if others is not None:
+                for name, x in v.items():
+                    if name not in named:
+                        try:
+                            others(x)
+                        except SchemaError as exc:
+                            raise exc.within(name) from None
             for name in required:
                 if name not in v:
                     raise SchemaError(name, "missing")

@@ -8,21 +8,26 @@ not once per query.
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from typing import Callable, Iterable, Iterator
 
-from .matching import MATCHERS, gold_is_ordered
+from .matching import DEFAULT_MATCHER, MATCHERS, Matcher, get_matcher, query_key
 from .pool import GRACE_S, Slot, supervised_map
 from .sqlexec import Executor, Limits, Result
+from .variants import DEFAULT_MAX_MB, VariantCache
 
 _executor: Executor | None = None
-_matcher_name = "official"
+_matcher_name = DEFAULT_MATCHER
+_matchers: list[Matcher] = []
 
 
-def _init_worker(limits: Limits, matcher: str) -> None:
-    global _executor, _matcher_name
-    _executor = Executor(limits)
+def _init_worker(limits: Limits, matcher: str, matcher_names: tuple = (),
+                 max_open: int = 8) -> None:
+    global _executor, _matcher_name, _matchers
+    _executor = Executor(limits, max_open=max_open)
     _matcher_name = matcher
+    _matchers = [get_matcher(n) for n in (matcher_names or (matcher,))]
 
 
 def _killed_result(reason: str) -> Result:
@@ -33,92 +38,212 @@ def _killed_result(reason: str) -> Result:
     return Result(ok=False, error="the query crashed its worker process")
 
 
+def _usable(res: Result | None) -> bool:
+    return res is not None and res.ok and not res.truncated
+
+
+def _extra_index(n_cands: int, db: str, key: str) -> int:
+    """The query index of a rewritten text or a run on a variant: after the candidates, and a
+    function of the query alone, so it is the same on a resend whatever already ran."""
+    h = hashlib.blake2b(f"{db}\x1f{key}".encode("utf-8", "surrogatepass"), digest_size=6)
+    return n_cands + 1 + int.from_bytes(h.digest(), "big")  # < 2**48: exact in the Slot
+
+
 def check_job(job: tuple, slot: Slot | None = None, killed: dict | None = None) -> tuple:
-    """One task: (db_path, gold_sql, candidate SQLs) -> (gold summary, [(summary, correct)]).
+    """One task: (db_path, gold_sql, candidate SQLs[, variant paths]) -> (gold summary,
+    [(summary, correct, verdicts, variants)]).
 
     Query index 0 is the gold query, i + 1 the i-th candidate; identical SQL text shares the
-    index of its first occurrence, its execution and its verdict.
+    index of its first occurrence, its execution and its verdict. Queries that only some
+    matchers or the variants need (a rewritten text, a run on a variant) take indexes after
+    the candidates derived from the query itself (``_extra_index``). Each candidate's outcome
+    is complete when it is handed to ``slot.keep``; a task re-sent after its worker was
+    killed takes the kept ones as they are, and runs the gold query (whose rows the rest
+    needs) and what had not finished.
     """
-    db_path, gold_sql, cand_sqls = job
+    db_path, gold_sql, cand_sqls = job[:3]
+    variant_paths = job[3] if len(job) > 3 else ()
     killed = killed or {}
-    match = MATCHERS[_matcher_name]
+    kept = slot.kept if slot is not None else {}
     cache: dict[str, Result] = {}
+    extra_cache: dict[tuple[str, str], Result] = {}
+
+    def execute(index: int, db: str, sql) -> Result:
+        if index in killed:
+            return _killed_result(killed[index])
+        if slot is not None:
+            slot.start(index)
+        res = _executor.run(db, sql)
+        if slot is not None:
+            slot.stop()
+        return res
 
     def run(index: int, sql) -> Result:
         key = sql.strip() if isinstance(sql, str) else None
         if key is not None and key in cache:
             return cache[key]
-        if index in killed:
-            res = _killed_result(killed[index])
-        else:
-            if slot is not None:
-                slot.start(index)
-            res = _executor.run(db_path, sql)
-            if slot is not None:
-                slot.stop()
+        res = execute(index, db_path, sql)
         if key is not None:
             cache[key] = res
         return res
 
-    # A task re-sent after its worker was killed brings the outcomes it had already got;
-    # the gold query runs again (its rows are needed to judge what is left), nothing else.
-    kept = slot.kept if slot is not None else {}
-    gold = run(0, gold_sql) if gold_sql is not None else None
-    gold_usable = gold is not None and gold.ok and not gold.truncated
-    ordered = gold_is_ordered(gold_sql) if gold_usable else False
-    verdicts: dict[int, bool] = {}  # by id of the shared Result: identical SQL, same verdict
-    out = []
+    keys: dict[str, str] = {}
+
+    def key_of(sql: str) -> str:
+        if sql not in keys:
+            keys[sql] = query_key(sql)
+        return keys[sql]
+
+    def run_extra(db: str, sql: str) -> Result:
+        """A matcher's rewritten text, or a query on a variant: once per query_key."""
+        key = (db, key_of(sql))
+        if key not in extra_cache:
+            extra_cache[key] = execute(_extra_index(len(cand_sqls), *key), db, sql)
+        return extra_cache[key]
+
+    def text_and_result(m: Matcher, sql, role: str, as_written: Result):
+        if not isinstance(sql, str):
+            return sql, as_written
+        text = m.rewrite(sql, role)
+        if text == sql:
+            return text, as_written
+        return text, run_extra(db_path, text)
+
+    gold: Result | None = None
+    gold_sides: dict[str, tuple] = {}  # matcher -> (gold text, gold result, ordered)
+
+    def gold_side(m: Matcher) -> tuple:
+        if m.name not in gold_sides:
+            g_text, g_res = text_and_result(m, gold_sql, "gold", gold)
+            gold_sides[m.name] = (g_text, g_res, m.ordered(g_text) if _usable(g_res) else False)
+        return gold_sides[m.name]
+
+    primary = get_matcher(_matcher_name)
+    usable_variants: list | None = None  # (path, gold result there), built on first need
+
+    def variants_of_gold() -> list:
+        nonlocal usable_variants
+        if usable_variants is None:
+            g_text, g_res, _ = gold_side(primary)
+            usable_variants = []
+            for path in variant_paths:
+                gv = run_extra(path, g_text)
+                # A variant where the gold fails, or comes back empty where it was not,
+                # says nothing about the candidates: skip it for this task.
+                if _usable(gv) and not (gv.n_rows == 0 and g_res.n_rows > 0):
+                    usable_variants.append((path, gv))
+        return usable_variants
+
+    # Matchers sharing a comparison (official and official-keep-distinct where nothing was
+    # rewritten) share its verdict: (comparison, gold result, candidate result, ordered).
+    seen: dict[tuple, bool] = {}
+    checked: dict[str, dict] = {}  # by query_key: the same query passes the same variants
     reused: dict[str, tuple] = {}  # kept outcomes by SQL text, for identical candidates
+    out = []
     for i, sql in enumerate(cand_sqls):
-        key = sql.strip() if isinstance(sql, str) else None
-        if i + 1 in kept or key in reused:
-            out.append(kept.get(i + 1) or reused[key])
-            if key is not None:
-                reused[key] = out[-1]
+        text_key = sql.strip() if isinstance(sql, str) else None
+        if i + 1 in kept or text_key in reused:
+            out.append(kept.get(i + 1) or reused[text_key])
+            if text_key is not None:
+                reused[text_key] = out[-1]
             continue
+        if gold is None and gold_sql is not None:
+            gold = run(0, gold_sql)
         res = run(i + 1, sql)
+        verdicts: dict = {}
+        primary_text = None
+        for m in _matchers:
+            if gold is None:
+                verdicts[m.name] = None
+                continue
+            g_text, g_res, ordered = gold_side(m)
+            c_text, c_res = text_and_result(m, sql, "candidate", res)
+            if m.name == primary.name:
+                primary_text = c_text
+            if not (_usable(g_res) and _usable(c_res)):
+                verdicts[m.name] = False
+                continue
+            pair = (m.match, id(g_res), id(c_res), ordered)
+            if pair not in seen:
+                seen[pair] = bool(m.match(g_res.rows, c_res.rows, ordered))
+            verdicts[m.name] = seen[pair]
+        check = None
+        if variant_paths and verdicts.get(primary.name) and primary_text is not None:
+            key = key_of(primary_text)
+            if key not in checked:
+                _, _, ordered = gold_side(primary)
+                passed = 0
+                good = variants_of_gold()
+                for path, gv in good:
+                    cv = run_extra(path, primary_text)
+                    passed += _usable(cv) and (cv is gv or bool(
+                        primary.match(gv.rows, cv.rows, ordered)))
+                checked[key] = {"used": len(good), "passed": passed}
+            check = dict(checked[key])
         if gold is None:
             correct = None
-        elif not (gold_usable and res.ok) or res.truncated:
-            correct = False
         else:
-            if id(res) not in verdicts:
-                verdicts[id(res)] = match(gold.rows, res.rows, ordered)
-            correct = verdicts[id(res)]
-        out.append((res.summary(), correct))
+            correct = bool(verdicts.get(primary.name))
+            if correct and check is not None:
+                correct = check["passed"] == check["used"]
+        out.append((res.summary(), correct, verdicts, check))
         if slot is not None:
             slot.keep(i + 1, out[-1])
+    if gold is None and gold_sql is not None:  # no candidates, or all of them kept
+        gold = run(0, gold_sql)
     return (gold.summary() if gold is not None else None, out)
 
 
-def verify_tasks(tasks: Iterable[dict], *, matcher: str = "official", jobs: int = 1,
+def verify_tasks(tasks: Iterable[dict], *, matcher: str = DEFAULT_MATCHER, jobs: int = 1,
                  limits: Limits = Limits(), verifier: str = "sqlite",
-                 report: Callable[[str], None] | None = None) -> Iterator[dict]:
-    """Add ``exec``/``correct`` to each candidate and ``gold_exec`` to each task, in order."""
+                 report: Callable[[str], None] | None = None, variants: int = 0,
+                 variants_seed: int = 0, variants_max_mb: float = DEFAULT_MAX_MB,
+                 variants_dir: str | None = None) -> Iterator[dict]:
+    """Add ``exec``, ``verdicts`` (every registered matcher's), ``correct`` (``matcher``'s,
+    and with ``variants`` > 0 also on every usable variant) and ``variants`` to each
+    candidate and ``gold_exec`` to each task, in input order."""
     if matcher not in MATCHERS:
         raise ValueError(f"unknown matcher {matcher!r}")
+    names = tuple(MATCHERS)
+    cache = VariantCache(variants, seed=variants_seed, root=variants_dir,
+                         max_mb=variants_max_mb, report=report)
     pending: deque[dict] = deque()
 
     def jobs_of(stream):
         for task in stream:
             pending.append(task)
             cands = task.get("candidates") or []
-            yield (task["db_path"], task.get("gold_sql"), [c.get("sql") for c in cands])
+            job = (task["db_path"], task.get("gold_sql"), [c.get("sql") for c in cands])
+            if variants and task.get("gold_sql") is not None:
+                job += (cache.paths(task["db_path"]),)
+            yield job
 
-    results = supervised_map(check_job, jobs_of(tasks), workers=jobs,
-                             hard_timeout_s=limits.timeout_s + GRACE_S,
-                             init=_init_worker, init_args=(limits, matcher))
-    for gold, outs in results:
-        task = pending.popleft()
-        if gold is not None:
-            task["gold_exec"] = gold
-            if not gold["ok"] and report:
-                report(f"gold query of task {task.get('id')!r} failed: {gold['error']}")
-            elif gold["truncated"] and report:
-                report(f"gold result of task {task.get('id')!r} was truncated; "
-                       "its candidates cannot be verified (raise --max-rows/--max-bytes)")
-        for cand, (summary, correct) in zip(task.get("candidates") or [], outs):
-            cand["exec"] = summary
-            cand["correct"] = correct
-        task["verified_by"] = {"verifier": verifier, "matcher": matcher}
-        yield task
+    try:
+        results = supervised_map(check_job, jobs_of(tasks), workers=jobs,
+                                 hard_timeout_s=limits.timeout_s + GRACE_S,
+                                 init=_init_worker,
+                                 init_args=(limits, matcher, names, 8 * (1 + variants)))
+        for gold, outs in results:
+            task = pending.popleft()
+            if gold is not None:
+                task["gold_exec"] = gold
+                if not gold["ok"] and report:
+                    report(f"gold query of task {task.get('id')!r} failed: {gold['error']}")
+                elif gold["truncated"] and report:
+                    report(f"gold result of task {task.get('id')!r} was truncated; "
+                           "its candidates cannot be verified (raise --max-rows/--max-bytes)")
+            for cand, (summary, correct, verdicts, checks) in zip(task.get("candidates") or [],
+                                                                  outs):
+                cand["exec"] = summary
+                cand["verdicts"] = verdicts
+                cand["correct"] = correct
+                if checks is not None:
+                    cand["variants"] = checks
+                else:
+                    cand.pop("variants", None)
+            task["verified_by"] = {"verifier": verifier, "matcher": matcher}
+            if variants:
+                task["verified_by"]["variants"] = variants
+            yield task
+    finally:
+        cache.close()

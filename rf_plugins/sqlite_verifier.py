@@ -10,10 +10,11 @@ class SQLiteVerifier:
     name = "sqlite"
     description = "Execute on the task's SQLite database (read-only, time/row/memory limits)."
 
-    def verify(self, tasks, *, matcher="official", jobs=1, limits=None, report=None):
+    def verify(self, tasks, *, matcher="official", jobs=1, limits=None, report=None,
+               **variant_options):
         options = {"limits": limits} if limits is not None else {}
         return verify_tasks(tasks, matcher=matcher, jobs=jobs, verifier=self.name,
-                            report=report, **options)
+                            report=report, **options, **variant_options)
 
 
 @hookimpl

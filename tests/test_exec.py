@@ -193,7 +193,7 @@ def test_gold_once_and_identical_candidates_once(shop_db, monkeypatch):
     cands = [gold, "SELECT 5", "SELECT 5", "  SELECT 5  ", "SELECT 4", gold]
     _, outs = verify.check_job((shop_db, gold, cands))
     assert sorted(calls) == sorted([gold, "SELECT 5", "SELECT 4"])
-    assert [c for _, c in outs] == [True, True, True, True, False, True]
+    assert [o[1] for o in outs] == [True, True, True, True, False, True]
 
 
 def test_output_order_equals_input_order_with_workers(shop_db):

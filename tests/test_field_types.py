@@ -40,6 +40,9 @@ def field_paths(schema: dict) -> list[tuple[tuple, dict]]:
             walk(sub_r, (*path, name))
         if "items" in node:
             walk(node["items"], (*path, 0))
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict) and path:
+            out.append(((*path, "official"), _resolve(extra, schema)))  # a key of the map
 
     walk(schema, ())
     return out
@@ -80,9 +83,12 @@ def full_task(db: str) -> dict:
     task = make_task(db, "SELECT 1", ["SELECT 1"])
     task["candidates"][0].update(
         text="```sql\nSELECT 1\n```", sampler="hf", model="m", adapter=None, temperature=0.7,
-        seed=1, logprob=-1.0, n_tokens=4, finished=True, exec=dict(EXEC), correct=True)
+        seed=1, logprob=-1.0, n_tokens=4, finished=True, exec=dict(EXEC), correct=True,
+        verdicts={"official": True, "official-keep-distinct": True, "lenient": True},
+        variants={"used": 2, "passed": 2})
     task.update(messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
-                gold_exec=dict(EXEC), verified_by={"verifier": "sqlite", "matcher": "official"},
+                gold_exec=dict(EXEC),
+                verified_by={"verifier": "sqlite", "matcher": "official", "variants": 2},
                 vote={"sql": "SELECT 1", "index": 0, "support": 1, "n_valid": 1,
                       "correct": True},
                 ext={})

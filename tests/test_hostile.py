@@ -45,7 +45,13 @@ def test_hostile_sql_changes_nothing_is_never_correct_and_keeps_its_deadline(
         where = f"[{category}] {str(sql)[:80]!r}"
         assert task["gold_exec"]["ok"], where  # the database still answers the gold query
         assert task["gold_exec"]["n_rows"] == 1, where
-        assert cand["correct"] is False, where
+        # Spider's official default keeps only the first statement of a query (as its
+        # evaluator does), so a first statement that is the gold query counts there; the
+        # rest never ran (the folder is unchanged). As written, nothing hostile is correct.
+        assert cand["verdicts"]["official-keep-distinct"] is False, where
+        assert cand["verdicts"]["lenient"] is False, where
+        if category != "multiple statements":
+            assert cand["correct"] is False, where
         # each query stops within its deadline: the progress handler, or the kill past grace
         assert cand["exec"]["ms"] <= (TIMEOUT_S + GRACE_S + 0.5) * 1000, (where, cand["exec"])
         outcome[(category, "timeout" if cand["exec"]["timed_out"] else

@@ -162,13 +162,89 @@ def test_eval_first_candidate_vote_and_pass_at_k(executed, validate, tmp_path):
     assert rep["pass_at_k"]["2"] == round(100 * expected_p2, 2)
     assert rep["pass_at_k"]["4"] == round(100 * (pass_at_k(5, 3, 4)), 2)  # only n >= 4 counts
     assert rep["exec_errors"] == 1 and rep["timeouts"] == 0 and rep["candidates"] == 10
+    assert set(rep["pass_at_k_ci95"]) == {"1", "2"}  # pass@4 has one task: no interval
+    for k, (lo, hi) in rep["pass_at_k_ci95"].items():
+        assert 0 <= lo <= rep["pass_at_k"][k] <= hi <= 100
     md = tmp_path / "r.md"
     voted = run("rf-vote", input=executed).records
     rep = run("rf-eval", ["--markdown", str(md)], input=voted).records[0]
     assert rep["method"] == "vote" and rep["correct"] == 1 and rep["ex"] == 33.33
     assert rep["by_hardness"]["medium"] == {"n": 1, "correct": 1, "ex": 100.0}
     text = md.read_text()
-    assert "| execution accuracy | 33.3% (1/3) |" in text and "Matcher: **official**" in text
+    assert "| execution accuracy (95% interval) | 33.3% [6.2, 79.2] (1/3) |" in text
+    assert "Matcher: **official**" in text
+    assert rep["ex_ci95"] == [6.15, 79.23]
+    assert rep["outcomes"] == {"t/0": True, "t/1": False, "t/2": False}
+    # every matcher's numbers, the vote scored through the voted candidate's verdicts
+    assert list(rep["by_matcher"]) == ["official", "official-keep-distinct", "lenient"]
+    for m in rep["by_matcher"].values():
+        assert (m["scored"], m["correct"], m["ex"]) == (3, 1, 33.33)
+    assert "| official-keep-distinct | 33.3% [6.2, 79.2] |" in text
+
+
+def test_eval_by_matcher_differs_where_the_matchers_do(shop_db, validate):
+    gold = "SELECT DISTINCT category FROM product WHERE category IS NOT NULL"
+    tasks = [make_task(shop_db, gold, ["SELECT category FROM product WHERE category IS NOT NULL",
+                                       "SELECT category FROM product WHERE price > 100"],
+                       id="d/0"),
+             make_task(shop_db, "SELECT name FROM product WHERE id = 1",
+                       ["SELECT lower(name) FROM product WHERE id = 1"], id="d/1")]
+    executed = run("rf-exec", ["--matcher", "official-keep-distinct"], input=tasks).records
+    validate(executed)
+    first, second = executed
+    assert first["candidates"][0]["verdicts"] == {
+        "official": True, "official-keep-distinct": False, "lenient": True}
+    assert first["candidates"][0]["correct"] is False  # set by --matcher
+    assert first["candidates"][1]["verdicts"] == {
+        "official": False, "official-keep-distinct": False, "lenient": False}
+    rep = run("rf-eval", input=executed).records[0]
+    validate(rep)
+    assert rep["matcher"] == "official-keep-distinct" and rep["correct"] == 0
+    by = rep["by_matcher"]
+    assert (by["official"]["correct"], by["official-keep-distinct"]["correct"],
+            by["lenient"]["correct"]) == (1, 0, 2)
+    assert by["official"]["pass_at_k"] == {"1": 25.0, "2": 100.0}
+    assert by["lenient"]["ex_first"] == 100.0
+
+
+def test_eval_baseline_paired_comparison(shop_db, validate, tmp_path):
+    gold = "SELECT count(*) FROM product"
+    base = [make_task(shop_db, gold, [gold if i < 3 else "SELECT 0"], id=f"b/{i}")
+            for i in range(10)]
+    now = [make_task(shop_db, gold, [gold if i < 8 else "SELECT 0"], id=f"b/{i}")
+           for i in range(10)]
+    base_tasks = tmp_path / "base.jsonl"
+    base_tasks.write_bytes(run("rf-exec", input=base).stdout)
+    base_report = tmp_path / "base.report.json"
+    base_report.write_bytes(run("rf-eval", [str(base_tasks)]).stdout)
+    executed = run("rf-exec", input=now).stdout
+    for baseline in (base_tasks, base_report):
+        r = run("rf-eval", ["--baseline", str(baseline)], input=executed)
+        assert r.code == 0, r.stderr
+        rep = r.records[0]
+        validate(rep)
+        b = rep["baseline"]
+        assert (b["tasks"], b["ex"], b["ex_baseline"], b["diff"]) == (10, 80.0, 30.0, 50.0)
+        assert (b["won"], b["lost"], b["tied"]) == (5, 0, 5)
+        assert b["mcnemar_p"] == 0.0625  # 2 * (1/2)^5
+        lo, hi = b["diff_ci95"]
+        assert 0 < lo < 50 < hi <= 100
+
+
+def test_eval_baseline_bad_input(shop_db, tmp_path):
+    executed = run("rf-exec", input=[make_task(shop_db, "SELECT 1", ["SELECT 1"], id="x/0")])
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(run("rf-exec", input=[make_task(shop_db, "SELECT 1", ["SELECT 1"],
+                                                      id="y/0")]).stdout)
+    r = run("rf-eval", ["--baseline", str(other)], input=executed.stdout)
+    assert r.code == 1 and "no task id in common with the baseline" in r.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    r = run("rf-eval", ["--baseline", str(bad)], input=executed.stdout)
+    assert r.code == 1 and r.stdout == b""
+    assert r.stderr.strip().splitlines()[-1].startswith(f"Error: rf-eval: --baseline {bad}: line 1:")
+    r = run("rf-eval", ["--baseline", str(tmp_path / "missing.jsonl")], input=executed.stdout)
+    assert r.code == 2
 
 
 @pytest.mark.parametrize("n,c,k,expected", [

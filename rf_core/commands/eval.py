@@ -5,8 +5,10 @@ from pathlib import Path
 import click
 
 from rf_core.cli import Pipe, command, input_options
-from rf_core.errors import RFError
+from rf_core.errors import BadRecord, RFError
 from rf_core.evaluate import Evaluation, markdown
+from rf_core.records import read_records
+from rf_core.stats import compare
 from rf_core.tasks import check_executed
 
 PROG = "rf-eval"
@@ -17,10 +19,16 @@ PROG = "rf-eval"
 @click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False), default=None,
               help="Also write the report as a Markdown table to FILE.")
 @click.option("--title", default="ReasonForge evaluation", help="Title of the Markdown report.")
+@click.option("--baseline", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Compare with another evaluation of the same tasks: an rf-eval report "
+              "line or a file of executed tasks. Adds the EX difference with a 95% paired "
+              "bootstrap interval, an exact McNemar p-value and the tasks won and lost.")
 @command(PROG)
-def cli(input_file, skip_bad, max_bad, markdown_file, title):
+def cli(input_file, skip_bad, max_bad, markdown_file, title, baseline):
     """Score executed tasks: the vote where a task has one, else its first candidate.
-    Writes one JSON report line to stdout."""
+    Writes one JSON report line to stdout: EX with its 95% interval, pass@k, EX by
+    hardness, and EX and pass@k under every matcher whose verdicts the candidates carry."""
+    base_outcomes = _baseline_outcomes(baseline) if baseline else None
     pipe = Pipe(PROG, input_file, check=check_executed, skip_bad=skip_bad, max_bad=max_bad)
     ev = Evaluation()
     for task in pipe.records():
@@ -29,9 +37,42 @@ def cli(input_file, skip_bad, max_bad, markdown_file, title):
     if ev.n_tasks == 0:
         raise RFError("no task records in the input")
     report = ev.report()
+    if base_outcomes is not None:
+        comparison = compare(report["outcomes"], base_outcomes)
+        if not comparison["tasks"]:
+            raise RFError(f"no task id in common with the baseline {baseline}")
+        report["baseline"] = {"file": str(baseline), **comparison}
     pipe.write(report)
     if markdown_file:
         Path(markdown_file).write_text(markdown(report, title), encoding="utf-8")
+
+
+def _baseline_outcomes(path: str) -> dict[str, bool]:
+    """Per-task outcomes of the baseline: a report's ``outcomes``, or scored tasks."""
+    try:
+        with open(path, "rb") as fh:
+            return _outcomes_of(read_records(fh, prog=PROG, kind=None))
+    except (BadRecord, ValueError) as exc:
+        raise RFError(f"--baseline {path}: {exc}") from None
+
+
+def _outcomes_of(records) -> dict[str, bool]:
+    first = next(records, None)
+    if first is None:
+        raise ValueError("no records")
+    if first.get("kind") == "report":
+        if not isinstance(first.get("outcomes"), dict):
+            raise ValueError("the report has no per-task outcomes (written by an older "
+                             "rf-eval); pass its task file instead")
+        return {str(k): bool(v) for k, v in first["outcomes"].items()}
+    ev = Evaluation()
+    for task in (first, *records):
+        if task.get("kind") != "task":
+            raise ValueError(f"expected task records or one report, found kind "
+                             f"{task.get('kind')!r}")
+        check_executed(task)
+        ev.add(task)
+    return ev.outcomes
 
 
 main = cli
