@@ -165,8 +165,8 @@ class PeftTrainer:
             torch.set_rng_state(torch.load(ckpt / "rng.pt"))
             say(f"resuming at step {state['step']} of {total}")
 
-        say(f"training {len(encoded)} examples ({sum(too_long.values())} too long), {total} steps, "
-            f"{world} process(es), {dev}, {torch_dtype}")
+        say(f"training {len(encoded)} examples ({sum(too_long.values())} too long), "
+            f"{total} steps, {world} process(es), {dev}, {torch_dtype}")
         start = time.perf_counter() - state["seconds"]
         for index in range(state["step"], total):
             step = steps[index]
