@@ -168,16 +168,17 @@ trap 'on_signal HUP' HUP
 # output) unless OUTPUT exists, in a process group of its own; write OUTPUT.tmp.PID (a name
 # no other run writes) and rename it when the command succeeds; record the stage's seconds.
 stage() {
-  local iter=$1 name=$2 out=$3 cmd=$4
+  local iter=$1 name=$2 out=$3 cmd=$4 where="iteration $1"
+  [[ $iter == sft ]] && where="SFT baseline"
   if ((DRY)); then
     printf '%s > %s\n' "$cmd" "$(q "$out")"
     return 0
   fi
   if [[ -e $out ]]; then
-    log "iteration $iter: $name: done already ($out)"
+    log "$where: $name: done already ($out)"
     return 0
   fi
-  log "iteration $iter: $name"
+  log "$where: $name"
   rm -f -- "$out".tmp.*  # left by a run that was killed
   local start end status=0 tmp=$out.tmp.$$
   start=$(date +%s%N)
@@ -195,8 +196,8 @@ stage() {
   stage_pid=
   if ((status != 0)); then
     rm -f -- "$tmp"
-    printf 'iterate.sh: iteration %s: stage %s failed with exit status %s:\n  %s\n' \
-      "$iter" "$name" "$status" "$cmd" >&2
+    printf 'iterate.sh: %s: stage %s failed with exit status %s:\n  %s\n' \
+      "$where" "$name" "$status" "$cmd" >&2
     exit "$status"
   fi
   mv -- "$tmp" "$out"

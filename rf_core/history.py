@@ -114,45 +114,80 @@ def _tokens(path: Path) -> int:
     return sum(c.get("n_tokens") or 0 for t in _records(path) for c in t.get("candidates") or [])
 
 
+def _entry(folder: Path, label: int | str, timings: dict) -> dict:
+    """One row of the report from one folder's stage files: an iteration, or the SFT row."""
+    entry: dict = {"iteration": label,
+                   "adapter": str(folder / "adapter") if (folder / "adapter").is_dir() else None}
+    if (folder / "train.jsonl").is_file():
+        entry["train"] = _train_stats(folder / "train.jsonl")
+    if (folder / "examples.jsonl").is_file():
+        sources = [ex.get("source") for ex in _records(folder / "examples.jsonl")]
+        entry["examples"] = {"self": sources.count("self"), "gold": sources.count("gold"),
+                             "total": len(sources)}
+    if (folder / "train.report.json").is_file():
+        rep = _json(folder / "train.report.json")
+        entry["training"] = {k: rep.get(k) for k in (
+            "examples", "skipped_too_long", "skipped_too_long_by_db", "tokens", "steps",
+            "skipped_steps", "wall_s", "tokens_per_s")}
+        curve = rep.get("loss_curve") or []
+        entry["training"]["loss_first"] = curve[0] if curve else None
+        entry["training"]["loss_last"] = curve[-1] if curve else None
+    entry["dev"] = {"greedy": _dev(folder / "dev.greedy.report.json"),
+                    "vote": _dev(folder / "dev.vote.report.json")}
+    val = _dev(folder / "val.greedy.report.json")
+    if val:
+        val.pop("outcomes", None)
+    entry["val"] = {"greedy": val}
+    stages = timings.get(label, {})
+    entry["timings_s"] = stages
+    rates = {}
+    for stage, sampled in (("train-sample", "train.sampled.jsonl"),
+                           ("dev-greedy-sample", "dev.greedy.sampled.jsonl"),
+                           ("dev-vote-sample", "dev.vote.sampled.jsonl")):
+        if stages.get(stage):
+            rates[stage] = round(_tokens(folder / sampled) / stages[stage], 1)
+    entry["sampling_tokens_per_s"] = rates
+    return entry
+
+
+def best_iteration(iterations: list[dict]) -> dict | None:
+    """The iteration with the highest validation EX (greedy), the earliest on a tie; the base
+    model is iteration 0. Dev EX plays no part in it."""
+    scored = [(it["val"]["greedy"]["ex"], -it["iteration"], it) for it in iterations
+              if ((it.get("val") or {}).get("greedy") or {}).get("ex") is not None]
+    if not scored:
+        return None
+    ex, _, it = max(scored, key=lambda t: t[:2])
+    return {"iteration": it["iteration"], "val_ex": ex, "adapter": it["adapter"],
+            "chosen_by": "validation EX, greedy"}
+
+
 def build_history(run: Path) -> dict:
     run = Path(run)
     timings = _timings(run)
-    iterations = []
     folders = [p for p in run.glob("iter*") if p.is_dir() and p.name[4:].isdigit()]
-    for it_dir in sorted(folders, key=lambda p: int(p.name[4:])):
-        i = int(it_dir.name[4:])
-        entry: dict = {"iteration": i,
-                       "adapter": str(it_dir / "adapter") if (it_dir / "adapter").is_dir()
-                       else None}
-        if (it_dir / "train.jsonl").is_file():
-            entry["train"] = _train_stats(it_dir / "train.jsonl")
-        if (it_dir / "examples.jsonl").is_file():
-            sources = [ex.get("source") for ex in _records(it_dir / "examples.jsonl")]
-            entry["examples"] = {"self": sources.count("self"), "gold": sources.count("gold"),
-                                 "total": len(sources)}
-        if (it_dir / "train.report.json").is_file():
-            rep = _json(it_dir / "train.report.json")
-            entry["training"] = {k: rep.get(k) for k in (
-                "examples", "skipped_too_long", "skipped_too_long_by_db", "tokens", "steps",
-                "skipped_steps", "wall_s", "tokens_per_s")}
-            curve = rep.get("loss_curve") or []
-            entry["training"]["loss_first"] = curve[0] if curve else None
-            entry["training"]["loss_last"] = curve[-1] if curve else None
-        entry["dev"] = {"greedy": _dev(it_dir / "dev.greedy.report.json"),
-                        "vote": _dev(it_dir / "dev.vote.report.json")}
-        stages = timings.get(i, {})
-        entry["timings_s"] = stages
-        rates = {}
-        for stage, sampled in (("train-sample", "train.sampled.jsonl"),
-                               ("dev-greedy-sample", "dev.greedy.sampled.jsonl"),
-                               ("dev-vote-sample", "dev.vote.sampled.jsonl")):
-            if stages.get(stage):
-                rates[stage] = round(_tokens(it_dir / sampled) / stages[stage], 1)
-        entry["sampling_tokens_per_s"] = rates
-        iterations.append(entry)
-    _add_differences(iterations)
+    iterations = [_entry(p, int(p.name[4:]), timings)
+                  for p in sorted(folders, key=lambda p: int(p.name[4:]))]
+    sft = _entry(run / "sft", "sft", timings) if (run / "sft").is_dir() else None
+    _add_differences(iterations + ([sft] if sft else []))
     return {"schema_version": 1, "kind": "history", "config": _config(run),
-            "iterations": iterations}
+            "iterations": iterations, "sft": sft, "best": best_iteration(iterations)}
+
+
+def rows(history: dict) -> list[dict]:
+    """The report's rows in the reference's order: base, SFT on gold, then the iterations."""
+    its = history["iterations"]
+    sft = [history["sft"]] if history.get("sft") else []
+    return [it for it in its if it["iteration"] == 0] + sft + \
+        [it for it in its if it["iteration"] != 0]
+
+
+def _label(it: dict, history: dict) -> str:
+    if it["iteration"] == "sft":
+        return "SFT on gold"
+    label = f"{it['iteration']}" + (" (base)" if it["iteration"] == 0 else "")
+    best = history.get("best")
+    return label + (" **best**" if best and best["iteration"] == it["iteration"] else "")
 
 
 def _pct(v) -> str:
@@ -178,6 +213,7 @@ def report_markdown(history: dict, plots: list[str]) -> str:
     cfg = history["config"]
     vote_k = cfg.get("vote", "0")
     with_vote = vote_k not in ("", "0")
+    with_val = any((it.get("val") or {}).get("greedy") for it in rows(history))
     lines = [f"# ReasonForge run: {cfg.get('model', '?')} on {cfg.get('dataset', '?')}", "",
              f"Preset {cfg.get('preset', '?')}; {cfg.get('train_size', '?')} train tasks, "
              f"k={cfg.get('k', '?')} at T={cfg.get('temperature', '?')}; dev size "
@@ -187,9 +223,11 @@ def report_markdown(history: dict, plots: list[str]) -> str:
              "",
              "| iteration | train coverage | examples self / gold | dev EX greedy | "
              + (f"dev EX vote@{vote_k} | " if with_vote else "")
+             + (" val EX greedy |" if with_val else "")
              + "train loss first -> last | train tok/s | stage time s |",
-             "|---|---|---|---|---|---|---|" + ("---|" if with_vote else "")]
-    for it in history["iterations"]:
+             "|---|---|---|---|---|---|---|" + ("---|" if with_vote else "")
+             + ("---|" if with_val else "")]
+    for it in rows(history):
         train = it.get("train") or {}
         ex = it.get("examples") or {}
         tr = it.get("training") or {}
@@ -198,15 +236,23 @@ def report_markdown(history: dict, plots: list[str]) -> str:
         cov = train.get("coverage")
         loss = (f"{tr['loss_first']:.3f} -> {tr['loss_last']:.3f}"
                 if tr.get("loss_first") is not None else "")
-        label = f"{it['iteration']}" + (" (base)" if it["iteration"] == 0 else "")
+        label = _label(it, history)
         coverage = ("" if cov is None else
                     f"{100 * cov:.1f}% ({train['covered']}/{train['tasks']})")
         sources = f"{ex['self']} / {ex['gold']}" if ex else ""
         voted = _ex_cell(vote_dev) if vote_dev else ""
         seconds = sum(it["timings_s"].values())
         vote_cell = f"{voted} | " if with_vote else ""
+        val = (it.get("val") or {}).get("greedy")
+        val_cell = (_ex_cell(val) if val else "") + " | " if with_val else ""
         lines.append(f"| {label} | {coverage} | {sources} | {_ex_cell(greedy_dev)} | {vote_cell}"
-                     f"{loss} | {tr.get('tokens_per_s') or ''} | {seconds:.0f} |")
+                     f"{val_cell}{loss} | {tr.get('tokens_per_s') or ''} | {seconds:.0f} |")
+    best = history.get("best")
+    if best:
+        lines += ["", f"Best iteration by validation EX (greedy): **{best['iteration']}** "
+                  f"({_pct(best['val_ex'])}); the run folder's `best` points at it. Dev EX "
+                  "was not used to choose it."]
+    lines.append("")
     for it in history["iterations"]:
         v = (it.get("train") or {}).get("variants")
         if v:
@@ -214,7 +260,7 @@ def report_markdown(history: dict, plots: list[str]) -> str:
                          f"{v['rejected']} of {v['checked']} train candidates from correct to "
                          "wrong before selection.")
     names = []
-    for it in history["iterations"]:
+    for it in rows(history):
         for kind in ("greedy", "vote"):
             for m in ((it["dev"].get(kind) or {}).get("by_matcher") or {}):
                 if m not in names:
@@ -225,7 +271,7 @@ def report_markdown(history: dict, plots: list[str]) -> str:
                   "EX [95% interval]; pass@k of the largest k where k > 1):", "",
                   "| iteration | " + " | ".join(f"{m} ({k})" for k in kinds for m in names)
                   + " |", "|---|" + "---|" * (len(names) * len(kinds))]
-        for it in history["iterations"]:
+        for it in rows(history):
             cells = []
             for k in kinds:
                 by = (it["dev"].get(k) or {}).get("by_matcher") or {}
@@ -237,15 +283,15 @@ def report_markdown(history: dict, plots: list[str]) -> str:
                     if top is not None and int(top) > 1:
                         cell += f"; pass@{top} {_pct(pk[top])}"
                     cells.append(cell)
-            lines.append(f"| {it['iteration']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {_label(it, history)} | " + " | ".join(cells) + " |")
     lines += ["", "Dev EX (greedy) by hardness:", "",
               "| iteration | easy | medium | hard | extra |", "|---|---|---|---|---|"]
-    for it in history["iterations"]:
+    for it in rows(history):
         g = it["dev"].get("greedy") or {}
         by = g.get("by_hardness") or {}
         cells = [f"{_pct(by[h]['ex'])} ({by[h]['correct']}/{by[h]['n']})" if h in by else ""
                  for h in ("easy", "medium", "hard", "extra")]
-        lines.append(f"| {it['iteration']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_label(it, history)} | " + " | ".join(cells) + " |")
     lines.append("")
     for p in plots:
         lines += [f"![{Path(p).stem}]({Path(p).name})", ""]
@@ -285,6 +331,9 @@ def plots(history: dict, run: Path) -> list[str]:
 
     draw("greedy", "o", "greedy", -0.04)
     draw("vote", "s", f"vote@{history['config'].get('vote', '?')}", 0.04)
+    sft = ((history.get("sft") or {}).get("dev") or {}).get("greedy") or {}
+    if sft.get("ex") is not None:
+        ax.axhline(sft["ex"], linestyle="--", color="gray", label="SFT on gold (greedy)")
     ax.set_xlabel("iteration (0 = base model)")
     ax.set_ylabel("dev execution accuracy (%)")
     ax.set_xticks(xs)

@@ -15,7 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--dataset", "demo", "--iterations", "2", "-k", "2", "--train-size", "6",
-         "--dev-size", "4", "--vote", "2", "--values", "0", "--max-new-tokens", "6",
+         "--dev-size", "4", "--val-size", "2", "--vote", "2", "--values", "0",
+         "--max-new-tokens", "6",
          "--epochs", "1", "--batch-size", "2", "--lr", "1e-3", "--max-len", "4096"]
 
 
@@ -86,6 +87,17 @@ def test_two_iterations_write_valid_stages_and_reports(finished_run, validate):
         assert it["sampling_tokens_per_s"]["train-sample"] > 0
     report = (out / "report.md").read_text()
     assert "| iteration | train coverage |" in report and "accuracy.png" in report
+    # the reference's three kinds of rows, and the best iteration chosen on validation
+    sft = history["sft"]
+    assert sft["iteration"] == "sft" and sft["examples"]["gold"] == 6
+    assert sft["training"]["steps"] > 0 and sft["dev"]["greedy"]["ex"] is not None
+    assert sft["val"]["greedy"]["scored"] == 2
+    assert report.index("| 0 (base)") < report.index("| SFT on gold") < report.index("| 1 ")
+    best = history["best"]
+    assert best["iteration"] in (0, 1, 2) and best["chosen_by"] == "validation EX, greedy"
+    assert best["val_ex"] == max(it["val"]["greedy"]["ex"] for it in its)
+    assert (out / "best").resolve() == (out / f"iter{best['iteration']}").resolve()
+    assert "Best iteration by validation EX (greedy)" in report
     assert (out / "accuracy.png").stat().st_size > 1000
 
 
@@ -141,5 +153,6 @@ def test_the_loop_stops_when_too_many_examples_exceed_max_len(tiny_model, tmp_pa
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "of 3 examples (100.0%) are longer than --max-len 40 (by database:" in proc.stderr
     assert "more than the 1% allowed" in proc.stderr
-    assert "iteration 1: stage train failed with exit status 1" in proc.stderr
-    assert not (tmp_path / "run" / "iter1" / "train.report.json").exists()
+    # the SFT baseline trains first, on the same tasks' gold SQL: it stops there
+    assert "SFT baseline: stage train failed with exit status 1" in proc.stderr
+    assert not (tmp_path / "run" / "sft" / "train.report.json").exists()

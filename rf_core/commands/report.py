@@ -18,7 +18,8 @@ PROG = "rf-report"
 @command(PROG)
 def cli(run_dir, no_plots):
     """Rebuild RUN_DIR/history.json, report.md, accuracy.png and pass_at_k.png from the
-    files the loop's stages wrote."""
+    files the loop's stages wrote, and point RUN_DIR/best at the iteration with the highest
+    validation EX."""
     run = Path(run_dir)
     history = build_history(run)
     if not history["iterations"]:
@@ -29,6 +30,7 @@ def cli(run_dir, no_plots):
             drawn = plots(history, run)
         except ImportError:
             click.echo(f"{PROG}: matplotlib is not installed; no plots", err=True)
+    _point_best(run, history.get("best"))
     tmp = run / "history.json.tmp"
     tmp.write_bytes(orjson.dumps(history, option=orjson.OPT_INDENT_2))
     tmp.replace(run / "history.json")
@@ -37,6 +39,20 @@ def cli(run_dir, no_plots):
     md.replace(run / "report.md")
     click.echo(f"{PROG}: wrote {run / 'history.json'}, {run / 'report.md'}"
                + (f" and {len(drawn)} plot(s)" if drawn else ""), err=True)
+
+
+def _point_best(run: Path, best: dict | None) -> None:
+    """RUN_DIR/best: a link to the best iteration's folder (chosen on validation EX)."""
+    link = run / "best"
+    if best is None:
+        if link.is_symlink():
+            link.unlink()
+        return
+    tmp = run / "best.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(f"iter{best['iteration']}", target_is_directory=True)
+    tmp.replace(link)
 
 
 main = cli
