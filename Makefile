@@ -32,6 +32,11 @@ test: install
 bench: install
 	$(BIN)/python bench/exec_bench.py
 
+# The GPU acceptance run (bench/README.md): GPU_CHECK_ARGS="--model DIR --spider-root DIR",
+# or "--cpu-smoke" for its tiny CPU version.
+gpu-check: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" bench/gpu_check.sh $(GPU_CHECK_ARGS)
+
 clean:
 	rm -rf $(VENV) out
 
