@@ -59,6 +59,8 @@ mkdir -p "$WORK"
 if ((SMOKE)); then
   MODEL=${MODEL:-smollm2-135m} TRAIN_SIZE=${TRAIN_SIZE:-4}
   export CUDA_VISIBLE_DEVICES=  # the CPU, even where a GPU is present
+  # one thread: with two on a shared 2-core machine, fp32 decoding stalled
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
   doctor_args=(--no-spider)
   sample_args=(--data demo --prompts 4 -k 2 --max-new-tokens 16 --generate-batch 4)
   train_args=(--data demo --examples 6 --batch-size 2 --max-len 4096 --threads 1 --no-warm-up)
@@ -100,6 +102,8 @@ failed=0
   echo
   echo "Command: \`bench/gpu_check.sh$( ((SMOKE)) && echo ' --cpu-smoke') --model $MODEL\`;"
   echo "mode: $( ((SMOKE)) && echo 'CPU smoke test (tiny sizes; its numbers say nothing about speed)' || echo 'GPU')."
+  cpu=$(grep -m1 'model name' /proc/cpuinfo 2> /dev/null | cut -d: -f2- | sed 's/^ *//' || true)
+  echo "Machine: $(uname -m), $(getconf _NPROCESSORS_ONLN) CPU core(s)${cpu:+ ($cpu)}, load average $(cut -d' ' -f1-3 /proc/loadavg 2> /dev/null || echo n/a) at the start."
 } > "$results"
 
 # part NAME TITLE COMMAND...: run it, keep its stdout (Markdown) and wall time in the results
@@ -109,7 +113,7 @@ part() {
   [[ ,$PARTS, == *,$name,* ]] || return 0
   log "$name: $*"
   local start end rc=0
-  start=$(date +%s)
+  start=$(($(date +%s) - ${before:-0}))
   "$@" > "$WORK/$name.md" 2> "$WORK/$name.log" || rc=$?
   end=$(date +%s)
   {
@@ -136,8 +140,6 @@ part() {
 }
 
 doctor_table() {
-  echo "rf-doctor ran in $doctor_wall s, before the other parts."
-  echo
   echo '```'
   cat "$WORK/doctor.txt"
   echo '```'
@@ -148,7 +150,7 @@ loop() {
   "$PY" "$root/bench/loop_summary.py" "$run"
 }
 
-part env "Environment (rf-doctor)" doctor_table
+before=$doctor_wall part env "Environment (rf-doctor)" doctor_table
 part sample "Sampling: plain generate against the sampler engines" \
   "$PY" "$root/bench/sample_bench.py" --model "$MODEL" "${sample_args[@]}"
 part train "Training: rf-train against the HF Trainer" \

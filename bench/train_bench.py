@@ -57,20 +57,20 @@ def _tool(name: str) -> str:
 
 
 def load_examples(n: int, seed: int, spider_root: str | None,
-                  data: str = "auto") -> tuple[list[dict], str]:
+                  which: str = "auto") -> tuple[list[dict], str]:
     """`rf-data spider --split train --limit N | rf-inject` (demo train when Spider is absent
-    or ``data`` is "demo")."""
+    or ``which`` is "demo")."""
     spider = Path(spider_root or os.environ.get("RF_SPIDER_ROOT")
                   or ROOT.parent / "shared" / "spider")
-    if data == "spider" and not (spider / "train_spider.json").is_file():
+    if which == "spider" and not (spider / "train_spider.json").is_file():
         raise SystemExit(f"train_bench: Spider not found at {spider}")
-    if data != "demo" and (spider / "train_spider.json").is_file():
+    if which != "demo" and (spider / "train_spider.json").is_file():
         data = [_tool("rf-data"), "spider", "--root", str(spider), "--split", "train",
                 "--limit", str(n), "--seed", str(seed)]
         source = "Spider train"
     else:
         data = [_tool("rf-data"), "demo", "--split", "train"]
-        source = "demo train" + (" (Spider not found)" if data != "demo" else "")
+        source = "demo train" + (" (Spider not found)" if which != "demo" else "")
     producer = subprocess.Popen(data, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     inject = subprocess.run([_tool("rf-inject")], stdin=producer.stdout, capture_output=True)
     producer.stdout.close()
