@@ -184,30 +184,29 @@ class PeftTrainer:
                                                 dummy)
                     break
                 except torch.cuda.OutOfMemoryError:
-                    # free this attempt's gradients and activations before trying again
-                    optimizer.zero_grad(set_to_none=True)
-                    if dev.type == "cuda":
-                        torch.cuda.empty_cache()
-                    if world > 1:
-                        raise RFError(f"step {index + 1}: CUDA out of memory in a "
-                                      f"distributed run; pass a smaller "
-                                      f"--micro-batch-tokens than {budget}") from None
-                    state["oom_retries"] += 1
-                    smaller = halve(mbs)
-                    if smaller is not None:
-                        say(f"step {index + 1}: CUDA out of memory in {len(mbs)} "
-                            f"micro-batch(es); retrying it in {len(smaller)} "
-                            f"({state['oom_retries']} retries so far)")
-                        mbs = smaller
-                    elif not checkpointing:
-                        say(f"step {index + 1}: CUDA out of memory with one example per "
-                            "micro-batch; retrying it with gradient checkpointing on")
-                        _enable_checkpointing(peft_model)
-                        checkpointing = True
-                    else:
-                        raise RFError(f"step {index + 1}: CUDA out of memory with one "
-                                      "example per micro-batch and gradient checkpointing "
-                                      "on; lower --max-len") from None
+                    pass  # handled below: the traceback holds the activations until here
+                # free this attempt's gradients and activations before trying again
+                optimizer.zero_grad(set_to_none=True)
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                if world > 1:
+                    raise RFError(f"step {index + 1}: CUDA out of memory in a distributed "
+                                  f"run; pass a smaller --micro-batch-tokens than {budget}")
+                state["oom_retries"] += 1
+                smaller = halve(mbs)
+                if smaller is not None:
+                    say(f"step {index + 1}: CUDA out of memory in {len(mbs)} micro-batch(es); "
+                        f"retrying it in {len(smaller)} ({state['oom_retries']} retries so "
+                        "far)")
+                    mbs = smaller
+                elif not checkpointing:
+                    say(f"step {index + 1}: CUDA out of memory with one example per "
+                        "micro-batch; retrying it with gradient checkpointing on")
+                    _enable_checkpointing(peft_model)
+                    checkpointing = True
+                else:
+                    raise RFError(f"step {index + 1}: CUDA out of memory with one example per "
+                                  "micro-batch and gradient checkpointing on; lower --max-len")
             if not dummy:  # counted on the host: no device sync
                 state["tokens"] += sum(len(e.input_ids) for mb in mbs for e in mb)
             if world > 1:
