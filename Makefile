@@ -11,11 +11,14 @@ DEMO_MODEL ?= qwen2.5-coder-0.5b
 # build) is shared with the venv, one already in $(VENV) stays; only where there is none is
 # torch 2.13.0 installed (its CPU wheel). The models extra takes any torch 2.x from 2.4 on.
 HAVE_TORCH := $(shell $(PYTHON) -c 'import torch' 2>/dev/null && echo yes)
+# Without network: make install EXTRAS=models,test PIP_ARGS="--no-index --find-links wheels"
+EXTRAS ?= models,gguf,plots,test
+PIP_ARGS ?=
 
 $(VENV)/.installed: pyproject.toml examples/reasonforge-canonical/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(if $(HAVE_TORCH),--system-site-packages) $(VENV)
 	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[models,gguf,plots,test]' ./examples/reasonforge-canonical
+	$(BIN)/pip install --quiet $(PIP_ARGS) -e '.[$(EXTRAS)]' ./examples/reasonforge-canonical
 	$(BIN)/python -c 'import torch; print("make install: torch", torch.__version__, "CUDA", torch.version.cuda)'
 	touch $@
 
