@@ -105,12 +105,12 @@ def survey(model: str | None, spider_root: str, *, gpu_memory_gb: float | None =
                   "platform": platform.platform()}
     versions = {name: package_version(name) for name in PACKAGES}
     info["packages"] = versions
-    for name in NEEDED:
-        if versions[name] is None or importlib.util.find_spec(name) is None:
-            missing.append(f"the {name} package: pip install 'reasonforge[models]'")
+    absent = [name for name in NEEDED
+              if versions[name] is None or importlib.util.find_spec(name) is None]
+    missing += [f"the {name} package: pip install 'reasonforge[models]'" for name in absent]
     torch_info: dict = {"version": versions["torch"], "build": None, "cuda": None}
     devices: list[dict] = []
-    if "torch" not in " ".join(missing):
+    if "torch" not in absent:
         import torch
 
         torch_info["cuda"] = torch.version.cuda

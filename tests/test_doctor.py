@@ -65,3 +65,15 @@ def test_sampler_auto_today():
     assert choose_sampler(cuda=True, vllm_installed=True) == "vllm"
     assert choose_sampler(cuda=True, vllm_installed=False) == "hf"
     assert choose_sampler(cuda=False, vllm_installed=True) == "hf"
+
+
+def test_a_missing_package_is_named(tiny_model, tmp_path, monkeypatch):
+    import rf_core.environment as environment
+
+    real = environment.package_version
+    monkeypatch.setattr(environment, "package_version",
+                        lambda name: None if name == "peft" else real(name))
+    r = run("rf-doctor", ["--model", tiny_model, "--spider-root", str(fake_spider(tmp_path))])
+    assert r.code == 1
+    assert "missing: the peft package: pip install 'reasonforge[models]'" in r.stderr
+    assert orjson.loads(r.stdout)["packages"]["peft"] is None
