@@ -69,6 +69,8 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--dropouts", default="0,0.15")
+    ap.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto",
+                    help="rf-train's --dtype (bf16 halves its memory on a CPU)")
     ap.add_argument("--max-new-tokens", type=int, default=96)
     args = ap.parse_args()
 
@@ -87,7 +89,7 @@ def main() -> int:
             rep = json.loads(pipe([tool("rf-train"), "--base", args.model, "--out", out,
                                    "--dropout", d, "--epochs", str(args.epochs), "--lr",
                                    str(args.lr), "--batch-size", str(args.batch_size),
-                                   "--seed", "0"], stdin=train))
+                                   "--dtype", args.dtype, "--seed", "0"], stdin=train))
             runs.append((f"dropout {d}", out, rep))
         for name, adapter, rep in runs:
             say(f"evaluating {name}")
@@ -100,7 +102,7 @@ def main() -> int:
             rows.append((name, rep, loss, report))
     print(f"# dropout_bench: {args.model}; {args.train} demo train tasks (gold), "
           f"{args.dev} demo dev tasks; {args.epochs} epoch(s), lr {args.lr:g}, batch size "
-          f"{args.batch_size}, r=16, alpha 32, all-linear; {time.strftime('%Y-%m-%d %H:%M')}")
+          f"{args.batch_size}, training dtype {args.dtype}, r=16, alpha 32, all-linear; {time.strftime('%Y-%m-%d %H:%M')}")
     print()
     print("| adapter | train loss first / last | train wall s | held-out loss per "
           "completion token | dev EX greedy |")
