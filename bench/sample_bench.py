@@ -22,13 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_tasks(n: int, seed: int, first: bool) -> tuple[list[dict], str]:
+def load_tasks(n: int, seed: int, first: bool, data: str = "auto") -> tuple[list[dict], str]:
     from rf_core.datasets import pick
     from rf_core.plugins import get
 
     spider = Path(os.environ.get("RF_SPIDER_ROOT") or ROOT.parent / "shared" / "spider")
     quiet = lambda m: None  # noqa: E731
-    if (spider / "dev.json").is_file():
+    if data == "spider" and not (spider / "dev.json").is_file():
+        raise SystemExit(f"sample_bench: Spider not found at {spider} (set RF_SPIDER_ROOT)")
+    if data != "demo" and (spider / "dev.json").is_file():
         tasks = list(get("datasets", "spider").tasks(root=str(spider), split="dev",
                                                      report=quiet))
         return (tasks[:n] if first else pick(tasks, n, seed)), "Spider dev-972"
@@ -117,6 +119,26 @@ def run_generate(model, tok, prompts, args, stops, device) -> dict:
             "prefill": args.k * sum(map(len, prompts)), "peak": peak_memory_mb(device)}
 
 
+def run_plugin(name: str, tasks: list[dict], args) -> dict:
+    """A sampler plugin end to end, as rf-sample runs it (vllm: in its own process, so its
+    memory is not seen here)."""
+    from rf_core.plugins import get
+
+    sampler = get("samplers", name)
+    start = time.perf_counter()
+    out = list(sampler.sample([dict(t) for t in tasks], model=args.model, k=args.k,
+                              temperature=args.temperature, top_p=args.top_p,
+                              max_new_tokens=args.max_new_tokens, seed=0,
+                              report=lambda m: print(f"sample_bench: {name}: {m}",
+                                                     file=sys.stderr, flush=True)))
+    wall = time.perf_counter() - start
+    cands = [c for t in out for c in t["candidates"]]
+    # counted as the engine counts: generated tokens plus the end-of-turn token
+    tokens = sum((c.get("n_tokens") or 0) + bool(c.get("finished")) for c in cands)
+    return {"wall": wall, "tokens": tokens, "sequences": len(cands), "live": None,
+            "batches": None, "prefill": None, "peak": None}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
@@ -133,6 +155,11 @@ def main() -> int:
                     help="the first N questions (grouped by database, as rf-data writes "
                          "them) instead of a random sample")
     ap.add_argument("--only", choices=["engine", "engine-unshared", "generate"], default=None)
+    ap.add_argument("--data", choices=["auto", "spider", "demo"], default="auto",
+                    help="prompts: Spider dev-972 (auto: when present) or the demo benchmark")
+    ap.add_argument("--samplers", default="",
+                    help="comma-separated sampler plugins to add as rows, run end to end "
+                         "(e.g. vllm)")
     args = ap.parse_args()
 
     import torch
@@ -146,7 +173,7 @@ def main() -> int:
     dtype = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32,
              "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
     tok, model = load(args.model, dtype=dtype, device=device)
-    tasks, source = load_tasks(args.prompts, 0, args.first)
+    tasks, source = load_tasks(args.prompts, 0, args.first, args.data)
     prompts = [encode_prompt(tok, task_messages(t)) for t in tasks]
     stops = end_of_turn_ids(tok)
     what = (torch.cuda.get_device_name(device) if device.type == "cuda"
@@ -166,6 +193,9 @@ def main() -> int:
     if args.only in (None, "engine"):
         rows.append(("rf-sample hf engine", run_engine(model, tok, prompts, args, stops,
                                                        device)))
+    for name in filter(None, args.samplers.split(",")):
+        rows.append((f"rf-sample --sampler {name} (end to end)",
+                     run_plugin(name, tasks, args)))
     base = rows[0][1]["tokens"] / rows[0][1]["wall"]
     print()
     prompt_tokens = sum(map(len, prompts))
@@ -174,9 +204,12 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in rows:
         tps = r["tokens"] / r["wall"]
+        na = "n/a"
         print(f"| {name} | {r['wall']:.1f} | {tps:,.0f} | {r['sequences'] / r['wall']:.2f} | "
-              f"{r['live']:.0%} | {r['prefill'] / prompt_tokens:.0%} | "
-              f"{r['batches']} | {r['peak']:,.0f} | {tps / base:.2f}x |")
+              f"{na if r['live'] is None else format(r['live'], '.0%')} | "
+              f"{na if r['prefill'] is None else format(r['prefill'] / prompt_tokens, '.0%')} | "
+              f"{na if r['batches'] is None else r['batches']} | "
+              f"{na if r['peak'] is None else format(r['peak'], ',.0f')} | {tps / base:.2f}x |")
     return 0
 
 

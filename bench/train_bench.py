@@ -56,17 +56,21 @@ def _tool(name: str) -> str:
     return str(here) if here.exists() else name
 
 
-def load_examples(n: int, seed: int, spider_root: str | None) -> tuple[list[dict], str]:
-    """`rf-data spider --split train --limit N | rf-inject` (demo train when Spider is absent)."""
+def load_examples(n: int, seed: int, spider_root: str | None,
+                  which: str = "auto") -> tuple[list[dict], str]:
+    """`rf-data spider --split train --limit N | rf-inject` (demo train when Spider is absent
+    or ``which`` is "demo")."""
     spider = Path(spider_root or os.environ.get("RF_SPIDER_ROOT")
                   or ROOT.parent / "shared" / "spider")
-    if (spider / "train_spider.json").is_file():
+    if which == "spider" and not (spider / "train_spider.json").is_file():
+        raise SystemExit(f"train_bench: Spider not found at {spider}")
+    if which != "demo" and (spider / "train_spider.json").is_file():
         data = [_tool("rf-data"), "spider", "--root", str(spider), "--split", "train",
                 "--limit", str(n), "--seed", str(seed)]
         source = "Spider train"
     else:
         data = [_tool("rf-data"), "demo", "--split", "train"]
-        source = "demo train (Spider not found)"
+        source = "demo train" + (" (Spider not found)" if which != "demo" else "")
     producer = subprocess.Popen(data, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     inject = subprocess.run([_tool("rf-inject")], stdin=producer.stdout, capture_output=True)
     producer.stdout.close()
@@ -162,7 +166,8 @@ def run_rf(examples, args, device, tmp: Path) -> dict:
     return {"wall": result["wall_s"], "end_to_end": end_to_end, "steps": result["steps"],
             "forwards": counter.forwards, "real": counter.real, "slots": counter.slots,
             "loss": sum(losses) / len(losses), "last_loss": losses[-1],
-            "peak": peak_mb(device)}
+            "peak": peak_mb(device), "budget": result.get("micro_batch_tokens"),
+            "ckpt": result.get("grad_checkpointing"), "oom": result.get("oom_retries")}
 
 
 def run_hf(examples, args, device, dtype, tmp: Path) -> dict:
@@ -200,7 +205,11 @@ def run_hf(examples, args, device, dtype, tmp: Path) -> dict:
         return out
 
     steps = args.epochs * math.ceil(len(features) / args.batch_size)
+    # transformers 5.2x renamed gradient_checkpointing; 5.17 has only the old name
+    ckpt_name = ("activation_checkpointing" if "activation_checkpointing"
+                 in TrainingArguments.__dataclass_fields__ else "gradient_checkpointing")
     targs = TrainingArguments(
+        **{ckpt_name: args.hf_ckpt, f"{ckpt_name}_kwargs": {"use_reentrant": False}},
         output_dir=str(tmp / "hf-out"), per_device_train_batch_size=args.batch_size,
         gradient_accumulation_steps=1, num_train_epochs=args.epochs, learning_rate=args.lr,
         weight_decay=WEIGHT_DECAY, lr_scheduler_type="cosine",
@@ -239,14 +248,19 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--micro-batch-tokens", type=int, default=None,
-                    help="rf-train's padded-token budget per forward (its default: 16384 GPU, "
-                         "4096 CPU)")
+                    help="rf-train's padded-token budget per forward (its default: sized "
+                         "from free GPU memory; 4096 on CPU)")
+    ap.add_argument("--hf-grad-checkpointing", choices=["auto", "on", "off"], default="auto",
+                    help="gradient checkpointing for the HF Trainer (auto: on with CUDA, "
+                         "where a batch of long examples does not fit without it)")
     ap.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto",
                     help="auto: bf16 on GPU, fp32 on CPU")
     ap.add_argument("--peak-tflops", type=float, default=None,
                     help="peak FLOP/s for MFU, in TFLOP/s (default 989, H100 bf16 dense, with "
                          "CUDA; none on CPU, so MFU prints n/a)")
     ap.add_argument("--spider-root", default=None)
+    ap.add_argument("--data", choices=["auto", "spider", "demo"], default="auto",
+                    help="examples: Spider train (auto: when present) or the demo benchmark")
     ap.add_argument("--only", choices=["rf", "hf"], default=None)
     ap.add_argument("--order", choices=["rf-first", "hf-first"], default="rf-first")
     ap.add_argument("--no-warm-up", action="store_true")
@@ -270,6 +284,9 @@ def main() -> int:
     args.dtype = {torch.bfloat16: "bf16", torch.float32: "fp32"}[dtype]
     args.model = args.model or ("qwen2.5-coder-1.5b" if cuda else "smollm2-135m")
     args.examples = args.examples or (1024 if cuda else 64)
+    hf_ckpt = args.hf_grad_checkpointing == "on" or (args.hf_grad_checkpointing == "auto"
+                                                     and cuda)
+    args.hf_ckpt = hf_ckpt
     peak = args.peak_tflops if args.peak_tflops is not None else (
         H100_BF16_DENSE_TFLOPS if cuda else None)
 
@@ -280,7 +297,7 @@ def main() -> int:
         resolve(args.model)
     except RFError as exc:
         raise SystemExit(f"train_bench: {exc}") from None
-    examples, source = load_examples(args.examples, args.seed, args.spider_root)
+    examples, source = load_examples(args.examples, args.seed, args.spider_root, args.data)
     tok, model = load(args.model, dtype=dtype, device="cpu")
     n_params = sum(p.numel() for p in model.parameters())
     del model
@@ -306,7 +323,9 @@ def main() -> int:
           f"{LORA['target']}; lr {args.lr:g}, {args.epochs} epoch(s), batch size "
           f"{args.batch_size}, warm-up {WARMUP:g}, cosine, AdamW wd {WEIGHT_DECAY}, clip "
           f"{MAX_GRAD_NORM}; rf-train micro-batch budget "
-          f"{args.micro_batch_tokens or (16384 if cuda else 4096)} tokens")
+          + (f"{args.micro_batch_tokens} tokens" if args.micro_batch_tokens else
+             "sized from free GPU memory" if cuda else "4096 tokens")
+          + f"; HF Trainer gradient checkpointing {'on' if hf_ckpt else 'off'}")
     print(f"# torch {torch.__version__}, transformers {transformers.__version__}, "
           f"peft {peft.__version__}, {time.strftime('%Y-%m-%d %H:%M')}")
     print(f"# MFU = 6 x {n_params / 1e6:.1f}M (total base-model params) x real tokens / wall / "
@@ -350,6 +369,11 @@ def main() -> int:
           "end to end (load, encode, train, save): "
           + ", ".join(f"{name} {r['end_to_end']:.1f} s" for name, _, r in rows)
           + " (rf-train's includes writing the adapter; HF's saves nothing)")
+    for name, key, r in rows:
+        if key == "rf":
+            print(f"{name}: micro-batches of at most {r['budget']:,} padded tokens, gradient "
+                  f"checkpointing {'on' if r['ckpt'] else 'off'}, {r['oom']} out-of-memory "
+                  "retries")
     if not cuda:
         import resource
 

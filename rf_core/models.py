@@ -9,6 +9,7 @@ loading a GGUF dequantizes every tensor (18-56 s on 2 cores), a converted folder
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -164,6 +165,10 @@ def convert_gguf(gguf: Path, out_dir: Path, report: Report = _stderr) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = Path(gguf)
+    if importlib.util.find_spec("gguf") is None:
+        raise RFError(f"reading {gguf.name} needs the gguf package: pip install "
+                      "'reasonforge[gguf]', or convert it on a machine that has it and bring "
+                      "the folder (rf-model path NAME prints it)")
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,

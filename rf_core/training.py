@@ -82,17 +82,35 @@ def plan_steps(examples: list[Encoded], batch_size: int, epochs: int, seed: int,
     return steps
 
 
-def micro_batches(step: list[Encoded], token_budget: int) -> list[list[Encoded]]:
-    """Split a step into micro-batches whose padded size (rows x longest) fits the budget."""
+def micro_batches(step: list[Encoded], token_budget: int,
+                  completion_budget: int | None = None) -> list[list[Encoded]]:
+    """Split a step into micro-batches whose padded size (rows x longest) fits
+    ``token_budget`` and whose completion tokens (the output layer's rows) fit
+    ``completion_budget``. An example larger than a budget gets a micro-batch of its own."""
     ordered = sorted(step, key=lambda e: len(e.input_ids))
-    out, current = [], []
+    out, current, completion = [], [], 0
     for ex in ordered:
-        if current and (len(current) + 1) * len(ex.input_ids) > token_budget:
+        if current and ((len(current) + 1) * len(ex.input_ids) > token_budget
+                        or (completion_budget is not None
+                            and completion + ex.n_completion > completion_budget)):
             out.append(current)
-            current = []
+            current, completion = [], 0
         current.append(ex)
+        completion += ex.n_completion
     if current:
         out.append(current)
+    return out
+
+
+def halve(batches: list[list[Encoded]]) -> list[list[Encoded]] | None:
+    """Each micro-batch split into two of half the rows (after an out-of-memory error);
+    None when every micro-batch already holds one row."""
+    if all(len(mb) == 1 for mb in batches):
+        return None
+    out = []
+    for mb in batches:
+        cut = (len(mb) + 1) // 2
+        out += [mb[:cut], mb[cut:]] if len(mb) > 1 else [mb]
     return out
 
 

@@ -89,7 +89,8 @@ class PeftTrainer:
               lr: float = 1e-4, epochs: int = 2, warmup: float = 0.1,
               weight_decay: float = 0.01, batch_size: int = 16,
               micro_batch_tokens: int | None = None, max_len: int = 2048, seed: int = 0,
-              grad_checkpointing: bool = False, dtype: str = "auto", device: str = "auto",
+              grad_checkpointing: str | bool = "auto", dtype: str = "auto",
+              device: str = "auto",
               resume: bool = False, merge: bool = False, force: bool = False,
               max_grad_norm: float = 1.0, max_bad_steps: int | None = None,
               save_every: int = 50, max_too_long: float | None = None,
@@ -100,8 +101,8 @@ class PeftTrainer:
         from peft.utils import get_peft_model_state_dict
 
         from rf_core.models import end_of_turn_id, load
-        from rf_core.training import (cosine_with_warmup, encode_examples, micro_batches,
-                                      plan_steps)
+        from rf_core.training import (cosine_with_warmup, encode_examples, halve,
+                                      micro_batches, plan_steps)
 
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank_id = int(os.environ.get("RANK", "0"))
@@ -134,10 +135,14 @@ class PeftTrainer:
         lora = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout,
                           target_modules=target, task_type="CAUSAL_LM")
         peft_model = get_peft_model(model, lora)
-        if grad_checkpointing:
-            peft_model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False})
-            peft_model.enable_input_require_grads()
+        budget, completion_budget, checkpointing, why = _size_micro_batches(
+            peft_model, dev, torch_dtype, dropout, grad_checkpointing, micro_batch_tokens,
+            max(len(e.input_ids) for e in encoded))
+        say(f"micro-batches of at most {budget:,} padded tokens"
+            + (f" and {completion_budget:,} completion tokens" if completion_budget else "")
+            + f"; gradient checkpointing {'on' if checkpointing else 'off'} ({why})")
+        if checkpointing:
+            _enable_checkpointing(peft_model)
         peft_model.train()
         loss_module = _CompletionLoss.build(peft_model)
         if world > 1:
@@ -150,14 +155,14 @@ class PeftTrainer:
         warm = int(round(warmup * total))
         sched = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: cosine_with_warmup(s, total, warm))
-        budget = micro_batch_tokens or (16_384 if dev.type == "cuda" else 4_096)
         limit = max_bad_steps if max_bad_steps is not None else max(3, total // 10)
         pad = tok.pad_token_id if tok.pad_token_id is not None else eot
 
-        state = {"step": 0, "skipped": 0, "losses": [], "tokens": 0, "seconds": 0.0}
+        state = {"step": 0, "skipped": 0, "losses": [], "tokens": 0, "seconds": 0.0,
+                 "oom_retries": 0}
         ckpt = partial / "checkpoint"
         if resume and (ckpt / "state.json").is_file():
-            state = json.loads((ckpt / "state.json").read_text())
+            state = {"oom_retries": 0, **json.loads((ckpt / "state.json").read_text())}
             weights = torch.load(ckpt / "adapter.pt", map_location=dev)
             set_peft_model_state_dict(peft_model, weights)
             optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=dev))
@@ -173,20 +178,38 @@ class PeftTrainer:
             mine = step[rank_id::world]
             denom = sum(e.weight * e.n_completion for e in step)
             dummy = not mine  # a short last step: take part with zero weight
-            mbs = micro_batches(mine or step[:1], budget)
-            loss_sum = torch.zeros((), device=dev)
-            for j, mb in enumerate(mbs):
-                ids, mask, targets, weights = _collate(mb, pad, dev)
-                if dummy:
-                    weights = weights * 0
-                sync = j == len(mbs) - 1 or world == 1
-                ctx = loss_module.no_sync() if (world > 1 and not sync) else _null()
-                with ctx:
-                    loss = loss_module(ids, mask, targets, weights) / denom
-                    (loss * world).backward()
-                loss_sum += loss.detach()
-                if not dummy:  # counted on the host: no device sync
-                    state["tokens"] += sum(len(e.input_ids) for e in mb)
+            mbs = micro_batches(mine or step[:1], budget, completion_budget)
+            while True:
+                try:
+                    loss_sum = self._accumulate(loss_module, mbs, pad, dev, denom, world,
+                                                dummy)
+                    break
+                except torch.cuda.OutOfMemoryError:
+                    pass  # handled below: the traceback holds the activations until here
+                # free this attempt's gradients and activations before trying again
+                optimizer.zero_grad(set_to_none=True)
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                if world > 1:
+                    raise RFError(f"step {index + 1}: CUDA out of memory in a distributed "
+                                  f"run; pass a smaller --micro-batch-tokens than {budget}")
+                state["oom_retries"] += 1
+                smaller = halve(mbs)
+                if smaller is not None:
+                    say(f"step {index + 1}: CUDA out of memory in {len(mbs)} micro-batch(es); "
+                        f"retrying it in {len(smaller)} ({state['oom_retries']} retries so "
+                        "far)")
+                    mbs = smaller
+                elif not checkpointing:
+                    say(f"step {index + 1}: CUDA out of memory with one example per "
+                        "micro-batch; retrying it with gradient checkpointing on")
+                    _enable_checkpointing(peft_model)
+                    checkpointing = True
+                else:
+                    raise RFError(f"step {index + 1}: CUDA out of memory with one example per "
+                                  "micro-batch and gradient checkpointing on; lower --max-len")
+            if not dummy:  # counted on the host: no device sync
+                state["tokens"] += sum(len(e.input_ids) for mb in mbs for e in mb)
             if world > 1:
                 dist.all_reduce(loss_sum)
             norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
@@ -228,6 +251,8 @@ class PeftTrainer:
                   "wall_s": round(wall, 2),
                   "tokens_per_s": round(state["tokens"] / max(wall, 1e-9), 1),
                   "processes": world, "device": str(dev), "dtype": str(torch_dtype),
+                  "micro_batch_tokens": budget, "grad_checkpointing": checkpointing,
+                  "oom_retries": state["oom_retries"],
                   "lora": {"r": rank, "alpha": alpha, "dropout": dropout, "target": target},
                   "lr": lr, "epochs": epochs, "batch_size": batch_size}
         if main_proc:
@@ -249,6 +274,68 @@ class PeftTrainer:
         if world > 1:
             dist.barrier()
         return result
+
+    @staticmethod
+    def _accumulate(loss_module, mbs, pad, dev, denom, world: int, dummy: bool):
+        """Forward and backward of one step's micro-batches; returns the summed loss."""
+        import torch
+
+        loss_sum = torch.zeros((), device=dev)
+        for j, mb in enumerate(mbs):
+            ids, mask, targets, weights = _collate(mb, pad, dev)
+            if dummy:
+                weights = weights * 0
+            sync = j == len(mbs) - 1 or world == 1
+            ctx = loss_module.no_sync() if (world > 1 and not sync) else _null()
+            with ctx:
+                loss = loss_module(ids, mask, targets, weights) / denom
+                (loss * world).backward()
+            loss_sum += loss.detach()
+        return loss_sum
+
+
+def _enable_checkpointing(peft_model) -> None:
+    base = peft_model.get_base_model()
+    kwargs = {"use_reentrant": False}
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.2x
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:  # the name transformers 5.17 has
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    peft_model.enable_input_require_grads()
+
+
+def _size_micro_batches(peft_model, dev, torch_dtype, dropout: float, mode, tokens,
+                        longest: int) -> tuple[int, int | None, bool, str]:
+    """(padded-token budget, completion-token budget, checkpointing, why) for this device.
+
+    On a GPU both budgets come from free memory and the model's shapes
+    (rf_core.train_memory); an explicit --micro-batch-tokens replaces the padded-token budget,
+    and "auto" then checkpoints only if that budget does not fit without it. On a CPU the
+    budget is 4096 tokens and "auto" means off: host memory is not sized.
+    """
+    import torch
+
+    from rf_core.train_memory import ModelShape, plan_memory
+
+    if isinstance(mode, bool):  # callers of the plugin API before auto existed
+        mode = "on" if mode else "off"
+    if dev.type != "cuda":
+        return (tokens or 4096, None, mode == "on",
+                "explicit" if mode != "auto" else "auto is off on a CPU")
+    free, _ = torch.cuda.mem_get_info(dev)
+    shape = ModelShape.from_config(peft_model.get_base_model().config)
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    elem = torch.finfo(torch_dtype).bits // 8
+    plan = plan_memory(free, shape, pending_bytes=trainable * 12, dropout=dropout,
+                       mode=mode, longest=longest, dtype_bytes=elem)
+    if not tokens:
+        return plan.token_budget, plan.completion_budget, plan.checkpointing, plan.reason
+    if mode == "auto":
+        ckpt = tokens > plan.budget_without_checkpointing
+        why = (f"--micro-batch-tokens {tokens:,} against {plan.budget_without_checkpointing:,} "
+               "that fit without checkpointing")
+        return tokens, plan.completion_budget, ckpt, why
+    return tokens, plan.completion_budget, mode == "on", plan.reason
 
 
 class _null:

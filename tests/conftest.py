@@ -10,7 +10,8 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from rf_core.commands import data, eval as eval_cmd, exec as exec_cmd, filter as filter_cmd
+from rf_core.commands import data, doctor, eval as eval_cmd, exec as exec_cmd
+from rf_core.commands import filter as filter_cmd
 from rf_core.commands import inject, plugins as plugins_cmd, sample, train, vote
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +27,7 @@ COMMANDS = {
     "rf-plugins": plugins_cmd.cli,
     "rf-sample": sample.cli,
     "rf-train": train.cli,
+    "rf-doctor": doctor.cli,
 }
 READERS = ["rf-exec", "rf-vote", "rf-filter", "rf-inject", "rf-eval"]
 

@@ -234,3 +234,44 @@ def test_plan_batches_keeps_prefix_groups_together():
             width = max(len(prompts[i]) for i in b) + 10
             assert len(b) == 1 or len(b) * 2 * width <= budget
     assert len(plan_batches(prompts, 2, 10, 10**6, 256)) == 2
+
+
+def test_engine_runs_on_the_older_cache_api(tiny_model):
+    """transformers 5.17 (the GPU image's) takes and returns ``past_key_values``; 5.24 names
+    both ``cache``. A model with only the old interface must give the same samples."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rf_core.generation import SamplingConfig, _cache_kwarg, sample_batch
+
+    inner = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    new_name = _cache_kwarg(type(inner).forward)
+
+    class Output(dict):
+        def __getattr__(self, name):
+            try:
+                return self[name]
+            except KeyError:
+                raise AttributeError(name) from None
+
+    class OldInterface(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids=None, attention_mask=None, position_ids=None,
+                    past_key_values=None, use_cache=None, **kwargs):
+            extra = {} if past_key_values is None else {new_name: past_key_values}
+            out = self.inner(input_ids=input_ids, attention_mask=attention_mask,
+                             position_ids=position_ids, use_cache=use_cache, **extra,
+                             **kwargs)
+            cache = out.cache if "cache" in out.keys() else out.past_key_values
+            return Output(logits=out.logits, past_key_values=cache)
+
+    old = OldInterface()
+    assert _cache_kwarg(type(old).forward) == "past_key_values"
+    cfg = SamplingConfig(k=3, temperature=1.0, max_new_tokens=8, stop_ids=(3,), pad_id=0)
+    prompts = _prompts()[:3]
+    a = sample_batch(inner, prompts, cfg, torch.Generator().manual_seed(2))
+    b = sample_batch(old, prompts, cfg, torch.Generator().manual_seed(2))
+    assert [[s.tokens for s in p] for p in a] == [[s.tokens for s in p] for p in b]

@@ -36,11 +36,15 @@ def _check_example(rec: dict) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Examples per optimizer step (over all processes).")
 @click.option("--micro-batch-tokens", type=click.IntRange(min=16), default=None,
-              help="Padded tokens per forward pass (default 16384 on GPU, 4096 on CPU).")
+              help="Padded tokens per forward pass (default: sized from free GPU memory and "
+                   "the model's shapes; 4096 on CPU).")
 @click.option("--max-len", type=click.IntRange(min=8), default=2048, show_default=True,
               help="Longer examples are reported and skipped, never truncated.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--grad-checkpointing", is_flag=True, help="Trade compute for memory.")
+@click.option("--grad-checkpointing", type=click.Choice(["auto", "on", "off"]), default="auto",
+              show_default=True,
+              help="Trade compute for memory. auto: on when too few tokens fit on the GPU "
+                   "without it; off on CPU.")
 @click.option("--dtype", type=click.Choice(["auto", "bf16", "fp32"]), default="auto",
               show_default=True, help="auto: bf16 on GPU, fp32 on CPU.")
 @click.option("--device", default="auto", show_default=True)

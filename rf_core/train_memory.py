@@ -1,0 +1,174 @@
+"""How much of a training step fits on the device: the micro-batch token budget and whether
+gradient checkpointing is needed, from free accelerator memory and the model's shapes.
+
+Pure arithmetic, no torch: the trainer feeds it ``torch.cuda.mem_get_info`` and the model's
+config; rf-doctor feeds it the same for a model it has not loaded; the tests feed it the
+memory of an 80 GB H100, a 141 GB H200 and a 24 GB card.
+
+Activation figures are bytes kept for the backward pass per token and decoder layer, measured
+on a CPU with ``torch.autograd.graph.saved_tensors_hooks`` (bf16, LoRA r=16 on all linear
+layers, parameters excluded) for five Qwen2 shapes (hidden 576-2048) and fitted as
+a * hidden + b * intermediate + c * kv_dim (residual under 0.5 KB per token and layer):
+
+- dropout 0:    36.2 * hidden + 10.1 * intermediate + 4.65 * kv_dim
+- dropout > 0:  48.2 * hidden + 14.1 * intermediate + 4.65 * kv_dim (peft keeps a dropped-out
+  copy of every adapted layer's input: about 37% more for Qwen2.5-1.5B's shapes)
+- with gradient checkpointing: 4 * hidden per layer, plus one layer's full activations while
+  that layer is recomputed.
+
+For Qwen2.5-Coder-1.5B (28 layers, hidden 1536, intermediate 8960) that is 5.6 MB per token
+without checkpointing (dropout 0.15) and 0.4 MB with it. A GPU's attention kernels keep a
+little less than the CPU's (no attention matrix is kept by either); these are not GPU
+measurements. The output layer runs on completion positions only; each costs about
+16 * vocab bytes (the float32 logits, their log-softmax, and the gradients of both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+GIB = 1 << 30
+
+# bytes per token per layer for 16-bit weights: (hidden, intermediate, kv_dim) coefficients
+_ACT_NO_DROPOUT = (36.2, 10.1, 4.65)
+_ACT_DROPOUT = (48.2, 14.1, 4.65)
+_CKPT_PER_HIDDEN = 4.0
+_LOGIT_BYTES_PER_VOCAB = 16
+# AdamW on fp32 adapter weights: the weight, its gradient and two moments
+_LORA_STATE_BYTES = 16
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    layers: int
+    hidden: int
+    intermediate: int
+    vocab: int
+    kv_dim: int
+    tied: bool = True
+
+    @classmethod
+    def from_config(cls, cfg) -> "ModelShape":
+        """From a transformers config, or its config.json as a dict."""
+        if isinstance(cfg, dict):
+            cfg = SimpleNamespace(**(cfg.get("text_config") or cfg))
+        cfg = getattr(cfg, "text_config", None) or cfg
+        hidden = cfg.hidden_size
+        heads = cfg.num_attention_heads
+        kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+        head_dim = getattr(cfg, "head_dim", None) or hidden // heads
+        return cls(layers=cfg.num_hidden_layers, hidden=hidden,
+                   intermediate=getattr(cfg, "intermediate_size", None) or 4 * hidden,
+                   vocab=cfg.vocab_size, kv_dim=kv_heads * head_dim,
+                   tied=bool(getattr(cfg, "tie_word_embeddings", True)))
+
+    @property
+    def params(self) -> int:
+        """Parameters of a Llama/Qwen2-style decoder (biases ignored)."""
+        h, i, kv = self.hidden, self.intermediate, self.kv_dim
+        layer = h * h * 2 + h * kv * 2 + 3 * h * i + 2 * h
+        return self.layers * layer + self.vocab * h * (1 if self.tied else 2) + h
+
+    def lora_params(self, rank: int) -> int:
+        """Adapter parameters for LoRA of ``rank`` on every linear layer of every block."""
+        h, i, kv = self.hidden, self.intermediate, self.kv_dim
+        per_layer = rank * ((h + h) * 2 + (h + kv) * 2 + (h + i) * 3)
+        return self.layers * per_layer
+
+    def activation_bytes(self, dropout: float, checkpointing: bool,
+                         dtype_bytes: int = 2) -> float:
+        """Bytes per padded token kept for the backward pass, all layers, at the peak."""
+        a, b, c = _ACT_DROPOUT if dropout > 0 else _ACT_NO_DROPOUT
+        layer = a * self.hidden + b * self.intermediate + c * self.kv_dim
+        if checkpointing:
+            # each layer's input, plus one layer recomputed in full during its backward
+            per_token = self.layers * _CKPT_PER_HIDDEN * self.hidden + layer
+        else:
+            # every layer's activations, plus one layer's worth of gradients in flight
+            per_token = (self.layers + 1) * layer
+        return per_token * dtype_bytes / 2  # fitted at 16 bits; fp32 counted as double
+
+    @property
+    def logit_bytes(self) -> int:
+        """Bytes per completion position for the output layer and its loss."""
+        return _LOGIT_BYTES_PER_VOCAB * self.vocab
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    token_budget: int            # padded tokens (rows x longest row) per micro-batch
+    completion_budget: int       # completion tokens (output-layer rows) per micro-batch
+    checkpointing: bool
+    budget_without_checkpointing: int
+    available_bytes: int         # memory for activations and logits
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"micro_batch_tokens": self.token_budget,
+                "completion_tokens": self.completion_budget,
+                "grad_checkpointing": self.checkpointing,
+                "budget_without_checkpointing": self.budget_without_checkpointing,
+                "available_gb": round(self.available_bytes / 1e9, 2), "reason": self.reason}
+
+
+def plan_memory(free_bytes: int, shape: ModelShape, *, pending_bytes: int = 0,
+                dropout: float = 0.15, mode: str = "auto", longest: int = 2048,
+                dtype_bytes: int = 2, efficient_tokens: int = 4096, usable: float = 0.85,
+                reserve_bytes: int = GIB, logit_share: float = 0.2,
+                max_tokens: int = 131072, granule: int = 256) -> MemoryPlan:
+    """The micro-batch budgets and the checkpointing decision for one device.
+
+    ``free_bytes``: free device memory now; ``pending_bytes``: what the run will still
+    allocate besides activations (the weights when not loaded yet, the adapter's gradients
+    and optimizer state). Of what is left, ``usable`` minus ``reserve_bytes`` (allocator
+    fragmentation, kernels' workspaces) is spent: ``logit_share`` on output-layer positions,
+    the rest on the decoder's activations.
+
+    mode "auto" turns checkpointing on when the budget without it is below
+    max(``longest``, ``efficient_tokens``): one longest example must fit, and micro-batches
+    smaller than ``efficient_tokens`` would run the GPU below its speed, which costs more than
+    checkpointing's extra forward pass (about a third more compute).
+    """
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"mode must be auto, on or off, not {mode!r}")
+    available = int(max(0, free_bytes - pending_bytes) * usable - reserve_bytes)
+    available = max(available, 0)
+    act = available * (1 - logit_share)
+    completion = _round_down(int(available * logit_share / shape.logit_bytes), 16)
+
+    def budget(ckpt: bool) -> int:
+        tokens = int(act / shape.activation_bytes(dropout, ckpt, dtype_bytes))
+        return min(max_tokens, _round_down(tokens, granule))
+
+    plain = budget(False)
+    need = max(longest, efficient_tokens)
+    if mode == "on":
+        ckpt, why = True, "--grad-checkpointing on"
+    elif mode == "off":
+        ckpt, why = False, "--grad-checkpointing off"
+    elif plain >= need:
+        ckpt, why = False, (f"{plain:,} tokens fit without checkpointing "
+                            f"(at least {need:,} wanted)")
+    else:
+        ckpt, why = True, (f"only {plain:,} tokens fit without checkpointing "
+                           f"(at least {need:,} wanted)")
+    tokens = budget(True) if ckpt else plain
+    if tokens < longest:
+        why += f"; warning: the longest example ({longest:,} tokens) may not fit"
+    return MemoryPlan(token_budget=tokens, completion_budget=completion, checkpointing=ckpt,
+                      budget_without_checkpointing=plain, available_bytes=available,
+                      reason=why)
+
+
+def _round_down(n: int, granule: int) -> int:
+    return max(0, n // granule * granule)
+
+
+def plan_before_loading(free_bytes: int, shape: ModelShape, *, rank: int = 16,
+                        dtype_bytes: int = 2, **options) -> MemoryPlan:
+    """``plan_memory`` for a model not loaded yet: its weights and the adapter's weights,
+    gradients and AdamW moments still to be allocated."""
+    pending = shape.params * dtype_bytes + shape.lora_params(rank) * _LORA_STATE_BYTES
+    return plan_memory(free_bytes, shape, pending_bytes=pending, dtype_bytes=dtype_bytes,
+                       **options)
