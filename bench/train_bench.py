@@ -302,8 +302,9 @@ def main() -> int:
     n_params = sum(p.numel() for p in model.parameters())
     del model
     gc.collect()
-    encoded, too_long = encode_examples(examples, tok, end_of_turn_id(tok), args.max_len,
-                                        lambda m: None)
+    encoded, by_db = encode_examples(examples, tok, end_of_turn_id(tok), args.max_len,
+                                     lambda m: None)
+    too_long = sum(by_db.values())
     if not encoded:
         raise SystemExit("no example fits --max-len")
     # both trainers get only the examples that fit, so neither skips (or reports) any
