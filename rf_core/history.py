@@ -223,7 +223,7 @@ def report_markdown(history: dict, plots: list[str]) -> str:
              "",
              "| iteration | train coverage | examples self / gold | dev EX greedy | "
              + (f"dev EX vote@{vote_k} | " if with_vote else "")
-             + (" val EX greedy |" if with_val else "")
+             + ("val EX greedy | " if with_val else "")
              + "train loss first -> last | train tok/s | stage time s |",
              "|---|---|---|---|---|---|---|" + ("---|" if with_vote else "")
              + ("---|" if with_val else "")]
