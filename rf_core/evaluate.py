@@ -53,12 +53,16 @@ MATCHER_ORDER = ("official", "official-keep-distinct", "lenient")
 
 def _pass_at_k_intervals(per_task_nc: list[tuple[int, int]]) -> dict[str, list[float]]:
     """95% intervals of pass@k: the mean of per-task estimates, mean +- 1.96 standard errors
-    over tasks (normal approximation; clipped to 0-100)."""
+    over tasks (normal approximation; clipped to 0-100); where every task's estimate is 0 or
+    1, the Wilson interval of that share."""
     max_n = max((n for n, _ in per_task_nc), default=0)
     out = {}
     for k in _ks(max_n):
         values = [pass_at_k(n, c, k) for n, c in per_task_nc if n >= k]
-        if len(values) > 1:
+        if values and all(v in (0.0, 1.0) for v in values):
+            # every task is simply right or wrong (n == k): the share's Wilson interval, as EX
+            out[str(k)] = list(wilson_interval(int(sum(values)), len(values)))
+        elif len(values) > 1:
             mean = sum(values) / len(values)
             var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
             half = Z95 * sqrt(var / len(values))

@@ -57,7 +57,7 @@ Rows = Sequence[tuple]
 # names, placeholders and @names. Anything else is a word (``\w[$#\w]*``) or one other
 # character. A string or comment left open matches nothing here, so the text after it is
 # scanned as SQL, as sqlparse does.
-_OPAQUE = re.compile(
+_OPAQUE = (
     r"(?:--|# ).*?(?:\r\n|\r|\n|$)"
     r"|/\*[\s\S]*?\*/"
     r"|'(?:''|\\'|[^'])*'"
@@ -67,27 +67,16 @@ _OPAQUE = re.compile(
     r"|::"
     r"|(?<!\w)[$:?]\w+"
     r"|\\\w+"
-    r"|(?:@|##|#)[A-ZÀ-Ü]\w+",
-    re.IGNORECASE)
-_WORD = re.compile(r"\w[$#\w]*")
+    r"|(?:@|##|#)[A-ZÀ-Ü]\w+")
+# One scan: at each position the first alternative that matches wins, as in sqlparse's lexer.
+_TOKEN = re.compile(rf"(?P<opaque>{_OPAQUE})|(?P<word>\w[$#\w]*)|(?P<char>[\s\S])",
+                    re.IGNORECASE)
 
 
 def _tokens(sql: str) -> Iterator[tuple[str, str]]:
     """(kind, text) pieces that join back to ``sql``: kind is opaque, word or char."""
-    i, n = 0, len(sql)
-    while i < n:
-        m = _OPAQUE.match(sql, i)
-        if m and m.end() > i:
-            yield "opaque", m.group(0)
-            i = m.end()
-            continue
-        m = _WORD.match(sql, i)
-        if m:
-            yield "word", m.group(0)
-            i = m.end()
-            continue
-        yield "char", sql[i]
-        i += 1
+    for m in _TOKEN.finditer(sql):
+        yield m.lastgroup, m.group()
 
 
 def remove_distinct(sql: str) -> str:

@@ -4,6 +4,12 @@ Per task the gold query runs once, and each distinct candidate SQL text runs onc
 candidates repeat a lot). Tasks are spread over supervised worker processes (rf_core.pool);
 each worker keeps a few read-only connections open, so a database's schema is parsed once,
 not once per query.
+
+Every registered matcher judges every candidate in the same pass (``verdicts``); a matcher
+that rewrites queries (``official`` removes DISTINCT) runs a rewritten text only where the
+rewrite changed it. With test-suite variants (rf_core.variants), a candidate that matches
+on the original database under the chosen matcher is also run on each variant, once per
+distinct query.
 """
 
 from __future__ import annotations

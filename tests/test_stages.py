@@ -162,7 +162,9 @@ def test_eval_first_candidate_vote_and_pass_at_k(executed, validate, tmp_path):
     assert rep["pass_at_k"]["2"] == round(100 * expected_p2, 2)
     assert rep["pass_at_k"]["4"] == round(100 * (pass_at_k(5, 3, 4)), 2)  # only n >= 4 counts
     assert rep["exec_errors"] == 1 and rep["timeouts"] == 0 and rep["candidates"] == 10
-    assert set(rep["pass_at_k_ci95"]) == {"1", "2"}  # pass@4 has one task: no interval
+    # pass@4 and pass@5 rest on the one task with 5 candidates, whose estimate is 0 or 1
+    assert set(rep["pass_at_k_ci95"]) == {"1", "2", "4", "5"}
+    assert rep["pass_at_k_ci95"]["4"] == [20.65, 100.0]  # Wilson, 1 of 1
     for k, (lo, hi) in rep["pass_at_k_ci95"].items():
         assert 0 <= lo <= rep["pass_at_k"][k] <= hi <= 100
     md = tmp_path / "r.md"
