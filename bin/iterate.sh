@@ -27,6 +27,7 @@ usage: bin/iterate.sh [options]
   --dev-size N          dev tasks (0 = all)                                    [RF_DEV_SIZE]
   --val-size N          validation tasks: a seeded sample of the train split disjoint from
                         the train tasks; the best iteration is chosen on them  [RF_VAL_SIZE]
+  --val-split S         the split they come from (train; spider-full: train_others) [RF_VAL_SPLIT]
   --sft-baseline / --no-sft-baseline  also train once on the train tasks' gold SQL and
                         evaluate it as an iteration is                        [RF_SFT_BASELINE]
   --vote K              also evaluate vote@K on dev (0 = greedy only)          [RF_VOTE]
@@ -73,9 +74,10 @@ case $preset in
   spider-full)
     # The full loop of the reference: all train tasks, k=8, 3 iterations, vote@16.
     d_model=qwen2.5-coder-1.5b d_dataset=spider d_root=../shared/spider d_iterations=3 d_k=8
+    # All of train_spider trains, so validation comes from train_others (other databases).
     d_train=7000 d_dev=0 d_vote=16 d_values=3 d_max_new=160 d_epochs=2 d_lr=1e-4 d_batch=16
-    d_max_len=4096 d_resample=difficulty d_per_task=0 d_val=300 d_sft=1
-    d_out=out/spider-full ;;
+    d_max_len=4096 d_resample=difficulty d_per_task=0 d_val=300 d_val_split=train_others
+    d_sft=1 d_out=out/spider-full ;;
   *) echo "iterate.sh: unknown preset '$preset' (cpu-demo, spider-h100, spider-full)" >&2; exit 2 ;;
 esac
 
@@ -88,6 +90,7 @@ TEMPERATURE=${RF_TEMPERATURE:-0.7}
 TRAIN_SIZE=${RF_TRAIN_SIZE:-$d_train}
 DEV_SIZE=${RF_DEV_SIZE:-$d_dev}
 VAL_SIZE=${RF_VAL_SIZE:-$d_val}
+VAL_SPLIT=${RF_VAL_SPLIT:-${d_val_split:-train}}
 SFT_BASELINE=${RF_SFT_BASELINE:-$d_sft}
 VOTE=${RF_VOTE:-$d_vote}
 VALUES=${RF_VALUES:-$d_values}
@@ -121,6 +124,7 @@ while (($#)); do
     --train-size) TRAIN_SIZE=$2; shift ;;
     --dev-size) DEV_SIZE=$2; shift ;;
     --val-size) VAL_SIZE=$2; shift ;;
+    --val-split) VAL_SPLIT=$2; shift ;;
     --sft-baseline) SFT_BASELINE=1 ;;
     --no-sft-baseline) SFT_BASELINE=0 ;;
     --vote) VOTE=$2; shift ;;
@@ -278,6 +282,7 @@ TEMPERATURE=$TEMPERATURE
 TRAIN_SIZE=$TRAIN_SIZE
 DEV_SIZE=$DEV_SIZE
 VAL_SIZE=$VAL_SIZE
+VAL_SPLIT=$VAL_SPLIT
 VOTE=$VOTE
 VALUES=$VALUES
 MAX_NEW_TOKENS=$MAX_NEW
@@ -340,7 +345,12 @@ stage 0 data-train "$OUT/data/train.jsonl" \
 stage 0 data-dev "$OUT/data/dev.jsonl" "rf-data $(q "$DATASET") $data_opts --split dev $dev_limit"
 if ((VAL_SIZE > 0)); then
   stage 0 data-val "$OUT/data/val.jsonl" \
-    "rf-data $(q "$DATASET") $data_opts --split train --limit $VAL_SIZE --seed $SEED --exclude $(q "$OUT/data/train.jsonl")"
+    "rf-data $(q "$DATASET") $data_opts --split $(q "$VAL_SPLIT") --limit $VAL_SIZE --seed $SEED --exclude $(q "$OUT/data/train.jsonl")"
+  if ((!DRY)) && [[ ! -s $OUT/data/val.jsonl ]]; then
+    echo "iterate.sh: no validation tasks are left in split $VAL_SPLIT once the train tasks" \
+      "are taken out: lower --train-size, use --val-split, or --val-size 0" >&2
+    exit 2
+  fi
 fi
 
 evaluate 0 "" "$OUT/iter0"  # the base model: what every other row is measured against
