@@ -60,13 +60,13 @@ done
 
 case $preset in
   cpu-demo)
-    # Sized for the README's main job: 2 CPU cores, about 20 minutes.
+    # Sized for the README's main job: 2 CPU cores, about 11 minutes.
     # Training runs at ~15 tok/s there, so it trains on one answer per task, once.
     d_model=qwen2.5-coder-0.5b d_dataset=demo d_root= d_iterations=2 d_k=4 d_train=8
     d_dev=12 d_vote=0 d_values=0 d_max_new=96 d_epochs=1 d_lr=2e-4 d_batch=4 d_max_len=1024
     d_resample=none d_per_task=1 d_val=4 d_sft=1 d_out=out/cpu-demo ;;
   spider-h100)
-    # One H100 (80 GB), Qwen2.5-Coder-1.5B, about 25 minutes.
+    # One H100 (80 GB), Qwen2.5-Coder-1.5B (its time is not yet measured on a GPU).
     d_model=qwen2.5-coder-1.5b d_dataset=spider d_root=../shared/spider d_iterations=3 d_k=8
     d_train=1500 d_dev=0 d_vote=8 d_values=3 d_max_new=160 d_epochs=2 d_lr=1e-4 d_batch=16
     d_max_len=4096 d_resample=difficulty d_per_task=0 d_val=300 d_sft=1
