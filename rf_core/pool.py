@@ -15,7 +15,9 @@ the parent's ``finally`` for every signal it handles (rf_core.signals). They nev
 command's stdout, so a reader downstream sees EOF as soon as the parent is gone.
 
 At most ``window`` tasks are in flight or waiting to be written, so memory does not grow
-with the input (``multiprocessing.Pool.imap`` would read the whole input ahead).
+with the input (``multiprocessing.Pool.imap`` would read the whole input ahead). A job too
+large for a pipe's buffer is sent only to an idle worker: otherwise the parent could block
+sending it while the worker blocks sending its previous answers back.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import sys
 import time
@@ -74,6 +77,9 @@ class Slot:
 
 _DONE, _PART = 0, 1
 _PR_SET_PDEATHSIG = 1
+# A job larger than this goes only to an idle worker, so the parent never blocks sending while
+# that worker blocks sending its answers back (two queued small jobs fit in a pipe's buffer).
+_SMALL_JOB = 16 << 10
 
 
 def _die_with_parent(parent: int) -> None:
@@ -98,7 +104,7 @@ def _worker_main(conn, slot: Slot, parent: int, init: Callable, init_args: tuple
     init(*init_args)
     while True:
         try:
-            msg = conn.recv()
+            msg = pickle.loads(conn.recv_bytes())
         except EOFError:
             return
         if msg is None:
@@ -123,10 +129,15 @@ class _Worker:
         # Tasks sent and not yet answered, oldest first: (seq, job, killed, kept). The worker
         # answers in order, so keeping two queued hides the round trip between tasks.
         self.tasks: deque = deque()
+        # Tasks this worker must run next (re-sent after a kill), as (task, pickled task).
+        self.backlog: deque = deque()
 
-    def send(self, task: tuple) -> None:
+    def can_take(self, size: int, depth: int) -> bool:
+        return not self.tasks or (len(self.tasks) < depth and size <= _SMALL_JOB)
+
+    def send(self, task: tuple, data: bytes) -> None:
         self.tasks.append(task)
-        self.conn.send(task)
+        self.conn.send_bytes(data)
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -158,6 +169,9 @@ def supervised_map(run: Callable, jobs_in: Iterable, *, workers: int, hard_timeo
     next_out = 0
     submitted = 0
     exhausted = False
+
+    def packed(task: tuple) -> tuple[tuple, bytes]:
+        return task, pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
 
     def receive(w: _Worker) -> None:
         """Take one message from a worker: a finished task, or one finished query of it."""
@@ -194,31 +208,39 @@ def supervised_map(run: Callable, jobs_in: Iterable, *, workers: int, hard_timeo
         running = started != IDLE and running_seq in {t[0] for t in w.tasks}
         if reason == "crash" and w.tasks and not running:
             crashed(w.tasks[0][0])  # died between queries: count it against its oldest task
-        for seq, job, killed, _ in w.tasks:
+        for seq, job, killed, _ in list(w.tasks) + [t for t, _ in w.backlog]:
             if running and seq == running_seq:
                 if reason == "crash":
                     crashed(seq)
                 killed = {**killed, query_index: reason or "crash"}
-            new.send((seq, job, killed, parts.get(seq, {})))
+            new.backlog.append(packed((seq, job, killed, parts.get(seq, {}))))
+
+    held = None  # the next job from the input, waiting for a worker that can take it
 
     try:
         while True:
             for w in pool:
-                while (len(w.tasks) < queue_depth and not exhausted
-                       and submitted - next_out < window):
-                    try:
-                        seq, job = next(source)
-                    except StopIteration:
-                        exhausted = True
+                while w.backlog and w.can_take(len(w.backlog[0][1]), queue_depth):
+                    w.send(*w.backlog.popleft())
+                while not w.backlog and submitted - next_out < window:
+                    if held is None:
+                        try:
+                            seq, job = next(source)
+                        except StopIteration:
+                            exhausted = True
+                            break
+                        held = packed((seq, job, {}, {}))
+                        submitted += 1
+                    if not w.can_take(len(held[1]), queue_depth):
                         break
-                    w.send((seq, job, {}, {}))
-                    submitted += 1
+                    w.send(*held)
+                    held = None
             while next_out in done:
                 yield done.pop(next_out)
                 next_out += 1
             busy = [w for w in pool if w.tasks]
             if not busy:
-                if exhausted:
+                if exhausted and held is None and not any(w.backlog for w in pool):
                     return
                 continue
             ready = wait([w.conn for w in busy], timeout=0.05)

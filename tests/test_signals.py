@@ -200,3 +200,19 @@ def test_check_job_uses_kept_outcomes(shop_db):
     assert outs[0][0]["from"] == "kept" and outs[1][0]["from"] == "kept"
     assert outs[2][1] is False
     assert slot.calls == [0, 3]
+
+
+def test_a_large_job_behind_a_task_with_many_answers_does_not_deadlock(shop_db, tmp_path):
+    """The parent blocked sending a job bigger than a pipe holds while its worker blocked
+    sending the previous task's answers back: a job that large now waits for an idle
+    worker."""
+    many = make_task(shop_db, "SELECT 1", [f"SELECT {i}" for i in range(400)], id="many")
+    big = make_task(shop_db, "SELECT 1", ["SELECT '" + "x" * 300_000 + "'"], id="big")
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(jsonl([many, big, many | {"id": "again"}]))
+    proc = subprocess.run([str(BIN / "rf-exec"), "--jobs", "1", str(path)],
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = [orjson.loads(x) for x in proc.stdout.splitlines()]
+    assert [t["id"] for t in out] == ["many", "big", "again"]
+    assert sum(c["correct"] for c in out[0]["candidates"]) == 1
