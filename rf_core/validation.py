@@ -3,8 +3,8 @@ one-line error naming the line and the field, never a traceback deep inside a co
 
 The schemas are the contract between commands; this module compiles the part of JSON Schema
 they use (type, const, enum, required, properties, additionalProperties as a schema, items,
-local $ref, minimum, exclusiveMinimum, minLength, minItems) into plain Python checks, once per process. Unknown
-fields pass through unchecked, as the record schema promises.
+local $ref, minimum, exclusiveMinimum, minLength, minItems) into plain Python checks, once
+per process. Unknown fields pass through unchecked, as the record schema promises.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ def _writes() -> list[str]:
                 f"INSERT INTO {t} DEFAULT VALUES", f"REPLACE INTO {t} (rowid) VALUES (1)",
                 f"INSERT OR REPLACE INTO {t} (rowid) SELECT rowid FROM {t}"]
     out += ["INSERT INTO product VALUES (9, 'x', 1.0, 'y') RETURNING *",
-            "INSERT INTO product (id, name) VALUES (1, 'x') ON CONFLICT(id) DO UPDATE SET name = 'y'",
+            "INSERT INTO product (id, name) VALUES (1, 'x') "
+            "ON CONFLICT(id) DO UPDATE SET name = 'y'",
             "WITH d AS (SELECT 1) DELETE FROM product",
             "UPDATE product SET price = 0 RETURNING price",
             "DELETE FROM product RETURNING *",
@@ -74,7 +75,8 @@ _PRAGMA_SETS = [
 def _pragmas() -> list[str]:
     out = [f"PRAGMA {p}" for p in _PRAGMA_SETS]
     out += ["PRAGMA main.user_version = 3", "PRAGMA temp.cache_size = 1",
-            "SELECT * FROM pragma_table_info('product')", "SELECT * FROM pragma_index_list('orders')",
+            "SELECT * FROM pragma_table_info('product')",
+            "SELECT * FROM pragma_index_list('orders')",
             "SELECT * FROM pragma_compile_options", "SELECT * FROM pragma_function_list",
             "SELECT * FROM pragma_user_version"]
     return out

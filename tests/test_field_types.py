@@ -14,7 +14,7 @@ import json
 import jsonschema
 import pytest
 
-from conftest import SCHEMAS, jsonl, make_task, run
+from conftest import SCHEMAS, make_task, run
 
 # Values of every JSON type; each field is tried with those its schema rejects (a scalar and
 # a container at most, to keep the run short).
