@@ -11,7 +11,7 @@ its descendants every ~20 ms (max of the sum) and takes the process's own peak R
 The baseline ("naive") is what a user would write first: one process; a new read-only
 sqlite3 connection for every query; the gold query once per task; every candidate run
 (no deduplication); the ``official`` matcher alone (its rewriting, then
-``rf_core.matching.official_match``); the same per-query timeout via a progress handler.
+``rf_core.exec.matching.official_match``); the same per-query timeout via a progress handler.
 rf-exec records all three matchers' verdicts in the same pass.
 
 A second table compares ``rf-exec --jobs 2 --variants 4`` (test-suite database variants,
@@ -55,7 +55,7 @@ TIMEOUT_S = 5.0  # rf-exec's default --timeout; the baseline uses the same
 
 def naive_verify(in_path: str, out, timeout_s: float = TIMEOUT_S) -> None:
     """One process, a new read-only connection per query, no deduplication."""
-    from rf_core.matching import get_matcher
+    from rf_core.exec.matching import get_matcher
 
     official = get_matcher("official")
 

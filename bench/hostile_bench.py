@@ -9,7 +9,7 @@
    `--timeout 1`. Its wall time against the same task without the bomb: the difference is
    the timeout, the grace and the gold query run again, not the queries that had finished.
 3. Schema validation on reading: the time to parse and check each task record against
-   schemas/ (rf_core.records.parse_line) against parsing alone, on Spider dev-972 tasks
+   schemas/ (rf_core.records.io.parse_line) against parsing alone, on Spider dev-972 tasks
    with 8 candidates each (exec fields filled, as rf-vote reads them), and that time as a
    share of an `rf-exec --jobs 2` run over the same tasks.
 
@@ -36,7 +36,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from exec_bench import BIN, _cpu_model, make_candidates, measure  # noqa: E402
 
-from rf_core.records import parse_line  # noqa: E402
+from rf_core.records.io import parse_line  # noqa: E402
 
 BLOBS = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100) "
          "SELECT randomblob(10000000) FROM c")

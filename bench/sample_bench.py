@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_tasks(n: int, seed: int, first: bool, data: str = "auto") -> tuple[list[dict], str]:
-    from rf_core.datasets import pick
-    from rf_core.plugins import get
+    from rf_core.data.tasks import pick
+    from rf_core.plugins.manager import get
 
     spider = Path(os.environ.get("RF_SPIDER_ROOT") or ROOT.parent / "shared" / "spider")
     quiet = lambda m: None  # noqa: E731
@@ -57,7 +57,7 @@ def reset_peak(device) -> None:
 def run_engine(model, tok, prompts, args, stops, device, share: bool = True) -> dict:
     import torch
 
-    from rf_core.generation import SamplingConfig, Stats, plan_batches, sample_batch, token_budget
+    from rf_plugins.hf.engine import SamplingConfig, Stats, plan_batches, sample_batch, token_budget
 
     cfg = SamplingConfig(k=args.k, temperature=args.temperature, top_p=args.top_p,
                          max_new_tokens=args.max_new_tokens, stop_ids=tuple(stops),
@@ -122,7 +122,7 @@ def run_generate(model, tok, prompts, args, stops, device) -> dict:
 def run_plugin(name: str, tasks: list[dict], args) -> dict:
     """A sampler plugin end to end, as rf-sample runs it (vllm: in its own process, so its
     memory is not seen here)."""
-    from rf_core.plugins import get
+    from rf_core.plugins.manager import get
 
     sampler = get("samplers", name)
     start = time.perf_counter()
@@ -165,9 +165,9 @@ def main() -> int:
     import torch
     import transformers
 
-    from rf_core.chat import encode_prompt
-    from rf_core.models import end_of_turn_ids, load
-    from rf_core.prompts import task_messages
+    from rf_core.model.chat import encode_prompt
+    from rf_core.model.loading import end_of_turn_ids, load
+    from rf_core.model.prompts import task_messages
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32,

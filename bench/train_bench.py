@@ -3,7 +3,7 @@
 Both train a LoRA adapter (r=16, alpha=32, dropout 0.15, all-linear) on the same `example`
 records (Spider train gold SQL through `rf-data spider | rf-inject`, else the demo benchmark),
 from the same base model, with the same lr, epochs, batch size, warm-up share, weight decay,
-gradient clipping and AdamW. Each example is tokenised with rf_core.chat.encode_example (the
+gradient clipping and AdamW. Each example is tokenised with rf_core.model.chat.encode_example (the
 chat template; the completion ends with the end-of-turn token) and only completion tokens carry
 loss. They differ in how batches are built and the loss computed:
 
@@ -122,7 +122,7 @@ def warm_up(args, device, dtype) -> None:
     """One forward/backward outside the timings: CUDA context, cuBLAS, allocator, thread pool."""
     import torch
 
-    from rf_core.models import load
+    from rf_core.model.loading import load
 
     tok, model = load(args.model, dtype=dtype, device=device)
     model.train()
@@ -177,8 +177,8 @@ def run_hf(examples, args, device, dtype, tmp: Path) -> dict:
                               TrainingArguments)
     from transformers.utils import logging as hf_logging
 
-    from rf_core.models import end_of_turn_id, load
-    from rf_core.training import encode_examples
+    from rf_core.model.loading import end_of_turn_id, load
+    from rf_core.train.batching import encode_examples
 
     hf_logging.set_verbosity_error()
     reset_peak(device)
@@ -272,8 +272,8 @@ def main() -> int:
     import torch
     import transformers
 
-    from rf_core.models import end_of_turn_id, load
-    from rf_core.training import encode_examples
+    from rf_core.model.loading import end_of_turn_id, load
+    from rf_core.train.batching import encode_examples
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -291,7 +291,7 @@ def main() -> int:
         H100_BF16_DENSE_TFLOPS if cuda else None)
 
     from rf_core.errors import RFError
-    from rf_core.models import resolve
+    from rf_core.model.loading import resolve
 
     try:
         resolve(args.model)

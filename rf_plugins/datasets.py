@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
-from rf_core.datasets import make_task, pick
-from rf_core.errors import RFError
-from rf_core.hookspecs import hookimpl
-from rf_core.schema_context import describe_database
+from rf_core.api import (RFError, cache_dir, describe_database, hookimpl, make_task, pick,
+                         to_stderr, write_atomic)
 
 Report = Callable[[str], None]
 
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 class Spider:
@@ -29,7 +22,7 @@ class Spider:
     splits = {"dev": "dev.json", "train": "train_spider.json", "train_others": "train_others.json"}
 
     def tasks(self, *, root: str | None, split: str, limit: int | None = None,
-              seed: int | None = None, values: int = 3, report: Report = _stderr) -> Iterator[dict]:
+              seed: int | None = None, values: int = 3, report: Report = to_stderr) -> Iterator[dict]:
         if not root:
             raise RFError("spider needs --root, the folder with dev.json and database/")
         if split not in self.splits:
@@ -52,7 +45,7 @@ class Spider:
         if missing:
             report(f"{sum(missing.values())} of {len(items)} {split} tasks skipped "
                    f"({len(missing)} missing database(s)); {len(runnable)} remain")
-        from rf_core.hardness import spider_hardness  # sqlglot: only when tasks are made
+        from rf_core.api import spider_hardness  # sqlglot: only when tasks are made
 
         for index, item, db_path in pick(runnable, limit, seed):
             gold = item.get("query")
@@ -66,12 +59,6 @@ class Spider:
 DEMO_DATA = Path(__file__).parent / "demo_data"
 
 
-def default_cache_dir() -> Path:
-    base = os.environ.get("RF_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "reasonforge")
-    return Path(base)
-
-
 def build_database(script: Path, target: Path) -> None:
     """Build ``target`` from a SQL script unless it is already built from the same script.
 
@@ -82,16 +69,13 @@ def build_database(script: Path, target: Path) -> None:
     stamp_file = target.with_suffix(".sha256")
     if target.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    conn = sqlite3.connect(tmp)
-    try:
-        conn.executescript(text)
-        conn.commit()
-    finally:
-        conn.close()
-    os.replace(tmp, target)
+    with write_atomic(target) as tmp:
+        conn = sqlite3.connect(tmp)
+        try:
+            conn.executescript(text)
+            conn.commit()
+        finally:
+            conn.close()
     stamp_file.write_text(stamp)
 
 
@@ -105,17 +89,17 @@ class Demo:
     splits = ("train", "dev")
 
     def tasks(self, *, root: str | None, split: str, limit: int | None = None,
-              seed: int | None = None, values: int = 3, report: Report = _stderr) -> Iterator[dict]:
+              seed: int | None = None, values: int = 3, report: Report = to_stderr) -> Iterator[dict]:
         if split not in self.splits:
             raise RFError(f"demo has no split {split!r}; choose from {', '.join(self.splits)}")
-        out_dir = Path(root) if root else default_cache_dir() / "demo"
+        out_dir = Path(root) if root else cache_dir() / "demo"
         items = []
         with open(DEMO_DATA / "questions.jsonl", encoding="utf-8") as fh:
             for line in fh:
                 if line.strip():
                     items.append(json.loads(line))
         chosen = [q for q in items if q["split"] == split]
-        from rf_core.hardness import spider_hardness  # sqlglot: only when tasks are made
+        from rf_core.api import spider_hardness  # sqlglot: only when tasks are made
 
         built: dict[str, Path] = {}
         for index, item in pick(list(enumerate(chosen)), limit, seed):

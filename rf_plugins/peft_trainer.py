@@ -11,17 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-from rf_core.errors import RFError
-from rf_core.hookspecs import hookimpl
+from rf_core.api import RFError, hookimpl, replace_dir, to_stderr, write_atomic
 
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 class _CompletionLoss:
@@ -94,15 +89,14 @@ class PeftTrainer:
               resume: bool = False, merge: bool = False, force: bool = False,
               max_grad_norm: float = 1.0, max_bad_steps: int | None = None,
               save_every: int = 50, max_too_long: float | None = None,
-              report: Callable[[str], None] = _stderr, **_ignored) -> dict:
+              report: Callable[[str], None] = to_stderr, **_ignored) -> dict:
         import torch
         import torch.distributed as dist
         from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
         from peft.utils import get_peft_model_state_dict
 
-        from rf_core.models import end_of_turn_id, load
-        from rf_core.training import (cosine_with_warmup, encode_examples, halve,
-                                      micro_batches, plan_steps)
+        from rf_core.api import (cosine_with_warmup, encode_examples, end_of_turn_id, halve,
+                                 load_model as load, micro_batches, plan_steps)
 
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank_id = int(os.environ.get("RANK", "0"))
@@ -267,9 +261,7 @@ class PeftTrainer:
                 merged.save_pretrained(final / "merged")
                 tok.save_pretrained(final / "merged")
             (final / "rf_train.json").write_text(json.dumps(result, indent=1))
-            if out_dir.exists():
-                shutil.rmtree(out_dir)
-            os.replace(final, out_dir)
+            replace_dir(final, out_dir)
             shutil.rmtree(partial, ignore_errors=True)
         if world > 1:
             dist.barrier()
@@ -309,13 +301,13 @@ def _size_micro_batches(peft_model, dev, torch_dtype, dropout: float, mode, toke
     """(padded-token budget, completion-token budget, checkpointing, why) for this device.
 
     On a GPU both budgets come from free memory and the model's shapes
-    (rf_core.train_memory); an explicit --micro-batch-tokens replaces the padded-token budget,
+    (rf_core.train.memory); an explicit --micro-batch-tokens replaces the padded-token budget,
     and "auto" then checkpoints only if that budget does not fit without it. On a CPU the
     budget is 4096 tokens and "auto" means off: host memory is not sized.
     """
     import torch
 
-    from rf_core.train_memory import ModelShape, plan_memory
+    from rf_core.api import ModelShape, plan_memory
 
     if isinstance(mode, bool):  # callers of the plugin API before auto existed
         mode = "on" if mode else "off"
@@ -350,16 +342,13 @@ def _checkpoint(ckpt: Path, state: dict, weights, optimizer, sched) -> None:
     """Write a resumable checkpoint next to the output, atomically (temp folder, rename)."""
     import torch
 
-    tmp = ckpt.with_name(ckpt.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save(weights, tmp / "adapter.pt")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(sched.state_dict(), tmp / "scheduler.pt")
-    torch.save(torch.get_rng_state(), tmp / "rng.pt")
-    (tmp / "state.json").write_text(json.dumps(state))
-    shutil.rmtree(ckpt, ignore_errors=True)
-    os.replace(tmp, ckpt)
+    with write_atomic(ckpt) as tmp:
+        tmp.mkdir()
+        torch.save(weights, tmp / "adapter.pt")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(sched.state_dict(), tmp / "scheduler.pt")
+        torch.save(torch.get_rng_state(), tmp / "rng.pt")
+        (tmp / "state.json").write_text(json.dumps(state))
 
 
 @hookimpl

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from rf_core.hookspecs import hookimpl
-from rf_core.verify import verify_tasks
+from rf_core.api import hookimpl, verify_tasks
 
 
 class SQLiteVerifier:

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from rf_core.schema_context import describe_database
+from rf_core.data.schema_context import describe_database
 from conftest import run
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from conftest import run
-from rf_core.environment import choose_sampler
+from rf_core.model.environment import choose_sampler
 
 
 def fake_spider(tmp_path):
@@ -68,7 +68,7 @@ def test_sampler_auto_today():
 
 
 def test_a_missing_package_is_named(tiny_model, tmp_path, monkeypatch):
-    import rf_core.environment as environment
+    import rf_core.model.environment as environment
 
     real = environment.package_version
     monkeypatch.setattr(environment, "package_version",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import rf_core.verify as verify
-from rf_core.sqlexec import Executor, Limits
+import rf_core.exec.verify as verify
+from rf_core.exec.sqlite import Executor, Limits
 from conftest import make_task, run
 
 HOSTILE = [

@@ -2,7 +2,7 @@
 that reads that kind of record: a one-line error naming the line and the field (exit 1),
 never a traceback; --skip-bad skips that line and goes on.
 
-The cases are generated from schemas/ (independently of rf_core.validation, with jsonschema
+The cases are generated from schemas/ (independently of rf_core.records.validation, with jsonschema
 deciding which values are wrong), so a field added to a schema is covered here at once.
 """
 

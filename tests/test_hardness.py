@@ -1,4 +1,4 @@
-"""Tests for rf_core.hardness.spider_hardness.
+"""Tests for rf_core.data.hardness.spider_hardness.
 
 Two layers: hand-written queries whose level was worked out by hand from the
 official counting rules, and a check against Spider 1.0 dev, where the
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rf_core.hardness import _token_counts, hardness_from_counts, spider_hardness
+from rf_core.data.hardness import _token_counts, hardness_from_counts, spider_hardness
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hostile_sql import CASES, CATEGORIES
 from conftest import make_task, run
-from rf_core.pool import GRACE_S
+from rf_core.exec.pool import GRACE_S
 
 TIMEOUT_S = 0.5
 

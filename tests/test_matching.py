@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from rf_core.matching import (MATCHERS, get_matcher, gold_is_ordered, lenient_match,
+from rf_core.exec.matching import (MATCHERS, get_matcher, gold_is_ordered, lenient_match,
                               official_match, official_rewrite, query_key, remove_distinct)
 
 # (name, gold rows, candidate rows, gold has ORDER BY, official verdict, lenient verdict)

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from rf_core import models
+from rf_core.model import loading as models
 from rf_core.commands.model import cli as model_cli
 from rf_core.errors import RFError
 

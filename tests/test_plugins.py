@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from rf_core import hookspecs, plugins
+from rf_core.plugins import hookspecs
+from rf_core.plugins import manager as plugins
 from rf_core.errors import RFError, UnknownPlugin
-from rf_core.hookspecs import hookimpl
+from rf_core.plugins.hookspecs import hookimpl
 from conftest import make_task, run
 
 HOOKS = ["register_samplers", "register_verifiers", "register_trainers", "register_datasets"]

@@ -33,7 +33,7 @@ def preset(name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def qwen_tokenizer():
-    from rf_core.models import cache_dir
+    from rf_core.model.loading import cache_dir
 
     folder = cache_dir() / "models" / "qwen2.5-coder-0.5b" / "hf"
     if not (folder / "tokenizer.json").is_file():
@@ -47,8 +47,8 @@ def qwen_tokenizer():
 @pytest.mark.spider
 @pytest.mark.parametrize("name", ["spider-h100", "spider-full"])
 def test_every_example_fits_the_presets_max_len(name, spider, qwen_tokenizer):
-    from rf_core.chat import encode_example
-    from rf_core.models import end_of_turn_id
+    from rf_core.model.chat import encode_example
+    from rf_core.model.loading import end_of_turn_id
 
     p = preset(name)
     tasks = subprocess.run([str(BIN / p["data"][0]), *p["data"][1:]], capture_output=True,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rf_core.extract import extract_sql
-from rf_core.prompts import render_messages
+from rf_core.model.extract import extract_sql
+from rf_core.model.prompts import render_messages
 from conftest import make_task, run
 
 EXTRACT = [
@@ -71,7 +71,7 @@ def test_greedy_engine_matches_plain_generate(tiny_model, shop_db):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rf_core.chat import encode_prompt
+    from rf_core.model.chat import encode_prompt
 
     out = sample(tiny_model, tasks(shop_db, 4), "-k", "1", "--max-new-tokens", "12")
     tok = AutoTokenizer.from_pretrained(tiny_model)
@@ -177,7 +177,7 @@ def _engine_run(model_dir, prompts, share: bool, k: int = 1, temperature: float 
     import torch
     from transformers import AutoModelForCausalLM
 
-    from rf_core.generation import SamplingConfig, Stats, sample_batch
+    from rf_plugins.hf.engine import SamplingConfig, Stats, sample_batch
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     cfg = SamplingConfig(k=k, temperature=temperature, max_new_tokens=10, stop_ids=(3,),
@@ -220,7 +220,7 @@ def test_shared_prefix_prefill_with_k_samples(tiny_model):
 
 
 def test_plan_batches_keeps_prefix_groups_together():
-    from rf_core.generation import plan_batches, prefix_groups
+    from rf_plugins.hf.engine import plan_batches, prefix_groups
 
     prompts = _prompts()
     groups = prefix_groups(prompts, 0.5)
@@ -242,7 +242,7 @@ def test_engine_runs_on_the_older_cache_api(tiny_model):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from rf_core.generation import SamplingConfig, _cache_kwarg, sample_batch
+    from rf_plugins.hf.engine import SamplingConfig, _cache_kwarg, sample_batch
 
     inner = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     new_name = _cache_kwarg(type(inner).forward)

@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-import rf_core.verify as verify
-from rf_core.sqlexec import Executor, Limits
+import rf_core.exec.verify as verify
+from rf_core.exec.sqlite import Executor, Limits
 from conftest import jsonl, make_task, run
 
 BIN = Path(sys.executable).parent

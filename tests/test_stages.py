@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rf_core.evaluate import pass_at_k
-from rf_core.examples import canonical_sql
-from rf_core.prompts import render_messages
+from rf_core.report.evaluate import pass_at_k
+from rf_core.train.examples import canonical_sql
+from rf_core.model.prompts import render_messages
 from conftest import make_task, run
 
 GOLD = "SELECT name FROM product WHERE category = 'fruit'"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rf_core.train_memory import ModelShape, plan_before_loading, plan_memory
-from rf_core.training import Encoded, halve, micro_batches
+from rf_core.train.memory import ModelShape, plan_before_loading, plan_memory
+from rf_core.train.batching import Encoded, halve, micro_batches
 
 MIB = 1 << 20
 # Qwen2.5-Coder-1.5B-Instruct as rf-model converts it (untied output layer: 1.78B parameters)

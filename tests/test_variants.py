@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rf_core.variants import VariantCache
+from rf_core.exec.variants import VariantCache
 from conftest import make_task, run
 
 
@@ -149,8 +149,8 @@ def test_database_over_the_size_limit_is_checked_on_the_original_only(people_db,
 
 
 def test_variant_where_the_gold_fails_or_turns_empty_is_skipped(people_db, tmp_path):
-    import rf_core.verify as verify
-    from rf_core.sqlexec import Limits
+    import rf_core.exec.verify as verify
+    from rf_core.exec.sqlite import Limits
 
     def db(name, script):
         path = tmp_path / name

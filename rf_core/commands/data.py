@@ -2,10 +2,10 @@
 
 import click
 
-from rf_core import plugins
-from rf_core.cli import Pipe, command
-from rf_core.datasets import pick
-from rf_core.records import read_records
+from rf_core.plugins import manager as plugins
+from rf_core.commands.common import Pipe, command
+from rf_core.data.tasks import pick
+from rf_core.records.io import read_records
 
 PROG = "rf-data"
 

@@ -3,8 +3,8 @@
 import click
 import orjson
 
-from rf_core import environment
-from rf_core.cli import DataError, binary_stdout, command
+from rf_core.model import environment
+from rf_core.commands.common import DataError, binary_stdout, command
 
 PROG = "rf-doctor"
 

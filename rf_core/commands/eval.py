@@ -4,12 +4,12 @@ from pathlib import Path
 
 import click
 
-from rf_core.cli import Pipe, command, input_options
+from rf_core.commands.common import Pipe, command, input_options
 from rf_core.errors import BadRecord, RFError
-from rf_core.evaluate import Evaluation, markdown
-from rf_core.records import read_records
-from rf_core.stats import compare
-from rf_core.tasks import check_executed
+from rf_core.report.evaluate import Evaluation, markdown
+from rf_core.records.io import read_records
+from rf_core.report.stats import compare
+from rf_core.exec.checks import check_executed
 
 PROG = "rf-eval"
 

@@ -4,12 +4,12 @@ import time
 
 import click
 
-from rf_core import plugins
-from rf_core.cli import Pipe, command, default_jobs, input_options, jobs_option
-from rf_core.matching import DEFAULT_MATCHER, MATCHERS
-from rf_core.variants import DEFAULT_MAX_MB
-from rf_core.sqlexec import Limits
-from rf_core.tasks import check_exec_input, variants_rejected
+from rf_core.plugins import manager as plugins
+from rf_core.commands.common import Pipe, command, default_jobs, input_options, jobs_option
+from rf_core.exec.matching import DEFAULT_MATCHER, MATCHERS
+from rf_core.exec.variants import DEFAULT_MAX_MB
+from rf_core.exec.sqlite import Limits
+from rf_core.exec.checks import check_exec_input, variants_rejected
 
 PROG = "rf-exec"
 DEFAULTS = Limits()

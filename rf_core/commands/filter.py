@@ -2,10 +2,10 @@
 
 import click
 
-from rf_core.cli import Pipe, command, input_options
-from rf_core.evaluate import scored_correct
-from rf_core.examples import self_examples
-from rf_core.tasks import check_executed
+from rf_core.commands.common import Pipe, command, input_options
+from rf_core.report.evaluate import scored_correct
+from rf_core.train.examples import self_examples
+from rf_core.exec.checks import check_executed
 
 PROG = "rf-filter"
 

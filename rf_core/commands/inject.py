@@ -2,9 +2,9 @@
 
 import click
 
-from rf_core.cli import Pipe, command, input_options
-from rf_core.examples import gold_examples
-from rf_core.tasks import check_executed
+from rf_core.commands.common import Pipe, command, input_options
+from rf_core.train.examples import gold_examples
+from rf_core.exec.checks import check_executed
 
 PROG = "rf-inject"
 

@@ -3,8 +3,8 @@
 import click
 import orjson
 
-from rf_core import models
-from rf_core.cli import binary_stdout, command
+from rf_core.model import loading as models
+from rf_core.commands.common import binary_stdout, command
 
 PROG = "rf-model"
 

@@ -3,8 +3,8 @@
 import click
 import orjson
 
-from rf_core import plugins
-from rf_core.cli import binary_stdout, command
+from rf_core.plugins import manager as plugins
+from rf_core.commands.common import binary_stdout, command
 
 PROG = "rf-plugins"
 

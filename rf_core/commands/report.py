@@ -5,9 +5,10 @@ from pathlib import Path
 import click
 import orjson
 
-from rf_core.cli import command
+from rf_core.commands.common import command
 from rf_core.errors import RFError
-from rf_core.history import build_history, plots, report_markdown
+from rf_core.records.files import write_atomic
+from rf_core.report.history import build_history, plots, report_markdown
 
 PROG = "rf-report"
 
@@ -31,12 +32,10 @@ def cli(run_dir, no_plots):
         except ImportError:
             click.echo(f"{PROG}: matplotlib is not installed; no plots", err=True)
     _point_best(run, history.get("best"))
-    tmp = run / "history.json.tmp"
-    tmp.write_bytes(orjson.dumps(history, option=orjson.OPT_INDENT_2))
-    tmp.replace(run / "history.json")
-    md = run / "report.md.tmp"
-    md.write_text(report_markdown(history, drawn), encoding="utf-8")
-    md.replace(run / "report.md")
+    with write_atomic(run / "history.json") as tmp:
+        tmp.write_bytes(orjson.dumps(history, option=orjson.OPT_INDENT_2))
+    with write_atomic(run / "report.md") as tmp:
+        tmp.write_text(report_markdown(history, drawn), encoding="utf-8")
     click.echo(f"{PROG}: wrote {run / 'history.json'}, {run / 'report.md'}"
                + (f" and {len(drawn)} plot(s)" if drawn else ""), err=True)
 
@@ -48,11 +47,8 @@ def _point_best(run: Path, best: dict | None) -> None:
         if link.is_symlink():
             link.unlink()
         return
-    tmp = run / "best.tmp"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    tmp.symlink_to(f"iter{best['iteration']}", target_is_directory=True)
-    tmp.replace(link)
+    with write_atomic(link) as tmp:
+        tmp.symlink_to(f"iter{best['iteration']}", target_is_directory=True)
 
 
 main = cli

@@ -4,8 +4,8 @@ import os
 
 import click
 
-from rf_core import plugins
-from rf_core.cli import Pipe, command, input_options
+from rf_core.plugins import manager as plugins
+from rf_core.commands.common import Pipe, command, input_options
 from rf_core.errors import RFError
 
 PROG = "rf-train"

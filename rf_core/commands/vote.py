@@ -2,9 +2,9 @@
 
 import click
 
-from rf_core.cli import Pipe, command, input_options
-from rf_core.selfconsistency import vote
-from rf_core.tasks import check_executed
+from rf_core.commands.common import Pipe, command, input_options
+from rf_core.report.vote import vote
+from rf_core.exec.checks import check_executed
 
 PROG = "rf-vote"
 

@@ -5,8 +5,7 @@ case, whitespace and quoting normalised); text sqlglot cannot parse is compared 
 whitespace collapsed.
 """
 
-from rf_core.examples import canonical_sql
-from rf_core.hookspecs import hookimpl
+from rf_core.api import canonical_sql, hookimpl
 
 
 class CanonicalVerifier:

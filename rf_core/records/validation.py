@@ -53,8 +53,9 @@ def json_type(v) -> str:
 def schema_dir() -> Path:
     """schemas/ of the installed package (a wheel carries it as ``rf_core/schemas``), or of the
     source checkout an editable install runs from."""
-    packaged = Path(__file__).with_name("schemas")
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "schemas"
+    here = Path(__file__).resolve()
+    packaged = here.parents[1] / "schemas"
+    return packaged if packaged.is_dir() else here.parents[2] / "schemas"
 
 
 @functools.lru_cache(maxsize=None)

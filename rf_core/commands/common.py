@@ -15,9 +15,9 @@ from typing import Callable, Iterator
 
 import click
 
-from . import signals
-from .errors import RFError, UnknownPlugin
-from .records import ReadStats, RecordWriter, read_records
+from rf_core.records import signals
+from rf_core.errors import RFError, UnknownPlugin
+from rf_core.records.io import ReadStats, RecordWriter, read_records
 
 
 class DataError(click.ClickException):

@@ -9,7 +9,7 @@ import orjson
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="rf_plugins.vllm_worker")
+    ap = argparse.ArgumentParser(prog="rf_plugins.vllm.worker")
     ap.add_argument("--model", required=True)
     ap.add_argument("--adapter")
     ap.add_argument("--job", required=True)
@@ -25,8 +25,7 @@ def main(argv=None) -> int:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from rf_core.chat import encode_prompt
-    from rf_core.models import end_of_turn_ids
+    from rf_core.api import encode_prompt, end_of_turn_ids
 
     jobs = [orjson.loads(line) for line in open(args.job, "rb") if line.strip()]
     tok = AutoTokenizer.from_pretrained(args.model)

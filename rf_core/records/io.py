@@ -12,9 +12,9 @@ from typing import IO, Callable, Iterator
 
 import orjson
 
-from . import signals
-from .errors import BadRecord, RFError
-from .validation import SchemaError, validate
+from rf_core.records import signals
+from rf_core.errors import BadRecord, RFError
+from rf_core.records.validation import SchemaError, validate
 
 SCHEMA_VERSION = 1
 KINDS = ("task", "example")
@@ -36,7 +36,7 @@ def parse_line(line: bytes | str, lineno: int, kind: str | None = None,
     """Parse one JSONL line into a record, or raise BadRecord naming the line.
 
     orjson rejects NaN and Infinity, which are not JSON. The record is checked against the
-    schema of its kind (rf_core.validation), so every field a command reads has its type.
+    schema of its kind (rf_core.records.validation), so every field a command reads has its type.
     """
     try:
         rec = orjson.loads(line)
@@ -125,3 +125,8 @@ def new_record(kind: str, **fields) -> dict:
     if kind not in KINDS:
         raise ValueError(f"unknown record kind {kind!r}")
     return {"schema_version": SCHEMA_VERSION, "kind": kind, **fields}
+
+
+def to_stderr(message: str) -> None:
+    """The default ``report``: one line on stderr, flushed (stdout carries data only)."""
+    print(message, file=sys.stderr, flush=True)

@@ -6,7 +6,7 @@ trained on is exactly the text it is later prompted with.
 
 from __future__ import annotations
 
-from .errors import RFError
+from rf_core.errors import RFError
 
 
 def prompt_text(tokenizer, messages: list[dict]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Sequence, TypeVar
 
-from .records import new_record
+from rf_core.records.io import new_record
 
 T = TypeVar("T")
 

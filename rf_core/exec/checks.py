@@ -1,5 +1,5 @@
 """What a command needs of a task beyond its schema (types are checked on reading, in
-rf_core.validation), raised as ValueError so readers can name the line."""
+rf_core.records.validation), raised as ValueError so readers can name the line."""
 
 from __future__ import annotations
 

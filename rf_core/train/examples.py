@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from .prompts import task_messages
-from .records import new_record
+from rf_core.model.prompts import task_messages
+from rf_core.records.io import new_record
 
 
 def canonical_sql(sql: str) -> str:

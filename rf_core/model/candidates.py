@@ -3,7 +3,7 @@ candidate fields and clears what an earlier verification left on the task."""
 
 from __future__ import annotations
 
-from .extract import extract_sql
+from rf_core.model.extract import extract_sql
 
 STALE = ("gold_exec", "vote", "verified_by")
 

@@ -1,0 +1,162 @@
+"""The import surface for plugin authors: everything a sampler, verifier, trainer or dataset
+plugin needs, and a promise that these names stay.
+
+    from rf_core.api import hookimpl, Option, attach, task_messages
+
+The built-in plugins (rf_plugins/) import only from here, exactly as a third-party plugin
+would. Names are loaded on first use, so importing this module costs nothing and needs
+neither torch nor sqlglot; the model functions import torch when called.
+
+The four plugin kinds, with the exact keyword arguments each receives, are the Protocol
+classes below: ``Sampler``, ``Verifier``, ``Trainer`` and ``Dataset``. Every method also
+receives the plugin's own declared options (see ``Option``) as keyword arguments, and must
+accept ``**options`` so that arguments added in later releases do not break it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
+
+from rf_core.errors import BadRecord, RFError, UnknownPlugin
+from rf_core.plugins.hookspecs import hookimpl
+from rf_core.plugins.options import Option
+
+if TYPE_CHECKING:
+    from rf_core.exec.sqlite import Limits
+
+Report = Callable[[str], None]
+
+
+class Progress(Protocol):
+    """Progress of a command's unit of work (tasks for rf-sample and rf-exec, steps for
+    rf-train): a bar with rate and ETA on a terminal, plain periodic lines elsewhere."""
+
+    def start(self, total: int | None, unit: str = "it") -> None: ...
+    def update(self, n: int = 1) -> None: ...
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """Adds ``messages`` and k ``candidates`` to each task (use ``attach``), in input order."""
+
+    name: str
+    options: tuple[Option, ...]
+
+    def sample(self, tasks: Iterable[dict], *, model: str, adapter: str | None, k: int,
+               temperature: float, top_p: float, max_new_tokens: int, seed: int,
+               report: Report, progress: Progress, **options: Any) -> Iterator[dict]: ...
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """Sets ``correct`` (True, False or None) on every candidate and ``verified_by``
+    ({"verifier", "matcher"}) on every task, in input order. ``matcher`` names the matcher
+    rf-exec was asked for; a verifier that does not use matchers names its own rule in
+    ``verified_by.matcher``."""
+
+    name: str
+    options: tuple[Option, ...]
+
+    def verify(self, tasks: Iterable[dict], *, matcher: str, jobs: int, limits: Limits,
+               report: Report, progress: Progress, **options: Any) -> Iterator[dict]: ...
+
+
+@runtime_checkable
+class Trainer(Protocol):
+    """Trains an adapter on ``examples`` from the ``base`` model into the folder ``out``
+    and returns what rf-train prints (a JSON-able dict)."""
+
+    name: str
+    options: tuple[Option, ...]
+
+    def train(self, examples: list[dict], *, base: str, out: str, epochs: int, lr: float,
+              batch_size: int, max_len: int, seed: int, max_too_long: float | None,
+              resume: bool, force: bool, report: Report, progress: Progress,
+              **options: Any) -> dict: ...
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """Yields task records (build them with ``make_task``)."""
+
+    name: str
+    options: tuple[Option, ...]
+
+    def tasks(self, *, split: str, limit: int | None, seed: int | None, report: Report,
+              **options: Any) -> Iterator[dict]: ...
+
+
+# name -> module it lives in; loaded on first use (PEP 562)
+_LAZY = {
+    # records and streams
+    "read_records": "rf_core.records.io",
+    "RecordWriter": "rf_core.records.io",
+    "new_record": "rf_core.records.io",
+    "parse_line": "rf_core.records.io",
+    "to_stderr": "rf_core.records.io",
+    "SCHEMA_VERSION": "rf_core.records.io",
+    "validate": "rf_core.records.validation",
+    "SchemaError": "rf_core.records.validation",
+    "schema_dir": "rf_core.records.validation",
+    "write_atomic": "rf_core.records.files",
+    "replace_dir": "rf_core.records.files",
+    # tasks from datasets
+    "make_task": "rf_core.data.tasks",
+    "pick": "rf_core.data.tasks",
+    "describe_database": "rf_core.data.schema_context",
+    "spider_hardness": "rf_core.data.hardness",
+    "cache_dir": "rf_core.model.cache",
+    # prompts, models, candidates
+    "SYSTEM_PROMPT": "rf_core.model.prompts",
+    "render_messages": "rf_core.model.prompts",
+    "task_messages": "rf_core.model.prompts",
+    "prompt_text": "rf_core.model.chat",
+    "encode_prompt": "rf_core.model.chat",
+    "encode_example": "rf_core.model.chat",
+    "attach": "rf_core.model.candidates",
+    "extract_sql": "rf_core.model.extract",
+    "load_model": "rf_core.model.loading",
+    "resolve_model": "rf_core.model.loading",
+    "apply_adapter": "rf_core.model.loading",
+    "end_of_turn_id": "rf_core.model.loading",
+    "end_of_turn_ids": "rf_core.model.loading",
+    # SQL execution and matching
+    "Executor": "rf_core.exec.sqlite",
+    "Limits": "rf_core.exec.sqlite",
+    "Result": "rf_core.exec.sqlite",
+    "open_readonly": "rf_core.exec.sqlite",
+    "result_digest": "rf_core.exec.sqlite",
+    "MATCHERS": "rf_core.exec.matching",
+    "DEFAULT_MATCHER": "rf_core.exec.matching",
+    "Matcher": "rf_core.exec.matching",
+    "get_matcher": "rf_core.exec.matching",
+    "verify_tasks": "rf_core.exec.verify",
+    "DEFAULT_VARIANTS_MAX_MB": "rf_core.exec.variants",
+    # training helpers shared by trainers
+    "canonical_sql": "rf_core.train.examples",
+    "encode_examples": "rf_core.train.batching",
+    "plan_steps": "rf_core.train.batching",
+    "micro_batches": "rf_core.train.batching",
+    "halve": "rf_core.train.batching",
+    "cosine_with_warmup": "rf_core.train.batching",
+    "ModelShape": "rf_core.train.memory",
+    "plan_memory": "rf_core.train.memory",
+}
+_RENAMED = {"load_model": "load", "resolve_model": "resolve",
+            "DEFAULT_VARIANTS_MAX_MB": "DEFAULT_MAX_MB"}
+
+__all__ = ["hookimpl", "RFError", "BadRecord", "UnknownPlugin", "Option", "Report",
+           "Progress", "Sampler", "Verifier", "Trainer", "Dataset", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'rf_core.api' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), _RENAMED.get(name, name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,1 @@
+"""SQL execution: the read-only SQLite executor, the worker pool, matchers, verification."""

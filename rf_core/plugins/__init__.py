@@ -1,0 +1,1 @@
+"""Plugins: hook specifications, the plugin manager, plugin-owned options."""

@@ -1,0 +1,1 @@
+"""Records and streams: JSONL reading and writing, schema checks, signal-safe writes."""

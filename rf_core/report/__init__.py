@@ -1,0 +1,1 @@
+"""Evaluation and reports: execution accuracy, self-consistency votes, statistics, history."""

@@ -1,0 +1,1 @@
+"""Training helpers shared by trainers: examples, token batching, memory sizing."""
