@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import stat
 import sys
 from typing import Callable, Iterator
 
@@ -82,8 +83,80 @@ def default_jobs() -> int:
         return os.cpu_count() or 1
 
 
+class Progress:
+    """A progress bar with rate and ETA (tqdm) on stderr when stderr is a terminal; nothing
+    otherwise, where the commands' plain periodic lines say how far they are (pipes, CI,
+    bin/iterate.sh's logs).
+
+    The command advances it by one per record written. A plugin that counts its own work
+    (rf-train's steps) calls ``start(total, unit)`` and ``update(n)``; from then on only the
+    plugin advances it.
+    """
+
+    def __init__(self, prog: str, unit: str = "task", total: int | None = None,
+                 enabled: bool | None = None):
+        self.prog = prog
+        self.enabled = self.wanted() if enabled is None else enabled
+        self.owned_by_plugin = False
+        self._bar = None
+        if enabled:
+            self._open(total, unit)
+
+    @staticmethod
+    def wanted() -> bool:
+        """On a terminal, unless RF_PROGRESS=0."""
+        return sys.stderr.isatty() and os.environ.get("RF_PROGRESS", "1") != "0"
+
+    def _open(self, total: int | None, unit: str) -> None:
+        from tqdm import tqdm
+
+        if self._bar is not None:
+            self._bar.close()
+        self._bar = tqdm(total=total, unit=f" {unit}", desc=self.prog, file=sys.stderr,
+                         dynamic_ncols=True, leave=True)
+
+    def start(self, total: int | None, unit: str = "it") -> None:
+        self.owned_by_plugin = True
+        if self.enabled:
+            self._open(total, unit)
+
+    def update(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def advance_record(self) -> None:
+        if not self.owned_by_plugin:
+            self.update(1)
+
+    def write(self, message: str) -> None:
+        """A log line that does not tear the bar."""
+        if self._bar is not None:
+            self._bar.write(message, file=sys.stderr)
+        else:
+            click.echo(message, err=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _count_lines(stream) -> int | None:
+    """Lines of a regular, seekable input file (None for pipes): the progress bar's total."""
+    try:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            return None
+        pos = stream.tell()
+        n = sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(1 << 20), b""))
+        stream.seek(pos)
+        return n
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 class Pipe:
-    """A command's input records, its output writer and its end-of-run summary."""
+    """A command's input records, its output writer, its progress and its end-of-run
+    summary."""
 
     def __init__(self, prog: str, input_file, *, kind: str | None = "task",
                  require: tuple[str, ...] = (), check=None, skip_bad: bool = False,
@@ -97,6 +170,9 @@ class Pipe:
         self._skip_bad = skip_bad
         self._max_bad = max_bad
         self.out = RecordWriter(binary_stdout())
+        enabled = Progress.wanted()
+        total = _count_lines(input_file) if enabled and input_file is not None else None
+        self.progress = Progress(prog, total=total, enabled=enabled)
 
     def records(self) -> Iterator[dict]:
         return read_records(self._input, prog=self.prog, kind=self._kind,
@@ -106,11 +182,13 @@ class Pipe:
 
     def write(self, rec: dict) -> None:
         self.out.write(rec)
+        self.progress.advance_record()
 
     def note(self, message: str) -> None:
-        click.echo(f"{self.prog}: {message}", err=True)
+        self.progress.write(f"{self.prog}: {message}")
 
     def finish(self) -> None:
+        self.progress.close()
         if self.stats.bad:
             self.note(f"skipped {self.stats.bad} bad line(s): "
                       + ", ".join(map(str, self.stats.bad_lines[:20]))
@@ -134,3 +212,77 @@ def command(prog: str):
         return wrapper
 
     return decorate
+
+
+def _peek(args: list[str], flag: str) -> str | None:
+    """The value of ``flag`` in raw command-line ``args`` (for --help before parsing)."""
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+class PluginCommand(click.Command):
+    """A command that runs a plugin chosen by ``--<kind>``: its ``--help`` ends with the
+    chosen plugin's own options (``-o NAME VALUE``)."""
+
+    def __init__(self, *args, plugin_kind: str, plugin_flag: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.plugin_kind = plugin_kind
+        self.plugin_flag = plugin_flag
+
+    def parse_args(self, ctx, args):
+        ctx.meta["rf_plugin"] = _peek(args, self.plugin_flag)
+        return super().parse_args(ctx, args)
+
+    def format_epilog(self, ctx, formatter):
+        super().format_epilog(ctx, formatter)
+        from rf_core.plugins import manager
+        from rf_core.plugins.options import declared
+
+        name = ctx.meta.get("rf_plugin") or next(
+            (p.default for p in self.params if p.name == self.plugin_flag.lstrip("-")), None)
+        try:
+            impl = manager.get(self.plugin_kind, str(name))
+        except RFError:
+            return
+        rows = [(f"{o.name} {o.type.__name__.upper()}",
+                 o.help + ("" if o.default is None else f"  [default: {o.default}]"))
+                for o in declared(impl)]
+        kind = self.plugin_kind[:-1]
+        with formatter.section(f"Options of {kind} {name!r} (-o NAME VALUE)"):
+            if rows:
+                formatter.write_dl(rows)
+            else:
+                formatter.write_text("none")
+
+
+def plugin_command(prog: str, kind: str, flag: str):
+    """``click.command`` for a command that runs a ``kind`` plugin chosen by ``flag``."""
+    return click.command(name=prog, cls=PluginCommand, plugin_kind=kind, plugin_flag=flag)
+
+
+def legacy_option(flag: str, option: str, **kwargs) -> Callable:
+    """A flag kept for one release: hidden, and passed to the plugin as its option
+    ``option`` with a deprecation line on stderr (see ``plugin_kwargs``)."""
+    return click.option(flag, f"legacy_{option}", default=None, hidden=True, **kwargs)
+
+
+def plugin_kwargs(prog: str, kind: str, name: str, impl, params: dict) -> dict:
+    """The chosen plugin's options from ``-o``/``--option`` and deprecated flags, checked
+    against what the plugin declares (usage error, exit 2, naming the valid ones)."""
+    from rf_core.plugins.options import resolve
+
+    given = []
+    for key, value in params.items():
+        if key.startswith("legacy_") and value is not None:
+            option = key[len("legacy_"):]
+            flag = "--" + option.replace("_", "-")
+            click.echo(f"{prog}: warning: {flag} is deprecated and goes in the next release; "
+                       f"use -o {option} {value}", err=True)
+            given.append((option, str(value)))
+    given += list(params.get("plugin_option") or ())
+    given += list(params.get("plugin_assign") or ())
+    return resolve(impl, given, kind=kind, name=name)

@@ -5,7 +5,9 @@ import re
 import click
 
 from rf_core.plugins import manager as plugins
-from rf_core.commands.common import Pipe, command, input_options
+from rf_core.commands.common import (Pipe, command, input_options, legacy_option,
+                                     plugin_command, plugin_kwargs)
+from rf_core.plugins.options import plugin_options
 
 PROG = "rf-sample"
 
@@ -19,7 +21,7 @@ def _shard(ctx, param, value):
     return int(m.group(1)), int(m.group(2))
 
 
-@click.command(name=PROG)
+@plugin_command(PROG, "samplers", "--sampler")
 @input_options
 @click.option("--sampler", default="hf", show_default=True, help="Sampler plugin.")
 @click.option("--model", "-m", required=True,
@@ -36,18 +38,20 @@ def _shard(ctx, param, value):
               help="Same seed and inputs give the same candidates.")
 @click.option("--shard", callback=_shard, default=None, metavar="I/N",
               help="Keep every N-th task starting at I, so N processes can split a file.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
-@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto",
-              show_default=True)
-@click.option("--batch-tokens", type=click.IntRange(min=64), default=None,
-              help="KV-cache tokens per batch (default: from free GPU memory; 16384 on CPU).")
-@click.option("--tensor-parallel-size", type=click.IntRange(min=1), default=1,
-              show_default=True, help="GPUs per model (vllm sampler).")
+@plugin_options
+@legacy_option("--device", "device")
+@legacy_option("--dtype", "dtype")
+@legacy_option("--batch-tokens", "batch_tokens")
+@legacy_option("--tensor-parallel-size", "tensor_parallel_size")
 @command(PROG)
 def cli(input_file, skip_bad, max_bad, sampler, model, adapter, k, temperature, top_p,
-        max_new_tokens, seed, shard, device, dtype, batch_tokens, tensor_parallel_size):
-    """Add `messages` (the exact prompt) and k `candidates` to each task."""
+        max_new_tokens, seed, shard, **params):
+    """Add `messages` (the exact prompt) and k `candidates` to each task.
+
+    The sampler's own settings (device, dtype, ...) are its options: `-o NAME VALUE`.
+    """
     impl = plugins.get("samplers", sampler)
+    options = plugin_kwargs(PROG, "sampler", sampler, impl, params)
     if temperature == 0 and k > 1:
         click.echo(f"{PROG}: warning: k={k} at temperature 0 gives identical candidates",
                    err=True)
@@ -60,9 +64,8 @@ def cli(input_file, skip_bad, max_bad, sampler, model, adapter, k, temperature, 
 
     for task in impl.sample(selected(), model=model, adapter=adapter, k=k,
                             temperature=temperature, top_p=top_p,
-                            max_new_tokens=max_new_tokens, seed=seed, device=device,
-                            dtype=dtype, batch_tokens=batch_tokens,
-                            tensor_parallel_size=tensor_parallel_size, report=pipe.note):
+                            max_new_tokens=max_new_tokens, seed=seed, report=pipe.note,
+                            progress=pipe.progress, **options):
         pipe.write(task)
     pipe.finish()
 

@@ -6,13 +6,23 @@ import time
 from itertools import islice
 from typing import Callable, Iterable, Iterator
 
-from rf_core.api import hookimpl, to_stderr
+from rf_core.api import Option, hookimpl, to_stderr
 
 
 
 class HFSampler:
     name = "hf"
     description = "transformers + peft, prefill once per prompt, finished rows dropped"
+    options = (
+        Option("device", str, "auto", "auto, cpu, cuda, cuda:1 ..."),
+        Option("dtype", str, "auto", "Weights' dtype; auto: bf16 on a GPU, fp32 on a CPU.",
+               choices=("auto", "bf16", "fp16", "fp32")),
+        Option("batch_tokens", int, None, "KV-cache tokens per batch (default: from free GPU "
+               "memory; 16384 on CPU).", minimum=64),
+        Option("max_batch_prompts", int, 256, "Prompts per batch at most.", minimum=1),
+        Option("window", int, 1024, "Tasks read ahead and planned into batches together.",
+               minimum=1),
+    )
 
     def sample(self, tasks: Iterable[dict], *, model: str, adapter: str | None = None,
                k: int = 1, temperature: float = 0.0, top_p: float = 1.0,

@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator
 
 import orjson
 
-from rf_core.api import RFError, hookimpl, to_stderr
+from rf_core.api import Option, RFError, hookimpl, to_stderr
 
 
 
@@ -43,6 +43,10 @@ def _root_cause(stderr: str) -> str:
 class VLLMSampler:
     name = "vllm"
     description = "vLLM (extra [vllm]); one subprocess per call; LoRA through LoRARequest"
+    options = (
+        Option("tensor_parallel_size", int, 1, "GPUs per model.", minimum=1),
+        Option("window", int, 100_000, "Tasks sent to one engine run.", minimum=1),
+    )
 
     def sample(self, tasks: Iterable[dict], *, model: str, adapter: str | None = None,
                k: int = 1, temperature: float = 0.0, top_p: float = 1.0,
