@@ -87,9 +87,9 @@ def main() -> int:
             out = str(Path(tmp) / f"adapter-{d}")
             say(f"training with dropout {d}")
             rep = json.loads(pipe([tool("rf-train"), "--base", args.model, "--out", out,
-                                   "--dropout", d, "--epochs", str(args.epochs), "--lr",
+                                   "-o", "dropout", d, "--epochs", str(args.epochs), "--lr",
                                    str(args.lr), "--batch-size", str(args.batch_size),
-                                   "--dtype", args.dtype, "--seed", "0"], stdin=train))
+                                   "-o", "dtype", args.dtype, "--seed", "0"], stdin=train))
             runs.append((f"dropout {d}", out, rep))
         for name, adapter, rep in runs:
             say(f"evaluating {name}")

@@ -214,7 +214,7 @@ data_opts="--values $VALUES"
 # Training examples are picked by the strict matcher (and the variants, when asked for);
 # dev is scored with rf-exec's default, the official evaluator's default semantics.
 select_opts="--matcher $(q "$SELECT_MATCHER")"
-((VERIFY_VARIANTS > 0)) && select_opts+=" --variants $VERIFY_VARIANTS"
+((VERIFY_VARIANTS > 0)) && select_opts+=" -o variants $VERIFY_VARIANTS"
 filter_opts="--resample $(q "$RESAMPLE")"
 ((PER_TASK > 0)) && filter_opts+=" --max-per-task $PER_TASK"
 [[ -n $ROOT ]] && data_opts+=" --root $(q "$ROOT")"

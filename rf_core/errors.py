@@ -17,8 +17,9 @@ class BadRecord(RFError):
 class UnknownPlugin(RFError):
     """A plugin name that no installed plugin registered (a usage error, exit 2)."""
 
-    def __init__(self, kind: str, name: str, installed: list[str]):
+    def __init__(self, kind: str, name: str, installed: list[str], notes: list[str] = ()):
         names = ", ".join(sorted(installed)) or "none"
-        super().__init__(f"unknown {kind} {name!r}; installed: {names}")
+        super().__init__(f"unknown {kind} {name!r}; installed: {names}"
+                         + "".join(f"; {note}" for note in notes))
         self.kind = kind
         self.name = name

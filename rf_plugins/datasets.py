@@ -22,7 +22,8 @@ class Spider:
     splits = {"dev": "dev.json", "train": "train_spider.json", "train_others": "train_others.json"}
 
     def tasks(self, *, root: str | None, split: str, limit: int | None = None,
-              seed: int | None = None, values: int = 3, report: Report = to_stderr) -> Iterator[dict]:
+              seed: int | None = None, values: int = 3, report: Report = to_stderr,
+              **_options) -> Iterator[dict]:
         if not root:
             raise RFError("spider needs --root, the folder with dev.json and database/")
         if split not in self.splits:
@@ -89,7 +90,8 @@ class Demo:
     splits = ("train", "dev")
 
     def tasks(self, *, root: str | None, split: str, limit: int | None = None,
-              seed: int | None = None, values: int = 3, report: Report = to_stderr) -> Iterator[dict]:
+              seed: int | None = None, values: int = 3, report: Report = to_stderr,
+              **_options) -> Iterator[dict]:
         if split not in self.splits:
             raise RFError(f"demo has no split {split!r}; choose from {', '.join(self.splits)}")
         out_dir = Path(root) if root else cache_dir() / "demo"

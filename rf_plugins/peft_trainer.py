@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from rf_core.api import RFError, hookimpl, replace_dir, to_stderr, write_atomic
+from rf_core.api import Option, RFError, hookimpl, replace_dir, to_stderr, write_atomic
 
 
 
@@ -78,6 +78,29 @@ def _all_finite(model) -> bool:
 class PeftTrainer:
     name = "peft"
     description = "LoRA with peft; completion-only loss; length-grouped steps; DDP"
+    options = (
+        Option("rank", int, 16, "LoRA rank.", minimum=1),
+        Option("alpha", float, 32.0, "LoRA alpha."),
+        Option("dropout", float, 0.15, "LoRA dropout.", minimum=0, maximum=1),
+        Option("target", str, "all-linear", "LoRA target modules (peft's target_modules)."),
+        Option("warmup", float, 0.1, "Share of steps for linear warm-up before the cosine "
+               "decay.", minimum=0, maximum=1),
+        Option("weight_decay", float, 0.01, "AdamW weight decay."),
+        Option("micro_batch_tokens", int, None, "Padded tokens per forward pass (default: "
+               "sized from free GPU memory and the model's shapes; 4096 on CPU).", minimum=16),
+        Option("grad_checkpointing", str, "auto", "Trade compute for memory. auto: on when "
+               "too few tokens fit on the GPU without it; off on CPU.",
+               choices=("auto", "on", "off")),
+        Option("dtype", str, "auto", "auto: bf16 on GPU, fp32 on CPU.",
+               choices=("auto", "bf16", "fp32")),
+        Option("device", str, "auto", "auto, cpu, cuda, cuda:1 ..."),
+        Option("max_bad_steps", int, None, "Non-finite steps tolerated (skipped) before "
+               "stopping (default: 10%).", minimum=0),
+        Option("save_every", int, 50, "Checkpoint every N steps for --resume (0: never).",
+               minimum=0),
+        Option("merge", bool, False, "Also write the merged model to OUT/merged."),
+        Option("max_grad_norm", float, 1.0, "Gradient clipping norm.", minimum=0),
+    )
 
     def train(self, examples: list[dict], *, base: str, out: str, rank: int = 16,
               alpha: float = 32, dropout: float = 0.15, target: str = "all-linear",
@@ -89,7 +112,8 @@ class PeftTrainer:
               resume: bool = False, merge: bool = False, force: bool = False,
               max_grad_norm: float = 1.0, max_bad_steps: int | None = None,
               save_every: int = 50, max_too_long: float | None = None,
-              report: Callable[[str], None] = to_stderr, **_ignored) -> dict:
+              report: Callable[[str], None] = to_stderr, progress=None,
+              **_ignored) -> dict:
         import torch
         import torch.distributed as dist
         from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
@@ -167,6 +191,9 @@ class PeftTrainer:
         say(f"training {len(encoded)} examples ({sum(too_long.values())} too long), "
             f"{total} steps, {world} process(es), {dev}, {torch_dtype}")
         start = time.perf_counter() - state["seconds"]
+        if progress is not None and main_proc:
+            progress.start(total, "step")
+            progress.update(state["step"])
         for index in range(state["step"], total):
             step = steps[index]
             mine = step[rank_id::world]
@@ -186,7 +213,7 @@ class PeftTrainer:
                     torch.cuda.empty_cache()
                 if world > 1:
                     raise RFError(f"step {index + 1}: CUDA out of memory in a distributed "
-                                  f"run; pass a smaller --micro-batch-tokens than {budget}")
+                                  f"run; pass a smaller -o micro_batch_tokens than {budget}")
                 state["oom_retries"] += 1
                 smaller = halve(mbs)
                 if smaller is not None:
@@ -226,6 +253,8 @@ class PeftTrainer:
             state["step"] = index + 1
             state["losses"].append(round(step_loss, 5))
             state["seconds"] = time.perf_counter() - start
+            if progress is not None and main_proc:
+                progress.update(1)
             if main_proc and (index + 1) % max(1, total // 20) == 0:
                 say(f"step {index + 1}/{total} loss {step_loss:.4f} "
                     f"({state['tokens'] * world / max(state['seconds'], 1e-9):,.0f} tok/s)")
@@ -301,7 +330,7 @@ def _size_micro_batches(peft_model, dev, torch_dtype, dropout: float, mode, toke
     """(padded-token budget, completion-token budget, checkpointing, why) for this device.
 
     On a GPU both budgets come from free memory and the model's shapes
-    (rf_core.train.memory); an explicit --micro-batch-tokens replaces the padded-token budget,
+    (rf_core.train.memory); an explicit micro_batch_tokens option replaces the padded-token budget,
     and "auto" then checkpoints only if that budget does not fit without it. On a CPU the
     budget is 4096 tokens and "auto" means off: host memory is not sized.
     """
@@ -324,7 +353,7 @@ def _size_micro_batches(peft_model, dev, torch_dtype, dropout: float, mode, toke
         return plan.token_budget, plan.completion_budget, plan.checkpointing, plan.reason
     if mode == "auto":
         ckpt = tokens > plan.budget_without_checkpointing
-        why = (f"--micro-batch-tokens {tokens:,} against {plan.budget_without_checkpointing:,} "
+        why = (f"micro_batch_tokens {tokens:,} against {plan.budget_without_checkpointing:,} "
                "that fit without checkpointing")
         return tokens, plan.completion_budget, ckpt, why
     return tokens, plan.completion_budget, mode == "on", plan.reason

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
-from rf_core.api import hookimpl, verify_tasks
+from rf_core.api import DEFAULT_VARIANTS_MAX_MB, Option, hookimpl, verify_tasks
 
 
 class SQLiteVerifier:
     name = "sqlite"
     description = "Execute on the task's SQLite database (read-only, time/row/memory limits)."
+    options = (
+        Option("variants", int, 0, "Also check each candidate that matches on the original "
+               "database on N perturbed variants of it (test-suite accuracy); 0: off.",
+               minimum=0),
+        Option("variants_seed", int, 0, "Seed of the variants."),
+        Option("variants_max_mb", float, DEFAULT_VARIANTS_MAX_MB, "Databases larger than "
+               "this get no variants (a note on stderr; their tasks are checked on the "
+               "original only).", minimum=0),
+        Option("variants_dir", str, None, "Variant cache folder (default: the cache "
+               "folder's variants/)."),
+    )
 
     def verify(self, tasks, *, matcher="official", jobs=1, limits=None, report=None,
-               **variant_options):
-        options = {"limits": limits} if limits is not None else {}
+               variants=0, variants_seed=0, variants_max_mb=DEFAULT_VARIANTS_MAX_MB,
+               variants_dir=None, **_options):
+        extra = {"limits": limits} if limits is not None else {}
         return verify_tasks(tasks, matcher=matcher, jobs=jobs, verifier=self.name,
-                            report=report, **options, **variant_options)
+                            report=report, variants=variants, variants_seed=variants_seed,
+                            variants_max_mb=variants_max_mb, variants_dir=variants_dir,
+                            **extra)
 
 
 @hookimpl

@@ -172,3 +172,79 @@ def test_example_plugin_verifies_by_canonical_sql(example_plugin, shop_db, valid
     assert out["verified_by"] == {"verifier": "canonical", "matcher": "canonical-sql"}
     examples = run("rf-filter", input=[out]).records
     assert len(examples) == 1
+
+
+def _installed_plugin(root: Path, dist: str, module: str, entry: str, source: str) -> dict:
+    """A plugin "installed" into ``root`` (a module and its .dist-info with an entry point),
+    and the environment that puts ``root`` on the path."""
+    (root / f"{module}.py").write_text(source)
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[reasonforge]\n{entry} = {module}\n")
+    env = dict(os.environ)
+    env.pop("RF_LOAD_PLUGINS", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _command(env, name, *args, stdin=""):
+    code = (f"import sys; from rf_core.commands.{name} import main; "
+            f"sys.argv[0] = 'rf-{name}'; main()")
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_plugin_that_fails_to_import_is_skipped_once_with_a_warning(tmp_path):
+    env = _installed_plugin(tmp_path, "reasonforge-broken", "reasonforge_broken", "broken",
+                            "raise ImportError('needs a library that is not here')\n")
+    proc = _command(env, "plugins")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("plugin 'broken' failed to load and is skipped") == 1
+    assert "needs a library that is not here" in proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["failed"] == {"broken": "ImportError: needs a library that is not here"}
+    assert "sqlite" in data["verifiers"]
+    # a command that does not need it still works
+    proc = _command(env, "data", "demo", "--split", "dev", "--limit", "1")
+    assert proc.returncode == 0 and proc.stdout.count("\n") == 1
+    # asking for the name it would have provided says why it is missing
+    proc = _command(env, "exec", "--verifier", "broken", stdin="")
+    assert proc.returncode == 1
+    assert "verifier 'broken': plugin 'broken' failed to load: ImportError" in proc.stderr
+
+
+PLUGIN = '''
+from rf_core.api import hookimpl
+
+class Nothing:
+    name = "nothing"
+
+    def verify(self, tasks, **options):
+        yield from tasks
+
+@hookimpl
+def register_verifiers(register):
+    register(Nothing())
+'''
+
+
+@pytest.mark.parametrize("selector", ["nothing", "reasonforge-nothing", "reasonforge_nothing"])
+def test_rf_load_plugins_takes_entry_point_distribution_and_module_names(tmp_path, selector):
+    env = _installed_plugin(tmp_path, "reasonforge-nothing", "reasonforge_nothing", "nothing",
+                            PLUGIN)
+    env["RF_LOAD_PLUGINS"] = selector
+    proc = _command(env, "plugins")
+    assert proc.returncode == 0, proc.stderr
+    assert "nothing" in json.loads(proc.stdout)["verifiers"]
+    assert "not installed" not in proc.stderr
+
+
+def test_unknown_name_mentions_the_load_filter(tmp_path):
+    env = _installed_plugin(tmp_path, "reasonforge-nothing", "reasonforge_nothing", "nothing",
+                            PLUGIN)
+    env["RF_LOAD_PLUGINS"] = ""
+    proc = _command(env, "exec", "--verifier", "nothing", stdin="")
+    assert proc.returncode == 2
+    assert "unknown verifier 'nothing'" in proc.stderr
+    assert "RF_LOAD_PLUGINS= limits which plugins load" in proc.stderr

@@ -20,7 +20,7 @@ PAIRS = [("How many products are there?", "SELECT count(*) FROM product"),
          ("What is the most expensive product?",
           "SELECT name FROM product ORDER BY price DESC LIMIT 1"),
          ("List every category.", "SELECT DISTINCT category FROM product")]
-FAST = ["--lr", "1e-2", "--rank", "16", "--dropout", "0", "--batch-size", "2"]
+FAST = ["--lr", "1e-2", "-o", "rank", "16", "-o", "dropout", "0", "--batch-size", "2"]
 
 
 def examples(n=2, **extra):
@@ -80,7 +80,7 @@ def test_adapter_loads_with_plain_peft(tiny_model, tmp_path):
 
 
 def test_merge_writes_a_merged_model(tiny_model, tmp_path):
-    r = train(tiny_model, tmp_path / "a", examples(2), *FAST, "--epochs", "1", "--merge")
+    r = train(tiny_model, tmp_path / "a", examples(2), *FAST, "--epochs", "1", "-o", "merge", "true")
     assert r.code == 0, r.stderr
     assert (tmp_path / "a" / "merged" / "config.json").is_file()
 
@@ -131,7 +131,7 @@ def test_too_long_examples_are_counted_by_database_and_can_stop_the_run(tiny_mod
 
 def test_non_finite_steps_are_skipped_then_stop_without_an_adapter(tiny_model, tmp_path):
     r = train(tiny_model, tmp_path / "a", examples(2), "--lr", "1e20", "--batch-size", "1",
-              "--epochs", "10", "--max-bad-steps", "3")
+              "--epochs", "10", "-o", "max_bad_steps", "3")
     assert r.code == 1
     assert "non-finite loss or gradient norm; step skipped" in r.stderr
     assert "lower --lr. No adapter was written" in r.stderr
@@ -152,7 +152,7 @@ def _rf_train(*args, env=None):
 def test_resume_after_sigkill_gives_the_same_run(tiny_model, tmp_path):
     data = tmp_path / "ex.jsonl"
     data.write_bytes(jsonl(examples(4)))
-    common = ["--base", tiny_model, *FAST, "--epochs", "30", "--save-every", "5", str(data)]
+    common = ["--base", tiny_model, *FAST, "--epochs", "30", "-o", "save_every", "5", str(data)]
     ref = subprocess.run(_rf_train("--out", str(tmp_path / "ref"), *common),
                          capture_output=True, timeout=600)
     assert ref.returncode == 0, ref.stderr.decode()[-2000:]
@@ -183,8 +183,8 @@ def test_resume_after_sigkill_gives_the_same_run(tiny_model, tmp_path):
 def test_two_processes_match_one(tiny_model, tmp_path):
     data = tmp_path / "ex.jsonl"
     data.write_bytes(jsonl(examples(4)))
-    common = ["--base", tiny_model, "--lr", "5e-3", "--dropout", "0", "--batch-size", "4",
-              "--epochs", "3", "--device", "cpu", str(data)]
+    common = ["--base", tiny_model, "--lr", "5e-3", "-o", "dropout", "0", "--batch-size", "4",
+              "--epochs", "3", "-o", "device", "cpu", str(data)]
     one = subprocess.run(_rf_train("--out", str(tmp_path / "one"), *common),
                          capture_output=True, timeout=600)
     assert one.returncode == 0, one.stderr.decode()[-2000:]

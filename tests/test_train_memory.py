@@ -158,10 +158,10 @@ def test_out_of_memory_after_a_backward_discards_its_gradients(tiny_model, tmp_p
                                                                monkeypatch):
     # --micro-batch-tokens 16: one example per micro-batch, so halving cannot help and the
     # retry turns gradient checkpointing on; the first micro-batch's gradients must not count
-    ref = _train(tiny_model, tmp_path / "ref", "--micro-batch-tokens", "16")
+    ref = _train(tiny_model, tmp_path / "ref", "-o", "micro_batch_tokens", "16")
     assert ref.code == 0, ref.stderr
     _fail_once(monkeypatch, at_call=2)
-    r = _train(tiny_model, tmp_path / "a", "--micro-batch-tokens", "16")
+    r = _train(tiny_model, tmp_path / "a", "-o", "micro_batch_tokens", "16")
     assert r.code == 0, r.stderr
     assert "retrying it with gradient checkpointing on" in r.stderr
     got = r.records[0]
@@ -171,8 +171,8 @@ def test_out_of_memory_after_a_backward_discards_its_gradients(tiny_model, tmp_p
 
 
 def test_grad_checkpointing_on_gives_the_same_run(tiny_model, tmp_path):
-    off = _train(tiny_model, tmp_path / "off", "--grad-checkpointing", "off")
-    on = _train(tiny_model, tmp_path / "on", "--grad-checkpointing", "on")
+    off = _train(tiny_model, tmp_path / "off", "-o", "grad_checkpointing", "off")
+    on = _train(tiny_model, tmp_path / "on", "-o", "grad_checkpointing", "on")
     assert off.code == 0 and on.code == 0, on.stderr
     assert "gradient checkpointing on (explicit)" in on.stderr
     assert on.records[0]["grad_checkpointing"] is True

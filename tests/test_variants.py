@@ -56,7 +56,7 @@ def test_variants_reject_right_answers_for_wrong_reasons(people_db, tmp_path, va
     tasks = [make_task(people_db, GOLD_COUNT, [GOLD_COUNT, CONSTANT,
                                                "SELECT  COUNT(id) FROM person"], id="v/0"),
              make_task(people_db, GOLD_ROME, [WRONG_COLUMN, GOLD_ROME.lower()], id="v/1")]
-    r = run("rf-exec", ["--variants", "4", "--variants-dir", str(tmp_path / "cache")],
+    r = run("rf-exec", ["-o", "variants", "4", "-o", "variants_dir", str(tmp_path / "cache")],
             input=tasks)
     assert r.code == 0, r.stderr
     validate(r.records)
@@ -118,15 +118,15 @@ def test_variants_are_deterministic_cached_read_only_and_follow_the_source(peopl
 
 
 def test_negative_variants_is_a_usage_error(people_db):
-    r = run("rf-exec", ["--variants", "-1"], input=[make_task(people_db, GOLD_COUNT, [CONSTANT])])
+    r = run("rf-exec", ["-o", "variants", "-1"], input=[make_task(people_db, GOLD_COUNT, [CONSTANT])])
     assert r.code == 2
-    assert "'--variants': -1 is below 0" in r.stderr and r.stdout == b""
+    assert "option 'variants' of verifier 'sqlite': -1 is below the minimum 0" in r.stderr and r.stdout == b""
 
 
 def test_unwritable_cache_builds_in_a_temporary_folder(people_db, tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder should be")
-    r = run("rf-exec", ["--variants", "2", "--variants-dir", str(blocker / "cache")],
+    r = run("rf-exec", ["-o", "variants", "2", "-o", "variants_dir", str(blocker / "cache")],
             input=[make_task(people_db, GOLD_COUNT, [CONSTANT, GOLD_COUNT])])
     assert r.code == 0, r.stderr
     notes = [line for line in r.stderr.splitlines() if "variant cache" in line]
@@ -136,11 +136,11 @@ def test_unwritable_cache_builds_in_a_temporary_folder(people_db, tmp_path):
 
 
 def test_database_over_the_size_limit_is_checked_on_the_original_only(people_db, tmp_path):
-    r = run("rf-exec", ["--variants", "2", "--variants-max-mb", "0.001",
-                        "--variants-dir", str(tmp_path / "cache")],
+    r = run("rf-exec", ["-o", "variants", "2", "-o", "variants_max_mb", "0.001",
+                        "-o", "variants_dir", str(tmp_path / "cache")],
             input=[make_task(people_db, GOLD_COUNT, [CONSTANT], id=f"s/{i}") for i in range(3)])
     assert r.code == 0, r.stderr
-    notes = [line for line in r.stderr.splitlines() if "--variants-max-mb" in line]
+    notes = [line for line in r.stderr.splitlines() if "variants_max_mb" in line]
     assert len(notes) == 1, "one note per database, not per task"
     for task in r.records:
         cand = task["candidates"][0]
@@ -187,7 +187,7 @@ def test_every_spider_dev_gold_passes_its_own_variants(spider, tmp_path):
     for t in tasks:
         respaced = re.sub(r"^\s*select\s+", "SELECT\n  ", t["gold_sql"], flags=re.IGNORECASE)
         t["candidates"] = [{"sql": "  " + respaced + "  "}]
-    r = run("rf-exec", ["--variants", "4", "--jobs", "2", "--variants-dir",
+    r = run("rf-exec", ["-o", "variants", "4", "--jobs", "2", "-o", "variants_dir",
                         str(tmp_path / "cache")], input=tasks)
     assert r.code == 0, r.stderr
     cands = [t["candidates"][0] for t in r.records]

@@ -216,6 +216,8 @@ def command(prog: str):
 
 def _peek(args: list[str], flag: str) -> str | None:
     """The value of ``flag`` in raw command-line ``args`` (for --help before parsing)."""
+    if not flag.startswith("-"):  # a positional argument: the first non-option word
+        return next((a for a in args if not a.startswith("-")), None)
     for i, arg in enumerate(args):
         if arg == flag and i + 1 < len(args):
             return args[i + 1]
@@ -244,11 +246,14 @@ class PluginCommand(click.Command):
 
         name = ctx.meta.get("rf_plugin") or next(
             (p.default for p in self.params if p.name == self.plugin_flag.lstrip("-")), None)
+        if name is None:
+            return
         try:
             impl = manager.get(self.plugin_kind, str(name))
         except RFError:
             return
-        rows = [(f"{o.name} {o.type.__name__.upper()}",
+        rows = [(f"{o.name} " + ("|".join(map(str, o.choices)) if o.choices
+                                 else o.type.__name__.upper()),
                  o.help + ("" if o.default is None else f"  [default: {o.default}]"))
                 for o in declared(impl)]
         kind = self.plugin_kind[:-1]

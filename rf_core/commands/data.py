@@ -3,14 +3,15 @@
 import click
 
 from rf_core.plugins import manager as plugins
-from rf_core.commands.common import Pipe, command
+from rf_core.commands.common import Pipe, command, plugin_command, plugin_kwargs
+from rf_core.plugins.options import plugin_options
 from rf_core.data.tasks import pick
 from rf_core.records.io import read_records
 
 PROG = "rf-data"
 
 
-@click.command(name=PROG)
+@plugin_command(PROG, "datasets", "dataset")
 @click.argument("dataset")
 @click.option("--root", type=click.Path(file_okay=False), default=None,
               help="Dataset folder (spider: the Spider 1.0 folder; demo: where to build it).")
@@ -23,20 +24,23 @@ PROG = "rf-data"
 @click.option("--exclude", "exclude_file", type=click.File("rb"), default=None,
               metavar="FILE", help="Leave out the tasks of FILE (task records, by id) "
               "before --limit/--seed pick: a sample disjoint from FILE's.")
+@plugin_options
 @command(PROG)
-def cli(dataset, root, split, limit, seed, values, exclude_file):
+def cli(dataset, root, split, limit, seed, values, exclude_file, **params):
     """Write one task record per question of DATASET (e.g. spider, demo) to stdout.
 
     Tasks whose database is missing are skipped with a stderr line and counted.
     """
     impl = plugins.get("datasets", dataset)
+    options = plugin_kwargs(PROG, "dataset", dataset, impl, params)
     pipe = Pipe(PROG, None)
     if exclude_file is None:
         tasks = impl.tasks(root=root, split=split, limit=limit, seed=seed, values=values,
-                           report=pipe.note)
+                           report=pipe.note, **options)
     else:
         excluded = {t["id"] for t in read_records(exclude_file, prog=PROG, kind="task")}
-        every = impl.tasks(root=root, split=split, values=values, report=pipe.note)
+        every = impl.tasks(root=root, split=split, limit=None, seed=None, values=values,
+                           report=pipe.note, **options)
         kept = [t for t in every if t["id"] not in excluded]
         pipe.note(f"left out {len(excluded)} task(s) of {exclude_file.name}")
         tasks = pick(kept, limit, seed)

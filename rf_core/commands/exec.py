@@ -5,9 +5,10 @@ import time
 import click
 
 from rf_core.plugins import manager as plugins
-from rf_core.commands.common import Pipe, command, default_jobs, input_options, jobs_option
+from rf_core.commands.common import (Pipe, command, default_jobs, input_options, jobs_option,
+                                     legacy_option, plugin_command, plugin_kwargs)
+from rf_core.plugins.options import plugin_options
 from rf_core.exec.matching import DEFAULT_MATCHER, MATCHERS
-from rf_core.exec.variants import DEFAULT_MAX_MB
 from rf_core.exec.sqlite import Limits
 from rf_core.exec.checks import check_exec_input, variants_rejected
 
@@ -15,7 +16,7 @@ PROG = "rf-exec"
 DEFAULTS = Limits()
 
 
-@click.command(name=PROG)
+@plugin_command(PROG, "verifiers", "--verifier")
 @input_options
 @click.option("--verifier", default="sqlite", show_default=True, help="Verifier plugin.")
 @click.option("--matcher", type=click.Choice(sorted(MATCHERS)), default=DEFAULT_MATCHER,
@@ -23,16 +24,6 @@ DEFAULTS = Limits()
               "is recorded in `verdicts`). official: Spider's official evaluator with its "
               "default options (DISTINCT removed); official-keep-distinct: the same with "
               "--keep_distinct; lenient: set of sorted lowercased rows (the reference's).")
-@click.option("--variants", type=int, default=0, show_default=True,
-              help="Also check each candidate that matches on the original database on N "
-              "perturbed variants of it (test-suite accuracy); 0: off.")
-@click.option("--variants-seed", type=int, default=0, show_default=True,
-              help="Seed of the variants.")
-@click.option("--variants-max-mb", type=click.FloatRange(min=0), default=DEFAULT_MAX_MB,
-              show_default=True, help="Databases larger than this get no variants (a note "
-              "on stderr; their tasks are checked on the original only).")
-@click.option("--variants-dir", type=click.Path(file_okay=False), default=None,
-              help="Variant cache folder [default: the model cache's variants/].")
 @jobs_option
 @click.option("--timeout", type=click.FloatRange(min=0.01), default=DEFAULTS.timeout_s,
               show_default=True, help="Seconds one query may run.")
@@ -42,29 +33,32 @@ DEFAULTS = Limits()
               show_default=True, help="Result bytes per query before it is truncated.")
 @click.option("--max-memory-mb", type=click.IntRange(min=16), default=DEFAULTS.heap_bytes >> 20,
               show_default=True, help="SQLite heap limit per worker process.")
+@plugin_options
+@legacy_option("--variants", "variants")
+@legacy_option("--variants-seed", "variants_seed")
+@legacy_option("--variants-max-mb", "variants_max_mb")
+@legacy_option("--variants-dir", "variants_dir")
 @command(PROG)
-def cli(input_file, skip_bad, max_bad, verifier, matcher, variants, variants_seed,
-        variants_max_mb, variants_dir, jobs, timeout, max_rows, max_bytes, max_memory_mb):
+def cli(input_file, skip_bad, max_bad, verifier, matcher, jobs, timeout, max_rows, max_bytes,
+        max_memory_mb, **params):
     """Run each task's gold SQL once and each distinct candidate SQL once, read-only, on the
     task's database; add `exec` and `correct` to candidates and `gold_exec` to the task.
 
     Output order equals input order. A gold query that fails is reported on stderr and none
-    of that task's candidates counts as correct.
+    of that task's candidates counts as correct. The verifier's own settings (the sqlite
+    verifier's test-suite variants, ...) are its options: `-o NAME VALUE`.
     """
-    if variants < 0:
-        raise click.BadParameter(f"{variants} is below 0 (0 turns variants off)", param_hint="'--variants'")
     impl = plugins.get("verifiers", verifier)
+    options = plugin_kwargs(PROG, "verifier", verifier, impl, params)
     pipe = Pipe(PROG, input_file, check=check_exec_input, skip_bad=skip_bad, max_bad=max_bad)
     limits = Limits(timeout_s=timeout, max_rows=max_rows, max_bytes=max_bytes,
                     heap_bytes=max_memory_mb << 20)
     start = time.perf_counter()
     n_cands = n_correct = n_err = n_timeout = n_rejected = 0
-    options = {}
-    if variants:  # only then, so verifiers without variant support keep working
-        options = {"variants": variants, "variants_seed": variants_seed,
-                   "variants_max_mb": variants_max_mb, "variants_dir": variants_dir}
+    used = set()  # the rules the verifier says it applied
     for task in impl.verify(pipe.records(), matcher=matcher, jobs=jobs or default_jobs(),
-                            limits=limits, report=pipe.note, **options):
+                            limits=limits, report=pipe.note, progress=pipe.progress,
+                            **options):
         for c in task.get("candidates") or []:
             n_cands += 1
             n_correct += c.get("correct") is True
@@ -72,10 +66,13 @@ def cli(input_file, skip_bad, max_bad, verifier, matcher, variants, variants_see
             ex = c.get("exec") or {}
             n_err += bool(ex) and not ex.get("ok")
             n_timeout += bool(ex.get("timed_out"))
+        used.add(str((task.get("verified_by") or {}).get("matcher", "unknown")))
         pipe.write(task)
     pipe.finish()
+    variants = options.get("variants") or 0
     pipe.note(f"{pipe.out.count} task(s), {n_cands} candidate(s): {n_correct} correct, "
-              f"{n_err} error(s), {n_timeout} timeout(s); matcher {matcher}"
+              f"{n_err} error(s), {n_timeout} timeout(s); verifier {verifier}, matcher "
+              f"{', '.join(sorted(used)) or matcher}"
               + (f"; variants {variants}: {n_rejected} candidate(s) turned from correct to "
                  "wrong" if variants else "") + "; "
               f"{time.perf_counter() - start:.1f} s")

@@ -5,7 +5,9 @@ import os
 import click
 
 from rf_core.plugins import manager as plugins
-from rf_core.commands.common import Pipe, command, input_options
+from rf_core.commands.common import (Pipe, command, input_options, legacy_option,
+                                     plugin_command, plugin_kwargs)
+from rf_core.plugins.options import plugin_options
 from rf_core.errors import RFError
 
 PROG = "rf-train"
@@ -17,70 +19,61 @@ def _check_example(rec: dict) -> None:
         raise ValueError("'completion' is blank")
 
 
-@click.command(name=PROG)
+@plugin_command(PROG, "trainers", "--trainer")
 @input_options
 @click.option("--trainer", default="peft", show_default=True, help="Trainer plugin.")
 @click.option("--base", required=True, help="Base model (folder, hub id, .gguf, rf-model name).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Adapter folder to write (PEFT format, with the tokenizer).")
-@click.option("--rank", "-r", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--alpha", type=float, default=32, show_default=True)
-@click.option("--dropout", type=click.FloatRange(0, 1), default=0.15, show_default=True)
-@click.option("--target", default="all-linear", show_default=True,
-              help="LoRA target modules (peft's target_modules).")
-@click.option("--lr", type=float, default=1e-4, show_default=True)
+              help="Adapter folder to write (with the tokenizer).")
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--warmup", type=click.FloatRange(0, 1), default=0.1, show_default=True,
-              help="Share of steps for linear warm-up before the cosine decay.")
-@click.option("--weight-decay", type=float, default=0.01, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Examples per optimizer step (over all processes).")
-@click.option("--micro-batch-tokens", type=click.IntRange(min=16), default=None,
-              help="Padded tokens per forward pass (default: sized from free GPU memory and "
-                   "the model's shapes; 4096 on CPU).")
 @click.option("--max-len", type=click.IntRange(min=8), default=2048, show_default=True,
               help="Longer examples are reported and skipped, never truncated.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--grad-checkpointing", type=click.Choice(["auto", "on", "off"]), default="auto",
-              show_default=True,
-              help="Trade compute for memory. auto: on when too few tokens fit on the GPU "
-                   "without it; off on CPU.")
-@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp32"]), default="auto",
-              show_default=True, help="auto: bf16 on GPU, fp32 on CPU.")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--max-bad-steps", type=click.IntRange(min=0), default=None,
-              help="Non-finite steps tolerated (skipped) before stopping (default: 10%).")
-@click.option("--save-every", type=click.IntRange(min=0), default=50, show_default=True,
-              help="Checkpoint every N steps for --resume (0: never).")
-@click.option("--resume", is_flag=True, help="Continue from the last checkpoint of --out.")
-@click.option("--merge", is_flag=True, help="Also write the merged model to OUT/merged.")
-@click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--max-too-long", type=click.FloatRange(min=0, max=100), default=None,
               metavar="PCT", help="Stop before training when more than PCT% of the examples "
               "are longer than --max-len (default: skip them, with a count by database).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint of --out.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@plugin_options
+@legacy_option("--rank", "rank")
+@legacy_option("--alpha", "alpha")
+@legacy_option("--dropout", "dropout")
+@legacy_option("--target", "target")
+@legacy_option("--warmup", "warmup")
+@legacy_option("--weight-decay", "weight_decay")
+@legacy_option("--micro-batch-tokens", "micro_batch_tokens")
+@legacy_option("--grad-checkpointing", "grad_checkpointing")
+@legacy_option("--dtype", "dtype")
+@legacy_option("--device", "device")
+@legacy_option("--max-bad-steps", "max_bad_steps")
+@legacy_option("--save-every", "save_every")
+@legacy_option("--merge", "merge", is_flag=True, flag_value="true")
 @command(PROG)
-def cli(input_file, skip_bad, max_bad, trainer, base, out, rank, alpha, dropout, target, lr,
-        epochs, warmup, weight_decay, batch_size, micro_batch_tokens, max_len, seed,
-        grad_checkpointing, dtype, device, max_bad_steps, save_every, resume, merge, force,
-        max_too_long):
-    """Train a LoRA adapter on the examples (always from the BASE model) and print one JSON
+def cli(input_file, skip_bad, max_bad, trainer, base, out, epochs, lr, batch_size, max_len,
+        max_too_long, seed, resume, force, **params):
+    """Train an adapter on the examples (always from the BASE model) and print one JSON
     line describing it. The adapter is written to a temporary folder and renamed into place,
-    so OUT never holds a half-written adapter."""
+    so OUT never holds a half-written adapter.
+
+    The trainer's own settings (the peft trainer's LoRA rank, dropout, dtype, ...) are its
+    options: `-o NAME VALUE`.
+    """
     impl = plugins.get("trainers", trainer)
+    options = plugin_kwargs(PROG, "trainer", trainer, impl, params)
     pipe = Pipe(PROG, input_file, kind="example", check=_check_example, skip_bad=skip_bad,
                 max_bad=max_bad)
     examples = list(pipe.records())
-    pipe.finish()
     if not examples:
+        pipe.finish()
         raise RFError("no example records in the input")
-    result = impl.train(examples, base=base, out=out, rank=rank, alpha=alpha, dropout=dropout,
-                        target=target, lr=lr, epochs=epochs, warmup=warmup,
-                        weight_decay=weight_decay, batch_size=batch_size,
-                        micro_batch_tokens=micro_batch_tokens, max_len=max_len, seed=seed,
-                        grad_checkpointing=grad_checkpointing, dtype=dtype, device=device,
-                        max_bad_steps=max_bad_steps, save_every=save_every, resume=resume,
-                        merge=merge, force=force, max_too_long=max_too_long,
-                        report=pipe.note)
+    result = impl.train(examples, base=base, out=out, epochs=epochs, lr=lr,
+                        batch_size=batch_size, max_len=max_len, max_too_long=max_too_long,
+                        seed=seed, resume=resume, force=force, report=pipe.note,
+                        progress=pipe.progress, **options)
+    pipe.finish()
     if int(os.environ.get("RANK", "0")) == 0:
         pipe.write({"schema_version": 1, "kind": "train_report", **result})
 

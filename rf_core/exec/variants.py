@@ -3,7 +3,7 @@
 A candidate that returns the gold result on one database may still be a wrong query (a
 hard-coded ``SELECT 16``, a filter on the wrong column that happens to pick the same rows).
 Spider's test-suite accuracy runs each prediction on several variants of the database for
-this reason; rf-exec's ``--variants N`` does the same with N variants built here.
+this reason; rf-exec's ``-o variants N`` does the same with N variants built here.
 
 Variant i of a database is deterministic: its random generator is seeded with the source's
 content hash, the seed and i. Each variant applies some of these perturbations, table by
@@ -273,7 +273,7 @@ class VariantCache:
             self._known[db_path] = out  # a missing database fails on its own, per query
             return out
         if size_mb > self.max_mb:
-            self.report(f"{db_path}: {size_mb:.0f} MB is over --variants-max-mb "
+            self.report(f"{db_path}: {size_mb:.0f} MB is over variants_max_mb "
                         f"{self.max_mb:g}; its tasks are checked on the original only")
             self._known[db_path] = out
             return out

@@ -3,7 +3,8 @@
 Built-ins are listed by module name in DEFAULT_PLUGINS and registered exactly as a
 third-party plugin is. Third-party plugins come from the ``reasonforge`` entry-point group.
 ``RF_LOAD_PLUGINS`` restricts which of those load: unset loads all, "" loads none (built-ins
-only), "a,b" loads the entry points (or distributions) named a and b.
+only), "a,b" loads the plugins named a and b (entry-point, distribution or module names).
+A plugin that fails to import is reported once and skipped.
 
 Implementations are chosen by name; pluggy's ``firstresult`` is never used, because it calls
 the last-registered plugin first and would let built-ins shadow third-party plugins.
@@ -20,6 +21,7 @@ from typing import Any
 import pluggy
 
 from rf_core.plugins import hookspecs
+from rf_core.plugins.options import declared
 from rf_core.errors import RFError, UnknownPlugin
 
 DEFAULT_PLUGINS = (
@@ -38,24 +40,50 @@ pm.add_hookspecs(hookspecs)
 _loaded = False
 _registries: dict[str, dict[str, tuple[str, Any]]] = {}
 _dists: dict[str, dict[str, str]] = {}
+failed: dict[str, str] = {}  # entry-point name -> why it did not load
+
+
+def load_filter() -> set[str] | None:
+    """The names in ``RF_LOAD_PLUGINS`` (None when unset: load every plugin)."""
+    wanted = os.environ.get("RF_LOAD_PLUGINS")
+    if wanted is None:
+        return None
+    return {n.strip() for n in wanted.split(",") if n.strip()}
+
+
+def _module_of(ep: importlib.metadata.EntryPoint) -> str:
+    return ep.value.split(":")[0].strip()
 
 
 def _selected_entry_points() -> list[importlib.metadata.EntryPoint]:
+    """Entry points of the ``reasonforge`` group that RF_LOAD_PLUGINS lets through; it may
+    name an entry point, a distribution or a module (``reasonforge_x``)."""
     eps = list(importlib.metadata.entry_points(group="reasonforge"))
-    wanted = os.environ.get("RF_LOAD_PLUGINS")
-    if wanted is None:
+    names = load_filter()
+    if names is None:
         return eps
-    names = {n.strip() for n in wanted.split(",") if n.strip()}
-    chosen = [ep for ep in eps if ep.name in names or (ep.dist and ep.dist.name in names)]
-    found = {ep.name for ep in chosen} | {ep.dist.name for ep in chosen if ep.dist}
-    for missing in sorted(names - found):
-        print(f"Warning: RF_LOAD_PLUGINS names {missing!r}, which is not installed",
-              file=sys.stderr)
+
+    def aliases(ep):
+        found = {ep.name, _module_of(ep), _module_of(ep).split(".")[0]}
+        if ep.dist is not None:
+            found.add(ep.dist.name)
+            found.add(ep.dist.name.replace("-", "_"))
+        return found
+
+    chosen = [ep for ep in eps if aliases(ep) & names]
+    known = set().union(*(aliases(ep) for ep in chosen)) if chosen else set()
+    for missing in sorted(names - known):
+        print(f"Warning: RF_LOAD_PLUGINS names {missing!r}, which is not installed "
+              "(entry-point, distribution and module names are accepted)", file=sys.stderr)
     return chosen
 
 
 def load_plugins() -> pluggy.PluginManager:
-    """Load third-party and built-in plugins once; later calls return at once."""
+    """Load third-party and built-in plugins once; later calls return at once.
+
+    A plugin that fails to import is reported once on stderr and skipped; its error is kept
+    in ``failed`` so that asking for a name it might provide says why it is missing.
+    """
     global _loaded
     if _loaded:
         return pm
@@ -65,8 +93,11 @@ def load_plugins() -> pluggy.PluginManager:
             continue
         try:
             plugin = ep.load()
-        except Exception as exc:  # a broken plugin must say which one it is
-            raise RFError(f"plugin {ep.name!r} failed to load: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
+            failed[ep.name] = f"{type(exc).__name__}: {exc}"
+            print(f"Warning: plugin {ep.name!r} failed to load and is skipped: "
+                  f"{failed[ep.name]}", file=sys.stderr)
+            continue
         pm.register(plugin, name=ep.name)
         if ep.dist is not None:
             _dists[ep.name] = {"distribution": ep.dist.name, "version": ep.dist.version}
@@ -115,8 +146,18 @@ def registry(kind: str) -> dict[str, tuple[str, Any]]:
 def get(kind: str, name: str) -> Any:
     """The implementation of ``kind`` called ``name``; UnknownPlugin lists the installed ones."""
     reg = registry(kind)
+    if name not in reg and name in failed:
+        raise RFError(f"{kind[:-1]} {name!r}: plugin {name!r} failed to load: {failed[name]}")
     if name not in reg:
-        raise UnknownPlugin(kind[:-1], name, list(reg))
+        notes = []
+        if failed:
+            notes.append("plugin(s) that failed to load: " + "; ".join(
+                f"{n} ({why})" for n, why in sorted(failed.items())))
+        wanted = load_filter()
+        if wanted is not None:
+            notes.append("RF_LOAD_PLUGINS=" + ",".join(sorted(wanted))
+                         + " limits which plugins load")
+        raise UnknownPlugin(kind[:-1], name, list(reg), notes)
     return reg[name][1]
 
 
@@ -124,9 +165,11 @@ def describe() -> dict:
     """What is installed: every plugin with its hooks and registered names, as plain data."""
     load_plugins()
     per_plugin: dict[str, dict[str, list[str]]] = {}
+    options: dict[str, dict[str, list[dict]]] = {}
     for kind in KINDS:
-        for name, (plugin_name, _) in registry(kind).items():
+        for name, (plugin_name, impl) in registry(kind).items():
             per_plugin.setdefault(plugin_name, {}).setdefault(kind, []).append(name)
+            options.setdefault(kind, {})[name] = [o.describe() for o in declared(impl)]
     plugins = []
     for plugin in pm.get_plugins():
         name = pm.get_name(plugin)
@@ -142,4 +185,6 @@ def describe() -> dict:
     return {
         "plugins": plugins,
         **{kind: sorted(registry(kind)) for kind in KINDS},
+        "options": options,
+        "failed": dict(sorted(failed.items())),
     }

@@ -127,12 +127,3 @@ def plugin_options(fn: Callable) -> Callable:
 def given_options(plugin_option, plugin_assign, legacy: Iterable[tuple[str, str]] = ()
                   ) -> list[tuple[str, str]]:
     return [*legacy, *plugin_option, *plugin_assign]
-
-
-def help_text(impl: Any) -> str:
-    """The options of one plugin, for ``--help``."""
-    lines = []
-    for o in declared(impl):
-        default = "" if o.default is None else f" [default: {o.default}]"
-        lines.append(f"  {o.name} ({o.type.__name__}){default}: {o.help}")
-    return "\n".join(lines) or "  (none)"

@@ -46,7 +46,8 @@ def parse_line(line: bytes | str, lineno: int, kind: str | None = None,
         raise BadRecord(lineno, f"expected a JSON object, got {type(rec).__name__}")
     version = rec.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise BadRecord(lineno, f"unsupported schema_version {version!r} (expected {SCHEMA_VERSION})")
+        raise BadRecord(lineno, f"unsupported schema_version {version!r} "
+                                f"(expected {SCHEMA_VERSION})")
     if kind is not None and rec.get("kind") != kind:
         raise BadRecord(lineno, f"expected a {kind!r} record, got kind {rec.get('kind')!r}")
     for name in require:

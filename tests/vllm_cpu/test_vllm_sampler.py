@@ -51,8 +51,8 @@ def test_vllm_sampler_seeds_adapters_and_fields(llama, shop_db, tmp_path, valida
     examples = [{"schema_version": 1, "kind": "example", "task_id": "v/0", "messages": msgs,
                  "completion": "SELECT count(*) FROM product", "source": "gold", "weight": 1}]
     trained = run("rf-train", ["--base", llama, "--out", str(tmp_path / "adapter"), "--lr",
-                               "1e-2", "--epochs", "20", "--batch-size", "1", "--rank", "8",
-                               "--dropout", "0"], input=examples)
+                               "1e-2", "--epochs", "20", "--batch-size", "1", "-o", "rank", "8",
+                               "-o", "dropout", "0"], input=examples)
     assert trained.code == 0, trained.stderr[-2000:]
     c = sample(llama, shop_db, "--seed", "5", "--adapter", str(tmp_path / "adapter"))
     assert c[0]["candidates"][0]["adapter"] == str(tmp_path / "adapter")
