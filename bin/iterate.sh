@@ -13,43 +13,97 @@
 # Every option has an environment default (RF_<NAME>, e.g. RF_ITERATIONS=3); flags win.
 set -euo pipefail
 
+# Every setting is one row of SETTINGS below: its flag, its environment variable (RF_<NAME>),
+# its line in --help and in OUT/config.env all come from that row. Presets are data: a
+# preset sets some of the settings; RF_<NAME> overrides the preset, and a flag overrides both.
+# SETTINGS rows: NAME FLAG KIND HELP. KIND: value (decides what the stages produce, so a
+# rerun must keep it), free (may change between reruns), bool (--x / --no-x), freebool (a
+# bool that may change), options (a plugin's options, NAME=VALUE, repeatable; decide what
+# the stages produce).
+SETTINGS=(
+  "MODEL             --model             value    base model for sampling: folder, hub id, .gguf, or rf-model name"
+  "TRAIN_MODEL       --train-model       value    base model for training (empty: --model); adapters trained on it are sampled with --model"
+  "DATASET           --dataset           value    dataset plugin (demo, spider)"
+  "ROOT              --root              value    dataset folder (spider: the Spider 1.0 folder)"
+  "ITERATIONS        --iterations        free     self-training iterations"
+  "K                 -k                  value    candidates per train task"
+  "TEMPERATURE       --temperature       value    sampling temperature for train tasks and votes"
+  "TRAIN_SIZE        --train-size        value    train tasks, a fixed seeded sample reused every iteration"
+  "DEV_SIZE          --dev-size          value    dev tasks (0 = all)"
+  "VAL_SIZE          --val-size          value    validation tasks, drawn from --val-split apart from the train tasks; the best iteration is chosen on them"
+  "VAL_SPLIT         --val-split         value    the split validation tasks come from"
+  "SFT_BASELINE      --sft-baseline      freebool   also train once on the train tasks' gold SQL and evaluate it as an iteration is"
+  "VOTE              --vote              value    also evaluate vote@K on dev (0 = greedy only)"
+  "VALUES            --values            value    sample values per column in the prompt's schema"
+  "MAX_NEW_TOKENS    --max-new-tokens    value    tokens per sampled answer at most"
+  "EPOCHS            --epochs            value    rf-train --epochs"
+  "LR                --lr                value    rf-train --lr"
+  "BATCH_SIZE        --batch-size        value    rf-train --batch-size"
+  "MAX_LEN           --max-len           value    rf-train --max-len"
+  "MAX_TOO_LONG      --max-too-long      free     stop when more than PCT% of an iteration's examples exceed --max-len (100: skip them)"
+  "RESAMPLE          --resample          value    rf-filter's resampling: none, difficulty or weight"
+  "MAX_PER_TASK      --max-per-task      value    distinct self examples per task (0 = all)"
+  "SAMPLER           --sampler           value    sampler plugin (rf-plugins lists them)"
+  "SAMPLER_OPTIONS   --sampler-option    options  an option of the sampler, NAME=VALUE (repeatable)"
+  "VERIFIER          --verifier          value    verifier plugin that decides which train candidates are correct"
+  "VERIFIER_OPTIONS  --verifier-option   options  an option of the verifier, NAME=VALUE (repeatable)"
+  "TRAINER           --trainer           value    trainer plugin"
+  "TRAINER_OPTIONS   --trainer-option    options  an option of the trainer, NAME=VALUE (repeatable)"
+  "SELECT_MATCHER    --select-matcher    value    matcher whose verdict picks training examples"
+  "VERIFY_VARIANTS   --verify-variants   value    also check train candidates on N database variants (sqlite verifier; 0 = off)"
+  "RETRAIN_ON_ERRORS --retrain-on-errors bool     an extra round on the train tasks the last adapter still gets wrong"
+  "SEED              --seed              value    seed of every sample and of training"
+  "OUT               --out               free     output folder"
+)
+
+# The defaults, which are also the cpu-demo preset: sized for the README's main job, 2 CPU
+# cores, about 11 minutes; training runs at ~15 tok/s there, so it trains on one answer per
+# task, once.
+declare -A SETTING=(
+  [MODEL]=qwen2.5-coder-0.5b [TRAIN_MODEL]= [DATASET]=demo [ROOT]= [ITERATIONS]=2 [K]=4
+  [TEMPERATURE]=0.7 [TRAIN_SIZE]=8 [DEV_SIZE]=12 [VAL_SIZE]=4 [VAL_SPLIT]=train
+  [SFT_BASELINE]=1 [VOTE]=0 [VALUES]=0 [MAX_NEW_TOKENS]=96 [EPOCHS]=1 [LR]=2e-4
+  [BATCH_SIZE]=4 [MAX_LEN]=1024 [MAX_TOO_LONG]=1 [RESAMPLE]=none [MAX_PER_TASK]=1
+  [SAMPLER]=hf [SAMPLER_OPTIONS]= [VERIFIER]=sqlite [VERIFIER_OPTIONS]= [TRAINER]=peft
+  [TRAINER_OPTIONS]= [SELECT_MATCHER]=official-keep-distinct [VERIFY_VARIANTS]=0
+  [RETRAIN_ON_ERRORS]=0 [SEED]=0 [OUT]=out/cpu-demo
+)
+SPIDER="MODEL=qwen2.5-coder-1.5b DATASET=spider ROOT=../shared/spider ITERATIONS=3 K=8 DEV_SIZE=0
+  VALUES=3 MAX_NEW_TOKENS=160 EPOCHS=2 LR=1e-4 BATCH_SIZE=16 MAX_LEN=4096 RESAMPLE=difficulty
+  MAX_PER_TASK=0 VAL_SIZE=300"
+declare -A PRESETS=(
+  [cpu-demo]=""
+  # One H100 (80 GB), Qwen2.5-Coder-1.5B (its time is not yet measured on a GPU).
+  [spider-h100]="$SPIDER TRAIN_SIZE=1500 VOTE=8 OUT=out/spider-h100"
+  # The full loop of the reference: all train tasks, k=8, 3 iterations, vote@16. All of
+  # train_spider trains, so validation comes from train_others (other databases).
+  [spider-full]="$SPIDER TRAIN_SIZE=7000 VOTE=16 VAL_SPLIT=train_others OUT=out/spider-full"
+)
+
+declare -A FLAG_OF KIND_OF HELP_OF SETTING_OF_FLAG
+ORDER=()
+for row in "${SETTINGS[@]}"; do
+  read -r name flag kind help <<< "$row"
+  FLAG_OF[$name]=$flag KIND_OF[$name]=$kind HELP_OF[$name]=$help SETTING_OF_FLAG[$flag]=$name
+  ORDER+=("$name")
+done
+
 usage() {
-  cat <<'EOF'
-usage: bin/iterate.sh [options]
-  --preset NAME         cpu-demo (default) | spider-h100 | spider-full
-  --model M             base model: folder, hub id, .gguf, or rf-model name   [RF_MODEL]
-  --dataset D           dataset plugin (demo, spider)                          [RF_DATASET]
-  --root DIR            dataset folder (spider: the Spider 1.0 folder)         [RF_ROOT]
-  --iterations N        self-training iterations                               [RF_ITERATIONS]
-  -k N                  candidates per train task                              [RF_K]
-  --temperature T       sampling temperature for train tasks                   [RF_TEMPERATURE]
-  --train-size N        train tasks, a fixed seeded sample reused every iteration [RF_TRAIN_SIZE]
-  --dev-size N          dev tasks (0 = all)                                    [RF_DEV_SIZE]
-  --val-size N          validation tasks: a seeded sample of the train split disjoint from
-                        the train tasks; the best iteration is chosen on them  [RF_VAL_SIZE]
-  --val-split S         the split they come from (train; spider-full: train_others) [RF_VAL_SPLIT]
-  --sft-baseline / --no-sft-baseline  also train once on the train tasks' gold SQL and
-                        evaluate it as an iteration is                        [RF_SFT_BASELINE]
-  --vote K              also evaluate vote@K on dev (0 = greedy only)          [RF_VOTE]
-  --values N            sample values per column in the prompt's schema        [RF_VALUES]
-  --max-new-tokens N                                                           [RF_MAX_NEW_TOKENS]
-  --epochs N / --lr X / --batch-size N / --max-len N    rf-train settings      [RF_EPOCHS ...]
-  --max-too-long PCT    stop when more than PCT% of an iteration's examples exceed
-                        --max-len (100: never stop, skip them)                 [RF_MAX_TOO_LONG]
-  --resample none|difficulty|weight  rf-filter's resampling                   [RF_RESAMPLE]
-  --max-per-task N      distinct self examples per task (0 = all)              [RF_MAX_PER_TASK]
-  --sampler NAME        sampler plugin (hf, vllm)                              [RF_SAMPLER]
-  --trainer NAME        trainer plugin (peft)                                  [RF_TRAINER]
-  --select-matcher M    matcher whose verdict picks training examples          [RF_SELECT_MATCHER]
-                        (default official-keep-distinct; dev is scored with official)
-  --verify-variants N   also check train candidates on N database variants     [RF_VERIFY_VARIANTS]
-                        before they become training examples (0 = off)
-  --retrain-on-errors   an extra round on the train tasks the last adapter still gets wrong
-  --seed S                                                                     [RF_SEED]
-  --out DIR             output folder                                          [RF_OUT]
-  --force               --out holds a run with other settings: delete its results, start over
-  --dry-run             print the commands, run nothing
-EOF
+  echo "usage: bin/iterate.sh [options]"
+  printf '  %-24s %s\n' "--preset NAME" "$(echo "${!PRESETS[@]}" | tr ' ' '\n' | sort | paste -sd' ') (default cpu-demo) [RF_PRESET]"
+  local name arg
+  for name in "${ORDER[@]}"; do
+    case ${KIND_OF[$name]} in
+      bool|freebool) arg="${FLAG_OF[$name]} / --no-${FLAG_OF[$name]#--}" ;;
+      options) arg="${FLAG_OF[$name]} NAME=VALUE" ;;
+      *) arg="${FLAG_OF[$name]} X" ;;
+    esac
+    ((${#arg} > 24)) && printf '  %s\n' "$arg" && arg=
+    printf '  %-24s %s [RF_%s; default %s]\n' "$arg" "${HELP_OF[$name]}" "$name" \
+      "${SETTING[$name]:-none}"
+  done
+  printf '  %-24s %s\n' "--force" "--out holds a run with other settings: delete its results, start over" \
+    "--dry-run" "print the commands, run nothing"
 }
 
 preset=${RF_PRESET:-cpu-demo}
@@ -57,100 +111,59 @@ args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   [[ ${args[i]} == --preset ]] && preset=${args[i + 1]:-}
 done
+if [[ -z $preset || ! -v PRESETS[$preset] ]]; then
+  echo "iterate.sh: unknown preset '$preset' ($(echo "${!PRESETS[@]}" | tr ' ' '\n' | sort | paste -sd,))" >&2
+  exit 2
+fi
+for kv in ${PRESETS[$preset]}; do SETTING[${kv%%=*}]=${kv#*=}; done
+for name in "${ORDER[@]}"; do
+  env=RF_$name
+  [[ -v $env ]] && SETTING[$name]=${!env}
+done
 
-case $preset in
-  cpu-demo)
-    # Sized for the README's main job: 2 CPU cores, about 11 minutes.
-    # Training runs at ~15 tok/s there, so it trains on one answer per task, once.
-    d_model=qwen2.5-coder-0.5b d_dataset=demo d_root= d_iterations=2 d_k=4 d_train=8
-    d_dev=12 d_vote=0 d_values=0 d_max_new=96 d_epochs=1 d_lr=2e-4 d_batch=4 d_max_len=1024
-    d_resample=none d_per_task=1 d_val=4 d_sft=1 d_out=out/cpu-demo ;;
-  spider-h100)
-    # One H100 (80 GB), Qwen2.5-Coder-1.5B (its time is not yet measured on a GPU).
-    d_model=qwen2.5-coder-1.5b d_dataset=spider d_root=../shared/spider d_iterations=3 d_k=8
-    d_train=1500 d_dev=0 d_vote=8 d_values=3 d_max_new=160 d_epochs=2 d_lr=1e-4 d_batch=16
-    d_max_len=4096 d_resample=difficulty d_per_task=0 d_val=300 d_sft=1
-    d_out=out/spider-h100 ;;
-  spider-full)
-    # The full loop of the reference: all train tasks, k=8, 3 iterations, vote@16.
-    d_model=qwen2.5-coder-1.5b d_dataset=spider d_root=../shared/spider d_iterations=3 d_k=8
-    # All of train_spider trains, so validation comes from train_others (other databases).
-    d_train=7000 d_dev=0 d_vote=16 d_values=3 d_max_new=160 d_epochs=2 d_lr=1e-4 d_batch=16
-    d_max_len=4096 d_resample=difficulty d_per_task=0 d_val=300 d_val_split=train_others
-    d_sft=1 d_out=out/spider-full ;;
-  *) echo "iterate.sh: unknown preset '$preset' (cpu-demo, spider-h100, spider-full)" >&2; exit 2 ;;
-esac
+option_pair() {  # NAME=VALUE, without whitespace (they are kept space-separated)
+  if [[ ! $2 =~ ^[A-Za-z_][A-Za-z0-9_-]*=[^[:space:]]*$ ]]; then
+    echo "iterate.sh: $1 takes NAME=VALUE without spaces, got '$2'" >&2
+    exit 2
+  fi
+}
 
-MODEL=${RF_MODEL:-$d_model}
-DATASET=${RF_DATASET:-$d_dataset}
-ROOT=${RF_ROOT:-$d_root}
-ITERATIONS=${RF_ITERATIONS:-$d_iterations}
-K=${RF_K:-$d_k}
-TEMPERATURE=${RF_TEMPERATURE:-0.7}
-TRAIN_SIZE=${RF_TRAIN_SIZE:-$d_train}
-DEV_SIZE=${RF_DEV_SIZE:-$d_dev}
-VAL_SIZE=${RF_VAL_SIZE:-$d_val}
-VAL_SPLIT=${RF_VAL_SPLIT:-${d_val_split:-train}}
-SFT_BASELINE=${RF_SFT_BASELINE:-$d_sft}
-VOTE=${RF_VOTE:-$d_vote}
-VALUES=${RF_VALUES:-$d_values}
-MAX_NEW=${RF_MAX_NEW_TOKENS:-$d_max_new}
-EPOCHS=${RF_EPOCHS:-$d_epochs}
-LR=${RF_LR:-$d_lr}
-BATCH=${RF_BATCH_SIZE:-$d_batch}
-MAX_LEN=${RF_MAX_LEN:-$d_max_len}
-RESAMPLE=${RF_RESAMPLE:-$d_resample}
-PER_TASK=${RF_MAX_PER_TASK:-$d_per_task}
-SAMPLER=${RF_SAMPLER:-hf}
-TRAINER=${RF_TRAINER:-peft}
-SELECT_MATCHER=${RF_SELECT_MATCHER:-official-keep-distinct}
-VERIFY_VARIANTS=${RF_VERIFY_VARIANTS:-0}
-SEED=${RF_SEED:-0}
-OUT=${RF_OUT:-$d_out}
-RETRAIN_ERRORS=${RF_RETRAIN_ON_ERRORS:-0}
-MAX_TOO_LONG=${RF_MAX_TOO_LONG:-1}
 DRY=0
 FORCE=0
-
 while (($#)); do
   case $1 in
     --preset) shift ;;
-    --model) MODEL=$2; shift ;;
-    --dataset) DATASET=$2; shift ;;
-    --root) ROOT=$2; shift ;;
-    --iterations) ITERATIONS=$2; shift ;;
-    -k) K=$2; shift ;;
-    --temperature) TEMPERATURE=$2; shift ;;
-    --train-size) TRAIN_SIZE=$2; shift ;;
-    --dev-size) DEV_SIZE=$2; shift ;;
-    --val-size) VAL_SIZE=$2; shift ;;
-    --val-split) VAL_SPLIT=$2; shift ;;
-    --sft-baseline) SFT_BASELINE=1 ;;
-    --no-sft-baseline) SFT_BASELINE=0 ;;
-    --vote) VOTE=$2; shift ;;
-    --values) VALUES=$2; shift ;;
-    --max-new-tokens) MAX_NEW=$2; shift ;;
-    --epochs) EPOCHS=$2; shift ;;
-    --lr) LR=$2; shift ;;
-    --batch-size) BATCH=$2; shift ;;
-    --max-len) MAX_LEN=$2; shift ;;
-    --max-too-long) MAX_TOO_LONG=$2; shift ;;
-    --resample) RESAMPLE=$2; shift ;;
-    --max-per-task) PER_TASK=$2; shift ;;
-    --sampler) SAMPLER=$2; shift ;;
-    --trainer) TRAINER=$2; shift ;;
-    --select-matcher) SELECT_MATCHER=$2; shift ;;
-    --verify-variants) VERIFY_VARIANTS=$2; shift ;;
-    --seed) SEED=$2; shift ;;
-    --out) OUT=$2; shift ;;
-    --retrain-on-errors) RETRAIN_ERRORS=1 ;;
     --dry-run) DRY=1 ;;
     --force) FORCE=1 ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "iterate.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+    --no-*)
+      name=${SETTING_OF_FLAG[--${1#--no-}]:-}
+      if [[ -z $name || ${KIND_OF[$name]} != *bool ]]; then
+        echo "iterate.sh: unknown option '$1'" >&2; usage >&2; exit 2
+      fi
+      SETTING[$name]=0 ;;
+    *)
+      name=${SETTING_OF_FLAG[$1]:-}
+      if [[ -z $name ]]; then
+        echo "iterate.sh: unknown option '$1'" >&2; usage >&2; exit 2
+      fi
+      case ${KIND_OF[$name]} in
+        bool|freebool) SETTING[$name]=1 ;;
+        options)
+          option_pair "$1" "${2-}"
+          SETTING[$name]="${SETTING[$name]:+${SETTING[$name]} }$2"; shift ;;
+        *)
+          if (($# < 2)); then echo "iterate.sh: $1 needs a value" >&2; exit 2; fi
+          SETTING[$name]=$2; shift ;;
+      esac ;;
   esac
   shift
 done
+for name in SAMPLER_OPTIONS VERIFIER_OPTIONS TRAINER_OPTIONS; do
+  for kv in ${SETTING[$name]}; do option_pair "RF_$name" "$kv"; done
+done
+for name in "${ORDER[@]}"; do printf -v "$name" '%s' "${SETTING[$name]}"; done
+TRAIN_MODEL=${TRAIN_MODEL:-$MODEL}
 
 log() { printf '[iterate %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 q() { printf '%q' "$1"; }
@@ -209,14 +222,22 @@ stage() {
   printf '%s\t%s\t%s\n' "$iter" "$name" "$(((end - start) / 1000000))" >> "$OUT/timings.tsv"
 }
 
-sample_opts="--sampler $(q "$SAMPLER") --model $(q "$MODEL") --max-new-tokens $MAX_NEW --seed $SEED"
+# pass_options FLAG "A=1 B=2": "FLAG A=1 FLAG B=2", quoted for the stage's shell
+pass_options() {
+  local kv out=
+  for kv in $2; do out+=" $1 $(q "$kv")"; done
+  printf '%s' "$out"
+}
+sample_opts="--sampler $(q "$SAMPLER") --model $(q "$MODEL") --max-new-tokens $MAX_NEW_TOKENS --seed $SEED$(pass_options --option "$SAMPLER_OPTIONS")"
+train_opts="--trainer $(q "$TRAINER") --base $(q "$TRAIN_MODEL")$(pass_options --option "$TRAINER_OPTIONS")"
 data_opts="--values $VALUES"
-# Training examples are picked by the strict matcher (and the variants, when asked for);
-# dev is scored with rf-exec's default, the official evaluator's default semantics.
-select_opts="--matcher $(q "$SELECT_MATCHER")"
+# Training examples are picked by --verifier with the strict matcher (and the variants, when
+# asked for); dev and validation are always scored by the sqlite verifier with the official
+# evaluator's default semantics, so every row of every run is measured the same way.
+select_opts="--verifier $(q "$VERIFIER") --matcher $(q "$SELECT_MATCHER")$(pass_options --option "$VERIFIER_OPTIONS")"
 ((VERIFY_VARIANTS > 0)) && select_opts+=" -o variants $VERIFY_VARIANTS"
 filter_opts="--resample $(q "$RESAMPLE")"
-((PER_TASK > 0)) && filter_opts+=" --max-per-task $PER_TASK"
+((MAX_PER_TASK > 0)) && filter_opts+=" --max-per-task $MAX_PER_TASK"
 [[ -n $ROOT ]] && data_opts+=" --root $(q "$ROOT")"
 
 # evaluate LABEL ADAPTER DIR: greedy (and vote@K) execution accuracy on the dev tasks, and
@@ -250,7 +271,7 @@ train() {
   local iter=$1 dir=$2
   # rf-train renames its adapter into place itself; --resume picks up its own checkpoint
   stage "$iter" train "$dir/train.report.json" \
-    "rf-train --trainer $(q "$TRAINER") --base $(q "$MODEL") --out $(q "$dir/adapter") --force --resume --epochs $EPOCHS --lr $LR --batch-size $BATCH --max-len $MAX_LEN --max-too-long $MAX_TOO_LONG --seed $SEED < $(q "$dir/examples.jsonl")"
+    "rf-train $train_opts --out $(q "$dir/adapter") --force --resume --epochs $EPOCHS --lr $LR --batch-size $BATCH_SIZE --max-len $MAX_LEN --max-too-long $MAX_TOO_LONG --seed $SEED < $(q "$dir/examples.jsonl")"
 }
 
 # train_round ITER PREV_ADAPTER TASKS [EXTRA_EXAMPLES]: sample, verify, select, train, evaluate
@@ -268,37 +289,15 @@ train_round() {
   evaluate "$iter" "$dir/adapter" "$dir"
 }
 
-# The settings that decide what the stages produce. ITERATIONS, SFT_BASELINE and MAX_TOO_LONG
-# are not among them: a rerun may extend or shorten the loop over the same earlier
-# iterations, add or leave out the SFT row, or allow more over-long examples after a stop.
+# config KIND...: the settings of those kinds as NAME=VALUE lines, in SETTINGS order
 config() {
-  cat <<EOF
-PRESET=$preset
-MODEL=$MODEL
-DATASET=$DATASET
-ROOT=$ROOT
-K=$K
-TEMPERATURE=$TEMPERATURE
-TRAIN_SIZE=$TRAIN_SIZE
-DEV_SIZE=$DEV_SIZE
-VAL_SIZE=$VAL_SIZE
-VAL_SPLIT=$VAL_SPLIT
-VOTE=$VOTE
-VALUES=$VALUES
-MAX_NEW_TOKENS=$MAX_NEW
-EPOCHS=$EPOCHS
-LR=$LR
-BATCH_SIZE=$BATCH
-MAX_LEN=$MAX_LEN
-RESAMPLE=$RESAMPLE
-MAX_PER_TASK=$PER_TASK
-SAMPLER=$SAMPLER
-TRAINER=$TRAINER
-SELECT_MATCHER=$SELECT_MATCHER
-VERIFY_VARIANTS=$VERIFY_VARIANTS
-SEED=$SEED
-RETRAIN_ON_ERRORS=$RETRAIN_ERRORS
-EOF
+  local name kind
+  for name in "${ORDER[@]}"; do
+    for kind in "$@"; do
+      [[ ${KIND_OF[$name]} == "$kind" ]] && printf '%s=%s\n' "$name" "${!name}"
+    done
+  done
+  return 0
 }
 
 if ((!DRY)); then
@@ -313,7 +312,9 @@ if ((!DRY)); then
   fi
   echo $$ > "$OUT/.lock"
   if [[ -e $OUT/config.env ]]; then
-    changed=$(config | while IFS= read -r line; do
+    # free settings may change between reruns: a rerun may extend or shorten the loop over
+    # the same earlier iterations, or allow more over-long examples after a stop
+    changed=$(config value bool options | while IFS= read -r line; do
       key=${line%%=*}
       old=$(grep -m1 "^${key}=" "$OUT/config.env" || true)
       [[ -z $old || $old == "$line" ]] || printf '  %s: %s -> %s\n' "$key" "${old#*=}" "${line#*=}"
@@ -331,11 +332,10 @@ if ((!DRY)); then
     fi
   fi
   mkdir -p "$OUT/data"
-  for ((i = 0; i <= ITERATIONS + RETRAIN_ERRORS; i++)); do mkdir -p "$OUT/iter$i"; done
+  for ((i = 0; i <= ITERATIONS + RETRAIN_ON_ERRORS; i++)); do mkdir -p "$OUT/iter$i"; done
   [[ -e $OUT/timings.tsv ]] || printf 'iteration\tstage\tms\n' > "$OUT/timings.tsv"
-  { config; echo "ITERATIONS=$ITERATIONS"; echo "SFT_BASELINE=$SFT_BASELINE"
-    echo "MAX_TOO_LONG=$MAX_TOO_LONG"; } > "$OUT/config.env.tmp"
-  mv "$OUT/config.env.tmp" "$OUT/config.env"
+  { echo "PRESET=$preset"; config value bool options free freebool; } > "$OUT/config.env.tmp.$$"
+  mv "$OUT/config.env.tmp.$$" "$OUT/config.env"
 fi
 
 dev_limit=
@@ -370,7 +370,7 @@ for ((i = 1; i <= ITERATIONS; i++)); do
   prev=$OUT/iter$i/adapter
 done
 
-if ((RETRAIN_ERRORS && ITERATIONS > 0)); then
+if ((RETRAIN_ON_ERRORS && ITERATIONS > 0)); then
   # The reference's extra round: sample again only the train tasks the latest adapter still
   # answers wrongly (greedy), and train on those plus the last iteration's examples.
   e=$((ITERATIONS + 1)) last=$OUT/iter$ITERATIONS

@@ -40,14 +40,30 @@ def _json(path: Path) -> dict:
 
 
 def _config(run: Path) -> dict:
-    cfg = {}
+    """bin/iterate.sh's settings (config.env), keys in lower case; a plugin's options
+    (``SAMPLER_OPTIONS=a=1 b=2``) become ``{"a": "1", "b": "2"}``."""
+    cfg: dict = {}
     path = run / "config.env"
     if path.is_file():
         for line in path.read_text().splitlines():
             if "=" in line:
                 key, value = line.split("=", 1)
-                cfg[key.lower()] = value
+                key = key.lower()
+                if key.endswith("_options"):
+                    cfg[key] = dict(kv.split("=", 1) for kv in value.split() if "=" in kv)
+                else:
+                    cfg[key] = value
     return cfg
+
+
+def _plugins_line(cfg: dict) -> str:
+    """``sampler hf (dtype=bf16), verifier sqlite, trainer peft``, from the run's settings."""
+    parts = []
+    for kind in ("sampler", "verifier", "trainer"):
+        if kind in cfg:
+            opts = ", ".join(f"{k}={v}" for k, v in (cfg.get(f"{kind}_options") or {}).items())
+            parts.append(f"{kind} {cfg[kind]}" + (f" ({opts})" if opts else ""))
+    return ", ".join(parts)
 
 
 def _timings(run: Path) -> dict[int | str, dict[str, float]]:
@@ -218,7 +234,9 @@ def report_markdown(history: dict, plots: list[str]) -> str:
              f"Preset {cfg.get('preset', '?')}; {cfg.get('train_size', '?')} train tasks, "
              f"k={cfg.get('k', '?')} at T={cfg.get('temperature', '?')}; dev size "
              f"{cfg.get('dev_size', '?')} (0 = all); matcher: "
-             f"{_matcher(history)}. EX cells: EX [95% Wilson interval]; from iteration 1 on, "
+             f"{_matcher(history)}"
+             + (f"; {_plugins_line(cfg)}" if _plugins_line(cfg) else "")
+             + ". EX cells: EX [95% Wilson interval]; from iteration 1 on, "
              "the difference from the base model in points [95% paired bootstrap interval].",
              "",
              "| iteration | train coverage | examples self / gold | dev EX greedy | "

@@ -1,0 +1,98 @@
+"""A third-party sampler plugin, end to end as its author would use it: installed, listed by
+rf-plugins with its options, given options on the command line and through bin/iterate.sh,
+and its settings recorded in the run's config.env and history.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN_SRC = Path(__file__).resolve().parent / "sampler_plugin"
+BIN = Path(sys.executable).parent
+
+
+def install(site: Path) -> dict:
+    """Install the plugin the way pip leaves it: the package on the path and a .dist-info
+    with its entry point; returns the environment that sees it."""
+    info = site / "reasonforge_fixed-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: reasonforge-fixed\n"
+                                   "Version: 0.1\n")
+    (info / "entry_points.txt").write_text("[reasonforge]\nfixed = reasonforge_fixed\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RF_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(PLUGIN_SRC),
+                                         env.get("PYTHONPATH", "")])
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def test_listed_with_its_options(tmp_path):
+    env = install(tmp_path / "site")
+    proc = subprocess.run(["rf-plugins"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    entry = next(p for p in data["plugins"] if p["name"] == "fixed")
+    assert entry["distribution"] == "reasonforge-fixed" and not entry["builtin"]
+    options = {o["name"]: o for o in data["options"]["samplers"]["fixed"]}
+    assert options["answer"] == {"name": "answer", "type": "str", "default": "gold",
+                                 "help": options["answer"]["help"], "choices": ["gold", "table"]}
+    assert options["table"]["default"] == "sqlite_master"
+    help_text = subprocess.run(["rf-sample", "--sampler", "fixed", "--help"], env=env,
+                               capture_output=True, text=True, timeout=60).stdout
+    assert "Options of sampler 'fixed'" in help_text and "answer gold|table" in help_text
+
+
+def test_options_from_the_command_line(tmp_path):
+    env = install(tmp_path / "site")
+    env["RF_CACHE_DIR"] = str(tmp_path / "cache")
+    tasks = subprocess.run(["rf-data", "demo", "--split", "dev", "--limit", "2"], env=env,
+                           capture_output=True, timeout=60, check=True).stdout
+    proc = subprocess.run(["rf-sample", "--sampler", "fixed", "-m", "none", "-k", "2",
+                           "-o", "answer", "table", "--option", "table=orders"],
+                          input=tasks, env=env, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for task in map(orjson.loads, proc.stdout.splitlines()):
+        assert [c["sql"] for c in task["candidates"]] == ["SELECT * FROM orders"] * 2
+    bad = subprocess.run(["rf-sample", "--sampler", "fixed", "-m", "none", "-o", "answr", "x"],
+                         input=tasks, env=env, capture_output=True, timeout=60)
+    assert bad.returncode == 2
+    assert b"sampler 'fixed' has no option 'answr'; its options: answer, table" in bad.stderr
+    bad = subprocess.run(["rf-sample", "--sampler", "fixed", "-m", "none", "-o", "answer", "x"],
+                         input=tasks, env=env, capture_output=True, timeout=60)
+    assert bad.returncode == 2 and b"expected one of gold, table, got 'x'" in bad.stderr
+
+
+def test_options_through_the_loop_are_recorded(tmp_path, tiny_model):
+    env = install(tmp_path / "site")
+    env["RF_CACHE_DIR"] = str(tmp_path / "cache")
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        ["bash", str(ROOT / "bin" / "iterate.sh"), "--model", tiny_model, "--out", str(out),
+         "--dataset", "demo", "--iterations", "1", "-k", "2", "--train-size", "4",
+         "--dev-size", "2", "--val-size", "0", "--no-sft-baseline", "--vote", "0",
+         "--values", "0", "--epochs", "1", "--batch-size", "2", "--max-len", "4096",
+         "--sampler", "fixed", "--sampler-option", "answer=table",
+         "--sampler-option", "table=customers",
+         "--trainer-option", "rank=4", "--trainer-option", "dropout=0"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = (out / "config.env").read_text().splitlines()
+    assert "SAMPLER=fixed" in config
+    assert "SAMPLER_OPTIONS=answer=table table=customers" in config
+    assert "TRAINER_OPTIONS=rank=4 dropout=0" in config
+    history = json.loads((out / "history.json").read_text())
+    assert history["config"]["sampler"] == "fixed"
+    assert history["config"]["sampler_options"] == {"answer": "table", "table": "customers"}
+    assert history["config"]["trainer_options"] == {"rank": "4", "dropout": "0"}
+    sampled = (out / "iter1" / "train.sampled.jsonl").read_bytes().splitlines()
+    cands = [c for t in map(orjson.loads, sampled) for c in t["candidates"]]
+    assert {(c["sampler"], c["sql"]) for c in cands} == {("fixed", "SELECT * FROM customers")}
+    train_report = json.loads((out / "iter1" / "train.report.json").read_text())
+    assert train_report["lora"]["r"] == 4 and train_report["lora"]["dropout"] == 0
+    assert "sampler fixed (answer=table, table=customers)" in (out / "report.md").read_text()
