@@ -21,6 +21,10 @@ from rf_core.errors import RFError, UnknownPlugin
 from rf_core.records.io import ReadStats, RecordWriter, read_records
 
 
+# what the model-using commands import; the rest of the toolkit runs without them
+MODEL_PACKAGES = ("torch", "transformers", "peft", "accelerate")
+
+
 class DataError(click.ClickException):
     """A data or runtime error as click shows it: ``Error: rf-x: ...``, exit 1."""
 
@@ -55,6 +59,12 @@ def guard(prog: str):
         if debug:
             raise
         raise click.UsageError(f"{prog}: {exc}") from None
+    except ImportError as exc:
+        package = (exc.name or "").split(".")[0]
+        if debug or package not in MODEL_PACKAGES:
+            raise
+        raise DataError(f"{prog}: {package} is not installed; the model commands need it: "
+                        "pip install 'reasonforge[models]'") from None
     except RFError as exc:
         if debug:
             raise

@@ -206,12 +206,11 @@ def supervised_map(run: Callable, jobs_in: Iterable, *, workers: int, hard_timeo
         new = _Worker(ctx, w.index, shared, init, init_args, run)
         pool[w.index] = new
         running = started != IDLE and running_seq in {t[0] for t in w.tasks}
-        if reason == "crash" and w.tasks and not running:
-            crashed(w.tasks[0][0])  # died between queries: count it against its oldest task
+        if reason == "crash" and w.tasks:
+            # the task it was running, or (died between queries) its oldest task
+            crashed(running_seq if running else w.tasks[0][0])
         for seq, job, killed, _ in list(w.tasks) + [t for t, _ in w.backlog]:
             if running and seq == running_seq:
-                if reason == "crash":
-                    crashed(seq)
                 killed = {**killed, query_index: reason or "crash"}
             new.backlog.append(packed((seq, job, killed, parts.get(seq, {}))))
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from math import comb, sqrt
-from typing import Iterable
 
-from rf_core.report.stats import Z95, wilson_interval
+from rf_core.report.stats import Z95, percent, wilson_interval
 from rf_core.exec.checks import variants_rejected
 
 HARDNESS = ("easy", "medium", "hard", "extra")
@@ -160,9 +159,6 @@ class Evaluation:
                                             if (c.get("verdicts") or {}).get(m) is True)))
 
     def report(self) -> dict:
-        def pct(a, b):
-            return round(100.0 * a / b, 2) if b else None
-
         pass_k = _pass_at_ks(self.per_task_nc)
         names = [m for m in MATCHER_ORDER if m in self.by_matcher]
         names += sorted(m for m in self.by_matcher if m not in MATCHER_ORDER)
@@ -170,9 +166,9 @@ class Evaluation:
         for m in names:
             scored, correct, first, nc = self.by_matcher[m]
             ci = wilson_interval(correct, scored)
-            by_matcher[m] = {"scored": scored, "correct": correct, "ex": pct(correct, scored),
+            by_matcher[m] = {"scored": scored, "correct": correct, "ex": percent(correct, scored),
                              "ex_ci95": list(ci) if ci else None,
-                             "ex_first": pct(first, scored), "pass_at_k": _pass_at_ks(nc),
+                             "ex_first": percent(first, scored), "pass_at_k": _pass_at_ks(nc),
                              "pass_at_k_ci95": _pass_at_k_intervals(nc)}
         ci = wilson_interval(self.correct, self.scored)
         order = [h for h in HARDNESS if h in self.by_hardness]
@@ -186,13 +182,13 @@ class Evaluation:
             "tasks": self.n_tasks,
             "scored": self.scored,
             "correct": self.correct,
-            "ex": pct(self.correct, self.scored),
+            "ex": percent(self.correct, self.scored),
             "ex_ci95": list(ci) if ci else None,
-            "ex_first": pct(self.first_correct, self.scored),
+            "ex_first": percent(self.first_correct, self.scored),
             "pass_at_k": pass_k,
             "pass_at_k_ci95": _pass_at_k_intervals(self.per_task_nc),
             "by_hardness": {h: {"n": self.by_hardness[h][0], "correct": self.by_hardness[h][1],
-                                "ex": pct(self.by_hardness[h][1], self.by_hardness[h][0])}
+                                "ex": percent(self.by_hardness[h][1], self.by_hardness[h][0])}
                             for h in order},
             "candidates": self.candidates,
             "exec_errors": self.exec_errors,
@@ -206,13 +202,6 @@ class Evaluation:
                           "rejected": self.variant_counts[1]} if self.variants_n else None),
             "outcomes": self.outcomes,
         }
-
-
-def evaluate(tasks: Iterable[dict]) -> dict:
-    ev = Evaluation()
-    for t in tasks:
-        ev.add(t)
-    return ev.report()
 
 
 def markdown(report: dict, title: str = "ReasonForge evaluation") -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 
 from rf_core.errors import BadRecord, RFError
-from rf_core.report.evaluate import Evaluation
+from rf_core.report.evaluate import HARDNESS, Evaluation
 from rf_core.records.io import parse_line
 from rf_core.report.stats import compare
 
@@ -308,7 +308,7 @@ def report_markdown(history: dict, plots: list[str]) -> str:
         g = it["dev"].get("greedy") or {}
         by = g.get("by_hardness") or {}
         cells = [f"{_pct(by[h]['ex'])} ({by[h]['correct']}/{by[h]['n']})" if h in by else ""
-                 for h in ("easy", "medium", "hard", "extra")]
+                 for h in HARDNESS]
         lines.append(f"| {_label(it, history)} | " + " | ".join(cells) + " |")
     lines.append("")
     for p in plots:

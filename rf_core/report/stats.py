@@ -22,6 +22,11 @@ from typing import Mapping
 Z95 = 1.959963984540054
 
 
+def percent(part: float, whole: float) -> float | None:
+    """100 * part / whole, rounded to 2 places; None when whole is 0."""
+    return round(100.0 * part / whole, 2) if whole else None
+
+
 def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float] | None:
     """95% Wilson score interval of correct / n, in percent."""
     if n <= 0:
@@ -91,15 +96,13 @@ def compare(current: Mapping[str, bool], baseline: Mapping[str, bool]) -> dict:
     ex_now = sum(1 for t in common if current[t])
     ex_base = sum(1 for t in common if baseline[t])
 
-    def pct(a):
-        return round(100.0 * a / n, 2) if n else None
 
     return {
         "tasks": n,
         "only_here": len(current) - n,
         "only_baseline": sum(1 for t in baseline if t not in current),
-        "ex": pct(ex_now),
-        "ex_baseline": pct(ex_base),
+        "ex": percent(ex_now, n),
+        "ex_baseline": percent(ex_base, n),
         "diff": round(100.0 * (ex_now - ex_base) / n, 2) if n else None,
         "diff_ci95": list(paired_bootstrap(won, lost, n)) if n else None,
         "mcnemar_p": round(mcnemar_exact(won, lost), 6),
