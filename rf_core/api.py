@@ -115,6 +115,7 @@ _LAZY = {
     "encode_prompt": "rf_core.model.chat",
     "encode_example": "rf_core.model.chat",
     "attach": "rf_core.model.candidates",
+    "sample_seed": "rf_core.model.seeds",
     "extract_sql": "rf_core.model.extract",
     "load_model": "rf_core.model.loading",
     "resolve_model": "rf_core.model.loading",

@@ -12,12 +12,13 @@ def attach(task: dict, messages: list[dict], answers: list[dict], *, sampler: st
            adapter: str | None, temperature: float, seed: int | None) -> dict:
     """Set ``messages`` and ``candidates`` on ``task``.
 
-    Each answer is ``{"text", "logprob", "n_tokens", "finished"}``; the SQL is extracted here.
+    Each answer is ``{"text", "logprob", "n_tokens", "finished"}``, and may carry its own
+    ``"seed"`` (engines that seed every sample, see ``sample_seed``); the SQL is extracted here.
     """
     task["messages"] = messages
     task["candidates"] = [
         {"sql": extract_sql(a["text"]), "text": a["text"], "sampler": sampler, "model": model,
-         "adapter": adapter, "temperature": temperature, "seed": seed,
+         "adapter": adapter, "temperature": temperature, "seed": a.get("seed", seed),
          "logprob": a.get("logprob"), "n_tokens": a.get("n_tokens"),
          "finished": a.get("finished")}
         for a in answers]
