@@ -78,13 +78,16 @@ class Trainer(Protocol):
 
 @runtime_checkable
 class Dataset(Protocol):
-    """Yields task records (build them with ``make_task``)."""
+    """Yields task records (build them with ``make_task``). ``root`` is rf-data's ``--root``
+    (None when not given), ``values`` the sample values per column for the schema context;
+    ``limit`` and ``seed`` pick a sample (``pick(tasks, limit, seed)`` does it as the
+    built-ins do)."""
 
     name: str
     options: tuple[Option, ...]
 
-    def tasks(self, *, split: str, limit: int | None, seed: int | None, report: Report,
-              **options: Any) -> Iterator[dict]: ...
+    def tasks(self, *, root: str | None, split: str, limit: int | None, seed: int | None,
+              values: int, report: Report, **options: Any) -> Iterator[dict]: ...
 
 
 # name -> module it lives in; loaded on first use (PEP 562)

@@ -1,4 +1,5 @@
-"""Shared fixtures: invoking commands, a small database, record validation, Spider's location."""
+"""Shared fixtures: invoking commands, a small database, record validation, Spider's location;
+the tiny model comes from rf_core.testing, as a plugin author's tests get it."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ from click.testing import CliRunner
 from rf_core.commands import data, doctor, eval as eval_cmd, exec as exec_cmd
 from rf_core.commands import filter as filter_cmd
 from rf_core.commands import inject, plugins as plugins_cmd, sample, train, vote
+from rf_core.records.validation import schema_dir
+
+# the fixtures shipped for plugin authors: tiny_model, fake_sampler
+pytest_plugins = ["rf_core.testing"]
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMAS = ROOT / "schemas"
+SCHEMAS = schema_dir()
 
 COMMANDS = {
     "rf-data": data.cli,
@@ -124,22 +129,3 @@ def make_task(db_path: str, gold: str | None, cands: list[str | None] | None = N
         task["candidates"] = [{"sql": c} for c in cands]
     task.update(extra)
     return task
-
-
-def _have_torch() -> bool:
-    try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    """A tiny random Qwen2 chat model folder (built once per test session)."""
-    if not _have_torch():
-        pytest.skip("torch/transformers are not installed (pip install '.[models]')")
-    from tiny import build_tiny_model
-
-    return str(build_tiny_model(tmp_path_factory.mktemp("tiny") / "model"))

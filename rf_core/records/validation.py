@@ -1,5 +1,6 @@
-"""Records checked against schemas/ as they are read, so a field of the wrong type is a
-one-line error naming the line and the field, never a traceback deep inside a command.
+"""Records checked against the record schemas (``schema_dir()``) as they are read, so a
+field of the wrong type is a one-line error naming the line and the field, never a traceback
+deep inside a command.
 
 The schemas are the contract between commands; this module compiles the part of JSON Schema
 they use (type, const, enum, required, properties, additionalProperties as a schema, items,
@@ -51,11 +52,9 @@ def json_type(v) -> str:
 
 
 def schema_dir() -> Path:
-    """schemas/ of the installed package (a wheel carries it as ``rf_core/schemas``), or of the
-    source checkout an editable install runs from."""
-    here = Path(__file__).resolve()
-    packaged = here.parents[1] / "schemas"
-    return packaged if packaged.is_dir() else here.parents[2] / "schemas"
+    """The folder of the record schemas: package data of ``rf_core.records``, so an installed
+    wheel has them as a source checkout does (its top-level schemas/ links here)."""
+    return Path(__file__).resolve().with_name("schemas")
 
 
 @functools.lru_cache(maxsize=None)

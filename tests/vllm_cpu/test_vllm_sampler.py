@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from rf_core.testing import build_tiny_model
+
 pytest.importorskip("vllm", reason="vLLM is not installed; `make test-vllm` runs these tests")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import make_task, run  # noqa: E402
-from tiny import build_tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
