@@ -29,6 +29,7 @@ DEFAULT_PLUGINS = (
     "rf_plugins.sqlite_verifier",
     "rf_plugins.hf",
     "rf_plugins.vllm",
+    "rf_plugins.openai_sampler",
     "rf_plugins.peft_trainer",
 )
 

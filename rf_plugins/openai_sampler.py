@@ -1,0 +1,481 @@
+"""The openai sampler: any OpenAI-compatible chat-completions server (vLLM's and SGLang's
+servers, llama.cpp's server, ``transformers serve``, hosted APIs).
+
+The toolkit's own prompt messages go to ``POST {base_url}/chat/completions`` unchanged, so the
+server's chat template renders them; up to ``concurrency`` requests are in flight, and tasks
+come out in input order as soon as they and every earlier one are done. A task's k candidates
+come from one request with ``n=k`` where the server allows it, else from k requests with
+``n=1`` (the switch is made once and said once). Every request carries a seed derived from
+--seed, the task's position and the sample (``sample_seed``).
+
+Written as a third-party plugin would be: it imports only rf_core.api and the standard library.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Callable, Iterable, Iterator
+
+from rf_core.api import Option, RFError, hookimpl, to_stderr
+
+MAX_DELAY = 60.0  # seconds: the longest wait between two tries, Retry-After included
+WINDOW_PER_REQUEST = 4  # tasks read ahead per request in flight: bounds memory when one lags
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """Server messages can be long and multi-line; errors must stay on one line."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _server_message(body: bytes) -> str:
+    """The message of an error body: OpenAI's {"error": {"message"}}, FastAPI's {"detail"},
+    or the text itself."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return _one_line(body.decode("utf-8", "replace")) or "no message"
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            err = err.get("message") or err.get("detail") or err
+        return _one_line(err if isinstance(err, str) else json.dumps(err))
+    return _one_line(json.dumps(data))
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: a number or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _retries(n: int) -> str:
+    return f"{n} retr{'y' if n == 1 else 'ies'}"
+
+
+class _Transient(Exception):
+    """A failure worth another try: 429, 5xx, a reset or refused connection, a timeout."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class _Rejected(Exception):
+    """A 400 (or 422) answer: at n>1 it may mean that the server does not do n."""
+
+
+@dataclass
+class _Client:
+    """POSTs chat-completion requests with retries; thread-safe."""
+
+    base_url: str
+    model: str
+    api_key_env: str
+    timeout: float
+    max_retries: int
+    backoff: float
+    retries: int = 0
+    notes: list = field(default_factory=list)  # for report(), from the main thread only
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    # set when the run ends early (an error, a closed pipe): no more tries or waits, so the
+    # process does not linger in backoff before it exits
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self):
+        self.url = self.base_url.rstrip("/") + "/chat/completions"
+        self.key = os.environ.get(self.api_key_env) or None
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json",
+                        "User-Agent": "reasonforge-openai-sampler"}
+        if self.key:
+            self.headers["Authorization"] = f"Bearer {self.key}"
+
+    def post(self, body: dict) -> dict:
+        """The parsed answer to ``body``; transient failures are retried with backoff."""
+        attempt = 0
+        while True:
+            try:
+                return self._attempt(body)
+            except _Transient as exc:
+                if attempt >= self.max_retries or self.stopped.is_set():
+                    raise RFError(self._gave_up(exc, attempt)) from None
+                self._note_retry(exc)
+                if self.stopped.wait(self._delay(attempt, exc.retry_after)):
+                    raise RFError(self._gave_up(exc, attempt)) from None
+                attempt += 1
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        # jitter keeps the parallel requests from coming back all at once
+        delay = min(MAX_DELAY, self.backoff * 2 ** attempt) * random.uniform(1.0, 1.5)
+        return min(MAX_DELAY, max(delay, retry_after or 0.0))
+
+    def _note_retry(self, exc: _Transient) -> None:
+        with self._lock:
+            self.retries += 1
+            if self.retries == 1:  # the first says why; the summary gives the count
+                self.notes.append(f"{exc.reason} from {self.url}; retrying (at most "
+                                  f"{_retries(self.max_retries)} per request, with backoff)")
+
+    def _gave_up(self, exc: _Transient, attempt: int) -> str:
+        tries = f"after {_retries(attempt)}"
+        if exc.reason.startswith("HTTP "):
+            return f"{exc.reason} from {self.url} ({tries})"
+        hint = "; is the server running there?" if exc.reason == "connection refused" else ""
+        return f"cannot reach {self.url}: {exc.reason} ({tries}){hint}"
+
+    def _attempt(self, body: dict) -> dict:
+        request = urllib.request.Request(self.url, data=json.dumps(body).encode(),
+                                         headers=self.headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as err:
+            raise self._http_error(err) from None
+        except urllib.error.URLError as err:
+            raise self._connection_error(err.reason) from None
+        except (OSError, http.client.HTTPException) as err:  # resets and timeouts mid-read
+            raise self._connection_error(err) from None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise RFError(f"malformed response from {self.url}: not JSON: "
+                          f"{_one_line(raw.decode('utf-8', 'replace'), 120)!r}") from None
+        if not isinstance(data, dict):
+            raise RFError(f"malformed response from {self.url}: not a JSON object")
+        return data
+
+    def _connection_error(self, reason) -> Exception:
+        if isinstance(reason, socket.gaierror):
+            if reason.errno == socket.EAI_AGAIN:  # a resolver hiccup, not a wrong name
+                return _Transient(f"name lookup failed ({reason.strerror})")
+            return RFError(f"cannot reach {self.url}: unknown host ({reason.strerror}); "
+                           "check -o base_url")
+        if isinstance(reason, TimeoutError):
+            return _Transient(f"no answer within {self.timeout:g} s (-o timeout)")
+        if isinstance(reason, ConnectionRefusedError):
+            return _Transient("connection refused")
+        if isinstance(reason, ConnectionResetError):
+            return _Transient("connection reset")
+        return _Transient(f"connection failed ({_one_line(reason, 120) or type(reason).__name__})")
+
+    def take_notes(self) -> list[str]:
+        with self._lock:
+            notes, self.notes = self.notes, []
+        return notes
+
+    def _http_error(self, err: urllib.error.HTTPError) -> Exception:
+        try:
+            message = _server_message(err.read())
+        except (OSError, http.client.HTTPException):
+            message = "no message"
+        code = err.code
+        if code == 429 or code >= 500:
+            wait_s = _retry_after(err.headers.get("Retry-After"))
+            return _Transient(f"HTTP {code} ({message})", wait_s)
+        if code in (401, 403):
+            why = (f"the server refused the key in ${self.api_key_env}" if self.key else
+                   f"no key was sent, as ${self.api_key_env} is not set (-o api_key_env names "
+                   "the variable)")
+            return RFError(f"HTTP {code} from {self.url}: {why}: {message}")
+        if code == 404:
+            return RFError(f"HTTP 404 from {self.url}: {self._not_found()}: {message}")
+        if code in (400, 422):
+            return _Rejected(f"HTTP {code} from {self.url}: {message}")
+        return RFError(f"HTTP {code} from {self.url}: {message}")
+
+    def _not_found(self) -> str:
+        """Wrong base_url or wrong model name? GET /models tells them apart."""
+        served = self._served_models()
+        if served is None:
+            return ("no OpenAI-compatible API at that address (check -o base_url; it usually "
+                    "ends in /v1)")
+        if self.model not in served:
+            return (f"model {self.model!r} is not served there (it serves: "
+                    f"{', '.join(served[:10]) or 'nothing'}; choose one with --model or "
+                    "-o served_model)")
+        return f"wrong base_url or model name (model {self.model!r})"
+
+    def _served_models(self) -> list[str] | None:
+        request = urllib.request.Request(self.base_url.rstrip("/") + "/models",
+                                         headers=self.headers)
+        try:
+            with urllib.request.urlopen(request, timeout=min(self.timeout, 10.0)) as response:
+                data = json.loads(response.read())
+            return [str(m["id"]) for m in data["data"]]
+        except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError):
+            return None
+
+
+def _choices(data: dict, url: str) -> list[dict]:
+    """The answer's choices in index order; RFError when the answer is not a chat completion."""
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise RFError(f"malformed response from {url}: no choices "
+                      f"({_one_line(json.dumps(data), 120)})")
+    for c in choices:
+        if not isinstance(c, dict) or not isinstance(c.get("message"), dict):
+            raise RFError(f"malformed response from {url}: a choice without a message")
+        content = c["message"].get("content")
+        if content is not None and not isinstance(content, str):
+            raise RFError(f"malformed response from {url}: message content is not text")
+    return sorted(choices, key=lambda c: c["index"] if isinstance(c.get("index"), int) else 0)
+
+
+def _count(value) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def _usage(data: dict) -> tuple[int, int]:
+    """(prompt_tokens, completion_tokens) of an answer; 0 where the server left them out."""
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+
+
+def _answer(choice: dict, seed: int, completion_tokens: int | None) -> dict:
+    """One candidate: n_tokens and logprob from the choice's logprobs where the server gave
+    them, else n_tokens from usage (exact only for a one-choice request)."""
+    logprobs = choice.get("logprobs")
+    entries = logprobs.get("content") if isinstance(logprobs, dict) else None
+    n_tokens, logprob = completion_tokens, None
+    if isinstance(entries, list) and entries:
+        n_tokens = len(entries)
+        values = [e.get("logprob") for e in entries if isinstance(e, dict)]
+        if all(isinstance(v, (int, float)) for v in values):
+            logprob = round(float(sum(values)), 4)
+    return {"text": choice["message"].get("content") or "", "logprob": logprob,
+            "n_tokens": n_tokens, "finished": choice.get("finish_reason") == "stop",
+            "seed": seed}
+
+
+@dataclass
+class _Pending:
+    """A task waiting for its answers: ``left`` requests are still out."""
+
+    index: int
+    task: dict
+    messages: list
+    answers: list
+    left: int = 0
+
+
+class _Run:
+    """One rf-sample run: requests in flight, the n=1 fallback, token totals."""
+
+    def __init__(self, client: _Client, *, k: int, temperature: float, top_p: float,
+                 max_new_tokens: int, seed: int, concurrency: int, report: Callable):
+        self.client = client
+        self.k = k
+        self.params = {"temperature": temperature, "top_p": top_p, "max_tokens": max_new_tokens}
+        self.seed = seed
+        self.concurrency = concurrency
+        self.report = report
+        self.single = k == 1  # one request per sample: k=1, or after the server refused n
+        self.refusal: str | None = None  # why n was refused, until an n=1 request works
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.requests = 0
+
+    # -- what is sent ------------------------------------------------------------------
+    def requests_for(self, entry: _Pending) -> list[tuple[_Pending, int, int]]:
+        """(entry, n, first sample) for each request a task needs now."""
+        if self.single:
+            return [(entry, 1, j) for j in range(self.k)]
+        return [(entry, self.k, 0)]
+
+    def call(self, entry: _Pending, n: int, j: int) -> dict:
+        """In a worker thread: one request for ``n`` samples from sample ``j`` on."""
+        from rf_core.api import sample_seed
+
+        body = {"model": self.client.model, "messages": entry.messages, **self.params,
+                "n": n, "seed": sample_seed(self.seed, entry.index, j)}
+        if n > 1:  # the only per-choice token counts a multi-choice answer can carry
+            body["logprobs"] = True
+        try:
+            data = self.client.post(body)
+        except _Rejected as exc:
+            if n > 1:
+                raise
+            raise RFError(str(exc)) from None
+        return {"data": data, "choices": _choices(data, self.client.url), "seed": body["seed"]}
+
+    # -- what comes back -----------------------------------------------------------------
+    def fill(self, entry: _Pending, n: int, j: int, result: dict) -> bool:
+        """Put the answers on ``entry``; False when the server gave fewer than ``n``."""
+        prompt, completion = _usage(result["data"])
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        self.requests += 1
+        if len(result["choices"]) < n:
+            return False
+        if n == 1 and self.refusal:
+            self.report(f"openai: the server does not do n={self.k} ({self.refusal}); sending "
+                        f"{self.k} separate n=1 requests per task from now on")
+            self.refusal = None
+        usage_count = completion if n == 1 and "usage" in result["data"] else None
+        for offset, choice in enumerate(result["choices"][:n]):
+            entry.answers[j + offset] = _answer(choice, result["seed"], usage_count)
+        return True
+
+    def fall_back(self, why: str) -> None:
+        """Send n=1 requests from now on; say so once one of them works (a 400 at n>1 may
+        have another cause, such as max_tokens, and then the n=1 request's error says it)."""
+        if not self.single:
+            self.single = True
+            self.refusal = why
+
+    # -- the loop ------------------------------------------------------------------------
+    def stream(self, tasks: Iterable[dict], attach: Callable) -> Iterator[dict]:
+        from rf_core.api import task_messages
+
+        it = enumerate(tasks)
+        pending: deque[_Pending] = deque()
+        queue: deque[tuple[_Pending, int, int]] = deque()
+        inflight: dict[Future, tuple[_Pending, int, int]] = {}
+        window = self.concurrency * WINDOW_PER_REQUEST
+        exhausted = False
+        pool = ThreadPoolExecutor(max_workers=self.concurrency,
+                                  thread_name_prefix="rf-openai")
+        try:
+            while True:
+                while len(inflight) < self.concurrency:
+                    if queue:
+                        spec = self.next_request(queue)
+                        inflight[pool.submit(self.call, *spec)] = spec
+                    elif not exhausted and len(pending) < window:
+                        nxt = next(it, None)
+                        if nxt is None:
+                            exhausted = True
+                            continue
+                        i, task = nxt
+                        entry = _Pending(i, task, task_messages(task), [None] * self.k)
+                        pending.append(entry)
+                        specs = self.requests_for(entry)
+                        entry.left = len(specs)
+                        queue.extend(specs)
+                    else:
+                        break
+                if not inflight:
+                    break
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    queue.extendleft(reversed(self.settle(fut, inflight.pop(fut))))
+                self.flush_notes()
+                while pending and pending[0].left == 0:
+                    entry = pending.popleft()
+                    yield attach(entry.task, entry.messages, entry.answers)
+        finally:
+            # an error or a closed downstream pipe: drop what is queued, stop retrying
+            self.client.stopped.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def next_request(self, queue: deque) -> tuple[_Pending, int, int]:
+        """The next request to send; one queued with n=k before the server refused n is
+        split into k requests with n=1 first."""
+        entry, n, j = queue.popleft()
+        if n > 1 and self.single:
+            queue.extendleft(reversed([(entry, 1, s) for s in range(1, n)]))
+            entry.left += n - 1
+            return entry, 1, 0
+        return entry, n, j
+
+    def settle(self, fut: Future, spec: tuple[_Pending, int, int]) -> list:
+        """Record a finished request; the requests it must be redone as (after a refused n)."""
+        entry, n, j = spec
+        entry.left -= 1
+        try:
+            result = fut.result()
+        except _Rejected as exc:  # only raised for n>1
+            why = str(exc)
+        else:
+            if self.fill(entry, n, j, result):
+                return []
+            why = f"it answered n={n} with {len(result['choices'])} choice(s)"
+        self.fall_back(why)
+        redo = [(entry, 1, s) for s in range(self.k)]
+        entry.left += len(redo)
+        return redo
+
+    def flush_notes(self) -> None:
+        for note in self.client.take_notes():
+            self.report(f"openai: {note}")
+
+
+class OpenAISampler:
+    name = "openai"
+    description = "any OpenAI-compatible chat-completions server (vLLM, SGLang, llama.cpp ...)"
+    options = (
+        Option("base_url", str, "http://127.0.0.1:8000/v1",
+               "The server's OpenAI API root (requests go to BASE_URL/chat/completions)."),
+        # not "model": rf-sample passes --model to every sampler under that keyword
+        Option("served_model", str, None,
+               "Model name on the server (default: the --model value)."),
+        Option("api_key_env", str, "OPENAI_API_KEY",
+               "Environment variable holding the API key (unset: no Authorization header)."),
+        Option("concurrency", int, 8, "Requests in flight.", minimum=1),
+        Option("timeout", float, 600.0, "Seconds to wait for one answer.", minimum=0.001),
+        Option("max_retries", int, 5, "Retries of a request after 429, 5xx, a reset or "
+               "refused connection, or a timeout.", minimum=0),
+        Option("backoff", float, 1.0, "Seconds before the first retry; doubled for each "
+               "next one, with jitter (a longer Retry-After is honoured).", minimum=0),
+    )
+
+    def sample(self, tasks: Iterable[dict], *, model: str, adapter: str | None = None,
+               k: int = 1, temperature: float = 0.0, top_p: float = 1.0,
+               max_new_tokens: int = 256, seed: int = 0,
+               base_url: str = "http://127.0.0.1:8000/v1", served_model: str | None = None,
+               api_key_env: str = "OPENAI_API_KEY",
+               concurrency: int = 8, timeout: float = 600.0, max_retries: int = 5,
+               backoff: float = 1.0, report: Callable[[str], None] = to_stderr,
+               **_ignored) -> Iterator[dict]:
+        from rf_core.api import attach
+
+        if adapter:
+            raise RFError("the openai sampler cannot apply --adapter: serve the adapter on "
+                          "the server (vLLM: --enable-lora --lora-modules NAME=PATH) and ask "
+                          "for it with --model NAME or -o served_model NAME")
+        served = served_model or model
+        client = _Client(base_url, served, api_key_env, timeout, max_retries, backoff)
+        run = _Run(client, k=k, temperature=temperature, top_p=top_p,
+                   max_new_tokens=max_new_tokens, seed=seed, concurrency=concurrency,
+                   report=report)
+
+        def put(task, messages, answers):
+            return attach(task, messages, answers, sampler=self.name, model=served,
+                          adapter=None, temperature=temperature, seed=None)
+
+        start = time.perf_counter()
+        done = 0
+        for task in run.stream(tasks, put):
+            done += 1
+            yield task
+        elapsed = time.perf_counter() - start
+        retried = f"; {_retries(client.retries)}" if client.retries else ""
+        report(f"openai: {done} task(s), {run.requests} request(s) to {client.url}{retried}; "
+               f"{run.prompt_tokens:,} prompt + {run.completion_tokens:,} completion tokens "
+               f"in {elapsed:.1f} s ({run.completion_tokens / max(elapsed, 1e-9):.0f} tok/s)")
+
+
+@hookimpl
+def register_samplers(register):
+    register(OpenAISampler())
