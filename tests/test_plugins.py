@@ -15,6 +15,7 @@ from rf_core.plugins import hookspecs
 from rf_core.plugins import manager as plugins
 from rf_core.errors import RFError, UnknownPlugin
 from rf_core.plugins.hookspecs import hookimpl
+from rf_core.testing import registered
 from conftest import make_task, run
 
 HOOKS = ["register_samplers", "register_verifiers", "register_trainers", "register_datasets"]
@@ -61,15 +62,8 @@ class FakePlugin:
 
 @pytest.fixture
 def fake_plugin():
-    plugins.load_plugins()
-    plugin = FakePlugin()
-    plugins.pm.register(plugin, name="fake")
-    plugins.invalidate()
-    try:
+    with registered(FakePlugin(), name="fake") as plugin:
         yield plugin
-    finally:
-        plugins.pm.unregister(plugin)
-        plugins.invalidate()
 
 
 def test_a_registered_plugin_is_chosen_by_name(fake_plugin, shop_db):
