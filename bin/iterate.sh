@@ -229,6 +229,15 @@ pass_options() {
   printf '%s' "$out"
 }
 sample_opts="--sampler $(q "$SAMPLER") --model $(q "$MODEL") --max-new-tokens $MAX_NEW_TOKENS --seed $SEED$(pass_options --option "$SAMPLER_OPTIONS")"
+# The vllm sampler keeps one engine in OUT/engine (RF_VLLM_ENGINE, the default of its option
+# engine) for the sampling stages between two trainings, which all use one adapter: one
+# engine start per iteration. It is stopped before each training (which needs its memory) and
+# when the driver ends. Other samplers ignore it.
+export RF_VLLM_ENGINE=$OUT/engine
+for kv in $SAMPLER_OPTIONS; do [[ $kv == engine=* ]] && RF_VLLM_ENGINE=${kv#engine=}; done
+stop_engine() {
+  if ((!DRY)) && [[ -e $RF_VLLM_ENGINE/engine.pid ]]; then rf-model stop "$RF_VLLM_ENGINE"; fi
+}
 train_opts="--trainer $(q "$TRAINER") --base $(q "$TRAIN_MODEL")$(pass_options --option "$TRAINER_OPTIONS")"
 data_opts="--values $VALUES"
 # Training examples are picked by --verifier with the strict matcher (and the variants, when
@@ -269,6 +278,7 @@ evaluate() {
 # train LABEL DIR: an adapter in DIR/adapter from DIR/examples.jsonl, always from the base model
 train() {
   local iter=$1 dir=$2
+  stop_engine
   # rf-train renames its adapter into place itself; --resume picks up its own checkpoint
   stage "$iter" train "$dir/train.report.json" \
     "rf-train $train_opts --out $(q "$dir/adapter") --force --resume --epochs $EPOCHS --lr $LR --batch-size $BATCH_SIZE --max-len $MAX_LEN --max-too-long $MAX_TOO_LONG --seed $SEED < $(q "$dir/examples.jsonl")"
@@ -311,6 +321,7 @@ if ((!DRY)); then
     exit 2
   fi
   echo $$ > "$OUT/.lock"
+  trap stop_engine EXIT
   if [[ -e $OUT/config.env ]]; then
     # free settings may change between reruns: a rerun may extend or shorten the loop over
     # the same earlier iterations, or allow more over-long examples after a stop

@@ -119,6 +119,8 @@ _LAZY = {
     "encode_example": "rf_core.model.chat",
     "attach": "rf_core.model.candidates",
     "sample_seed": "rf_core.model.seeds",
+    "stop_engine": "rf_core.model.engines",
+    "engine_alive": "rf_core.model.engines",
     "extract_sql": "rf_core.model.extract",
     "load_model": "rf_core.model.loading",
     "resolve_model": "rf_core.model.loading",

