@@ -43,7 +43,7 @@ SETTINGS=(
   "MAX_TOO_LONG      --max-too-long      free     stop when more than PCT% of an iteration's examples exceed --max-len (100: skip them)"
   "RESAMPLE          --resample          value    rf-filter's resampling: none, difficulty or weight"
   "MAX_PER_TASK      --max-per-task      value    distinct self examples per task (0 = all)"
-  "SAMPLER           --sampler           value    sampler plugin (rf-plugins lists them)"
+  "SAMPLER           --sampler           value    sampler plugin (rf-plugins lists them); auto: vllm, cb or hf as the machine allows (history.json names the one used)"
   "SAMPLER_OPTIONS   --sampler-option    options  an option of the sampler, NAME=VALUE (repeatable)"
   "VERIFIER          --verifier          value    verifier plugin that decides which train candidates are correct"
   "VERIFIER_OPTIONS  --verifier-option   options  an option of the verifier, NAME=VALUE (repeatable)"
@@ -64,7 +64,7 @@ declare -A SETTING=(
   [TEMPERATURE]=0.7 [TRAIN_SIZE]=8 [DEV_SIZE]=12 [VAL_SIZE]=4 [VAL_SPLIT]=train
   [SFT_BASELINE]=1 [VOTE]=0 [VALUES]=0 [MAX_NEW_TOKENS]=96 [EPOCHS]=1 [LR]=2e-4
   [BATCH_SIZE]=4 [MAX_LEN]=1024 [MAX_TOO_LONG]=1 [RESAMPLE]=none [MAX_PER_TASK]=1
-  [SAMPLER]=hf [SAMPLER_OPTIONS]= [VERIFIER]=sqlite [VERIFIER_OPTIONS]= [TRAINER]=peft
+  [SAMPLER]=auto [SAMPLER_OPTIONS]= [VERIFIER]=sqlite [VERIFIER_OPTIONS]= [TRAINER]=peft
   [TRAINER_OPTIONS]= [SELECT_MATCHER]=official-keep-distinct [VERIFY_VARIANTS]=0
   [RETRAIN_ON_ERRORS]=0 [SEED]=0 [OUT]=out/cpu-demo
 )

@@ -25,7 +25,7 @@ def test_reports_the_environment_and_a_train_plan(tiny_model, tmp_path, monkeypa
     assert info["packages"]["transformers"] and info["packages"]["peft"]
     assert info["model"]["path"] == tiny_model
     assert info["model"]["attention"] in ("sdpa", "eager", "flash_attention_2")
-    assert info["sampler_auto"] in ("hf", "vllm")
+    assert info["sampler_auto"] in ("hf", "cb", "vllm")
     assert info["spider"]["present"] is True
     plan = info["train_plan"]
     assert plan["micro_batch_tokens"] > 0 and isinstance(plan["grad_checkpointing"], bool)
@@ -63,7 +63,8 @@ def test_empty_model_cache_and_no_spider_say_what_is_missing(tmp_path, monkeypat
 
 def test_sampler_auto_today():
     assert choose_sampler(cuda=True, vllm_installed=True) == "vllm"
-    assert choose_sampler(cuda=True, vllm_installed=False) == "hf"
+    assert choose_sampler(cuda=True, vllm_installed=False) == "cb"
+    assert choose_sampler(cuda=True, vllm_installed=False, cb_available=False) == "hf"
     assert choose_sampler(cuda=False, vllm_installed=True) == "hf"
 
 

@@ -40,7 +40,9 @@ def tasks(db: str, n: int = 3) -> list[dict]:
 
 
 def sample(model, inputs, *args):
-    r = run("rf-sample", ["--model", model, "--max-new-tokens", "12", *args], input=inputs)
+    # the hf engine's tests: pinned, since the default (auto) picks another engine on a GPU
+    r = run("rf-sample", ["--sampler", "hf", "--model", model, "--max-new-tokens", "12", *args],
+            input=inputs)
     assert r.code == 0, r.stderr
     return r.records
 

@@ -23,7 +23,9 @@ def _shard(ctx, param, value):
 
 @plugin_command(PROG, "samplers", "--sampler")
 @input_options
-@click.option("--sampler", default="hf", show_default=True, help="Sampler plugin.")
+@click.option("--sampler", default="auto", show_default=True,
+              help="Sampler plugin; auto: vllm (vLLM and a CUDA GPU), else cb (a CUDA GPU), "
+                   "else hf.")
 @click.option("--model", "-m", required=True,
               help="Transformers folder, hub id, .gguf file, or an `rf-model` name.")
 @click.option("--adapter", default=None, help="A PEFT LoRA adapter folder to apply.")

@@ -46,10 +46,42 @@ def gpus() -> list[dict]:
     return out
 
 
-def choose_sampler(cuda: bool, vllm_installed: bool) -> str:
+def choose_sampler(cuda: bool, vllm_installed: bool, cb_available: bool = True) -> str:
     """The engine rf-sample's ``--sampler auto`` picks: vLLM where it is installed and a CUDA
-    GPU is present, else the built-in hf engine. Samplers added later extend this choice."""
-    return "vllm" if cuda and vllm_installed else "hf"
+    GPU is present, else transformers' continuous batching (cb) on a CUDA GPU, else the
+    built-in hf engine."""
+    return auto_choice(cuda, vllm_installed, cb_available)[0]
+
+
+def auto_choice(cuda: bool, vllm_installed: bool, cb_available: bool = True
+                ) -> tuple[str, str]:
+    """``choose_sampler``'s engine and why, as rf-sample's choice line says it."""
+    if not cuda:
+        return "hf", "no CUDA GPU"
+    if vllm_installed:
+        return "vllm", "CUDA GPU, vLLM installed"
+    if cb_available:
+        return "cb", "CUDA GPU, vLLM not installed"
+    return "hf", "CUDA GPU, but neither vLLM nor transformers' continuous batching"
+
+
+def continuous_batching_available() -> bool:
+    """Whether transformers has the continuous batching API the cb sampler uses (5.17 on)."""
+    try:
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig  # noqa: F401
+        from transformers.generation.continuous_batching import ContinuousBatchingManager
+    except ImportError:
+        return False
+    return hasattr(ContinuousBatchingManager, "add_requests")
+
+
+def probe_auto_choice() -> tuple[str, str]:
+    """``auto_choice`` on this machine (imports torch, and transformers where there is a GPU)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    vllm = importlib.util.find_spec("vllm") is not None
+    return auto_choice(cuda, vllm, cb_available=cuda and continuous_batching_available())
 
 
 def attention_implementation(location: str, dtype) -> str:
@@ -126,7 +158,9 @@ def survey(model: str | None, spider_root: str, *, gpu_memory_gb: float | None =
     if not devices:
         warnings.append("no CUDA GPU: sampling and training run on the CPU")
     cuda = bool(devices)
-    info["sampler_auto"] = choose_sampler(cuda, importlib.util.find_spec("vllm") is not None)
+    info["sampler_auto"], info["sampler_auto_reason"] = auto_choice(
+        cuda, importlib.util.find_spec("vllm") is not None,
+        cb_available=cuda and continuous_batching_available())
 
     cached = [row["name"] for row in status() if row["path"]]
     info["model_cache"] = {"dir": str(cache_dir() / "models"), "converted": cached}
@@ -181,7 +215,8 @@ def table(info: dict) -> str:
     for name, version in info["packages"].items():
         if name != "torch":
             rows.append((name, version or "not installed"))
-    rows.append(("sampler auto", f"{info['sampler_auto']} (vllm with a CUDA GPU, else hf)"))
+    rows.append(("sampler auto", f"{info['sampler_auto']} ({info.get('sampler_auto_reason')}; "
+                 "vllm with a CUDA GPU where installed, else cb on a CUDA GPU, else hf)"))
     m = info["model"]
     rows.append(("model", f"{m['name']} -> {m['path'] or 'MISSING'}"))
     if m.get("attention"):

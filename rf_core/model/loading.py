@@ -269,6 +269,22 @@ def load(spec: str, *, dtype=None, device=None, adapter: str | None = None):
     return tok, model
 
 
+def merge_adapter(model, report: Report | None = None):
+    """A peft model with its adapter folded into the base weights, in memory (the adapter folder
+    is not touched): inference then runs one matmul per linear layer instead of three. Returns
+    the plain transformers model; a model without an adapter, or one whose adapter peft cannot
+    merge, comes back as it was."""
+    if not hasattr(model, "merge_and_unload"):
+        return model
+    try:
+        return model.merge_and_unload()
+    except Exception as exc:  # noqa: BLE001 - peft raises several types for unmergeable layers
+        if report is not None:
+            report(f"adapter not merged ({type(exc).__name__}: "
+                   f"{(str(exc).splitlines() or [''])[0]}); sampling with it unmerged")
+        return model
+
+
 def apply_adapter(model, adapter: str):
     from peft import PeftModel
 

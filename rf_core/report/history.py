@@ -56,13 +56,18 @@ def _config(run: Path) -> dict:
     return cfg
 
 
-def _plugins_line(cfg: dict) -> str:
-    """``sampler hf (dtype=bf16), verifier sqlite, trainer peft``, from the run's settings."""
+def _plugins_line(cfg: dict, engines: list[str] | None = None) -> str:
+    """``sampler hf (dtype=bf16), verifier sqlite, trainer peft``, from the run's settings;
+    a sampler that picks an engine (auto) is shown with the engines its candidates name:
+    ``sampler auto -> cb``."""
     parts = []
     for kind in ("sampler", "verifier", "trainer"):
         if kind in cfg:
+            name = cfg[kind]
+            if kind == "sampler" and engines and engines != [name]:
+                name += " -> " + ", ".join(engines)
             opts = ", ".join(f"{k}={v}" for k, v in (cfg.get(f"{kind}_options") or {}).items())
-            parts.append(f"{kind} {cfg[kind]}" + (f" ({opts})" if opts else ""))
+            parts.append(f"{kind} {name}" + (f" ({opts})" if opts else ""))
     return ", ".join(parts)
 
 
@@ -124,10 +129,16 @@ def _add_differences(iterations: list[dict]) -> None:
                                   if cmp["tasks"] else None)
 
 
-def _tokens(path: Path) -> int:
-    if not path.is_file():
-        return 0
-    return sum(c.get("n_tokens") or 0 for t in _records(path) for c in t.get("candidates") or [])
+def _sampled(path: Path) -> tuple[int, set[str]]:
+    """A sampled stage file's generated tokens and the engines its candidates name."""
+    tokens, engines = 0, set()
+    if path.is_file():
+        for task in _records(path):
+            for c in task.get("candidates") or []:
+                tokens += c.get("n_tokens") or 0
+                if c.get("sampler"):
+                    engines.add(c["sampler"])
+    return tokens, engines
 
 
 def _entry(folder: Path, label: int | str, timings: dict) -> dict:
@@ -157,12 +168,18 @@ def _entry(folder: Path, label: int | str, timings: dict) -> dict:
     stages = timings.get(label, {})
     entry["timings_s"] = stages
     rates = {}
+    engines: set[str] = set()
     for stage, sampled in (("train-sample", "train.sampled.jsonl"),
                            ("dev-greedy-sample", "dev.greedy.sampled.jsonl"),
-                           ("dev-vote-sample", "dev.vote.sampled.jsonl")):
+                           ("dev-vote-sample", "dev.vote.sampled.jsonl"),
+                           (None, "val.greedy.sampled.jsonl"), (None, "train.greedy.jsonl")):
+        tokens, used = _sampled(folder / sampled)
+        engines |= used
         if stages.get(stage):
-            rates[stage] = round(_tokens(folder / sampled) / stages[stage], 1)
+            rates[stage] = round(tokens / stages[stage], 1)
     entry["sampling_tokens_per_s"] = rates
+    # the engines that wrote this row's candidates: what --sampler auto resolved to
+    entry["sampler_engines"] = sorted(engines)
     return entry
 
 
@@ -186,8 +203,11 @@ def build_history(run: Path) -> dict:
                   for p in sorted(folders, key=lambda p: int(p.name[4:]))]
     sft = _entry(run / "sft", "sft", timings) if (run / "sft").is_dir() else None
     _add_differences(iterations + ([sft] if sft else []))
+    engines = sorted({e for it in iterations + ([sft] if sft else [])
+                      for e in it["sampler_engines"]})
     return {"schema_version": 1, "kind": "history", "config": _config(run),
-            "iterations": iterations, "sft": sft, "best": best_iteration(iterations)}
+            "sampler_engines": engines, "iterations": iterations, "sft": sft,
+            "best": best_iteration(iterations)}
 
 
 def rows(history: dict) -> list[dict]:
@@ -235,7 +255,8 @@ def report_markdown(history: dict, plots: list[str]) -> str:
              f"k={cfg.get('k', '?')} at T={cfg.get('temperature', '?')}; dev size "
              f"{cfg.get('dev_size', '?')} (0 = all); matcher: "
              f"{_matcher(history)}"
-             + (f"; {_plugins_line(cfg)}" if _plugins_line(cfg) else "")
+             + (f"; {plugins}" if (plugins := _plugins_line(
+                 cfg, history.get("sampler_engines"))) else "")
              + ". EX cells: EX [95% Wilson interval]; from iteration 1 on, "
              "the difference from the base model in points [95% paired bootstrap interval].",
              "",

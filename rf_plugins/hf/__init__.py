@@ -36,6 +36,7 @@ class HFSampler:
         from rf_plugins.hf.engine import (SamplingConfig, Stats, plan_batches, sample_batch,
                                         token_budget)
         from rf_core.api import end_of_turn_ids, load_model as load, task_messages
+        from rf_core.model.loading import merge_adapter
 
         dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                            ("cpu" if device == "auto" else device))
@@ -44,6 +45,8 @@ class HFSampler:
         torch_dtype = {"auto": auto, "bf16": torch.bfloat16, "fp16": torch.float16,
                        "fp32": torch.float32}[dtype]
         tok, mdl = load(model, dtype=torch_dtype, device=dev, adapter=adapter)
+        if adapter:  # folded into the weights: decode runs one set of kernels
+            mdl = merge_adapter(mdl, report)
         stops = end_of_turn_ids(tok)
         pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
         cfg = SamplingConfig(k=k, temperature=temperature, top_p=top_p,
@@ -85,4 +88,7 @@ class HFSampler:
 
 @hookimpl
 def register_samplers(register):
+    from rf_plugins.hf.continuous import CBSampler
+
     register(HFSampler())
+    register(CBSampler())

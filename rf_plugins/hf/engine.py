@@ -8,13 +8,26 @@ already finished, and ``num_return_sequences`` prefilled every prompt k times):
 - finished sequences are dropped from the batch (cache rows, masks, positions) once a
   fraction of the batch has finished, so the batch shrinks instead of idling to its longest;
 - prompts are sorted by length and batched under a token budget, so little goes to padding;
-- sampling, stop detection and logprob sums stay on the device; the host looks at the batch
-  only every few steps (one small transfer), not once per token.
+- sampling, stop detection, lengths and logprob sums stay on the device, without an op that
+  waits for the device (no ``multinomial``, ``.item()``, ``nonzero`` or boolean indexing in a
+  decode step): the host looks at the batch only every ``check_every`` steps (one small
+  transfer); a model on sdpa attention gets a ready 4D mask each step, so transformers' own
+  mask building does not read the mask on the host either;
+- a decode step's attention runs each key/value head against its group of query heads
+  (``_gqa_sdpa``) instead of copying keys and values once per query head, which transformers
+  5.17 does in every layer whenever a padding mask is present;
+- the cache is copied once after the prefill into room for the whole answer (``_reserve``),
+  and a step writes its keys and values in place instead of concatenating (copying) the
+  whole cache.
+
+Left as is: each of the k samples holds its own copy of its prompt's keys and values (sharing
+them needs an attention that reads a prompt's cache once for its k rows).
 """
 
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -61,7 +74,11 @@ class Stats:
 
 
 def _sample_next(logits: torch.Tensor, cfg: SamplingConfig, gen: torch.Generator | None):
-    """Next tokens and their log-probabilities under the model (temperature 1)."""
+    """Next tokens and their log-probabilities under the model (temperature 1).
+
+    Sampling is the exponential race that ``torch.multinomial(probs, 1)`` itself runs
+    (argmax of ``probs / q``, ``q ~ Exp(1)`` drawn from ``gen``), so the same seed gives the
+    same tokens, without multinomial's checks of ``probs`` on the host (two syncs a step)."""
     logprobs = torch.log_softmax(logits.float(), dim=-1)
     if cfg.greedy:
         tok = logprobs.argmax(dim=-1)
@@ -73,8 +90,133 @@ def _sample_next(logits: torch.Tensor, cfg: SamplingConfig, gen: torch.Generator
             keep = sorted_p.cumsum(dim=-1) - sorted_p < cfg.top_p  # always keeps the first
             sorted_p = sorted_p * keep
             probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
-        tok = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+        race = torch.empty_like(probs).exponential_(1, generator=gen)
+        tok = (probs / race).argmax(dim=-1)
     return tok, logprobs.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
+
+
+GQA_ATTENTION = "rf_gqa_sdpa"
+
+
+def _gqa_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
+              is_causal=None, **kwargs):
+    """transformers' sdpa attention, except for one query token with grouped KV heads: there
+    each KV head's group of query heads runs as that head's queries, so keys and values are
+    read in place. (Under a mask, transformers 5.17 copies them once per query head in every
+    layer at every step; 5.24 does what this does.)"""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    # without a mask transformers already runs sdpa's own GQA (enable_gqa), copying nothing
+    if (query.shape[2] != 1 or groups == 1 or attention_mask is None
+            or kwargs.get("position_bias") is not None
+            or kwargs.get("softcap") is not None or kwargs.get("output_attentions")):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, is_causal=is_causal, **kwargs)
+    batch, heads, _, dim = query.shape
+    query = query.reshape(batch, heads // groups, groups, dim)
+    if attention_mask is not None and attention_mask.shape[1] != 1:  # one mask per head
+        attention_mask = attention_mask.reshape(batch, heads // groups, groups, -1)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling,
+        is_causal=False)
+    return out.reshape(batch, heads, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
+
+
+def _register_gqa_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(GQA_ATTENTION, _gqa_sdpa)
+    AttentionMaskInterface.register(GQA_ATTENTION, sdpa_mask)
+
+
+@contextmanager
+def gqa_attention(model):
+    """While inside: a model that runs transformers' sdpa attention with full attention in
+    every layer runs ``_gqa_sdpa`` instead (the same but for decode steps). Yields whether it
+    does: only then may a decode step pass a 4D boolean mask."""
+    config = getattr(model, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
+    if before not in ("sdpa", GQA_ATTENTION) or layer_types != {"full_attention"}:
+        yield False
+        return
+    _register_gqa_attention()
+    config._attn_implementation = GQA_ATTENTION
+    try:
+        yield True
+    finally:
+        config._attn_implementation = before
+
+
+def _reserve(cache, repeats: int, room: int) -> None:
+    """Repeat each row of ``cache`` ``repeats`` times and give every layer room for ``room``
+    more tokens, in one copy: a decode step then writes its keys and values in place, where a
+    growing cache copies itself whole (``torch.cat``) at every step. A layer's keys and values
+    stay views of exactly its cached tokens, so attention sees what it saw before, bit for bit.
+    Layers of another kind (sliding windows...) only repeat."""
+    layers = getattr(cache, "layers", None)
+    if layers is None:
+        cache.batch_repeat_interleave(repeats)
+        return
+    reserved = _reserved_layer()
+    for layer in layers:
+        keys = getattr(layer, "keys", None)
+        if (type(layer) is not reserved.__base__ or keys is None or keys.dim() != 4
+                or keys.shape[-2] == 0):
+            layer.batch_repeat_interleave(repeats)
+            continue
+        rows, heads, n, dim = keys.shape
+        buffers = []
+        for old in (layer.keys, layer.values):
+            buf = old.new_empty((rows * repeats, heads, n + room, dim))
+            buf.view(rows, repeats, heads, n + room, dim)[:, :, :, :n] = old[:, None]
+            buffers.append(buf)
+        layer.__class__ = reserved
+        layer.room = tuple(buffers)
+        layer.keys, layer.values = (b[:, :, :n] for b in buffers)
+
+
+@lru_cache(maxsize=None)
+def _reserved_layer():
+    """transformers' growing cache layer, writing into room reserved ahead (see _reserve)."""
+    from transformers.cache_utils import DynamicLayer
+
+    class ReservedLayer(DynamicLayer):
+        def _keeps_room(self) -> bool:  # still our view (not reset, reordered...)
+            return (self.keys is not None and self.keys.data_ptr() == self.room[0].data_ptr()
+                    and self.keys.shape[0] == self.room[0].shape[0])
+
+        def _grow(self):
+            self.__class__ = DynamicLayer  # an ordinary layer again: concatenates
+            del self.room
+            return self
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if (not self._keeps_room()
+                    or self.keys.shape[-2] + key_states.shape[-2] > self.room[0].shape[-2]):
+                return self._grow().update(key_states, value_states, *args, **kwargs)
+            n, new = self.keys.shape[-2], key_states.shape[-2]
+            keys, values = self.room
+            keys[:, :, n:n + new] = key_states
+            values[:, :, n:n + new] = value_states
+            self.keys, self.values = keys[:, :, :n + new], values[:, :, :n + new]
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            if not self._keeps_room():
+                return self._grow().batch_select_indices(indices)
+            n = self.keys.shape[-2]
+            self.room = tuple(b.index_select(0, indices) for b in self.room)
+            self.keys, self.values = (b[:, :, :n] for b in self.room)
+
+    return ReservedLayer
+
+
+def _host_look(done: torch.Tensor) -> list[bool]:
+    """The finished mask on the host: the decode loop's only transfer (one every few steps)."""
+    return done.tolist()
 
 
 @lru_cache(maxsize=None)
@@ -140,7 +282,8 @@ def _forward(model, seqs: list[list[int]], cfg: SamplingConfig, device, cache_ar
 
 
 def _prefill(model, prompts: list[list[int]], cfg: SamplingConfig, device, cache_arg: str):
-    """Run the prompts; return what ``_forward`` returns and how many tokens were run.
+    """Run the prompts; return what ``_forward`` returns, how many tokens were run, and (on the
+    host) whether each row's mask has padding.
 
     Without shared prefixes: one left-padded forward. With them: each group's shared prefix
     runs once (the prefixes left-padded together), its cache rows are copied to the group's
@@ -148,7 +291,9 @@ def _prefill(model, prompts: list[list[int]], cfg: SamplingConfig, device, cache
     so each prompt is seen exactly as it would be alone."""
     groups = [g for g in prefix_groups(prompts, cfg.share_at) if len(g) > 1]
     if not groups:
-        return (*_forward(model, prompts, cfg, device, cache_arg), sum(map(len, prompts)))
+        width = max(map(len, prompts))
+        return (*_forward(model, prompts, cfg, device, cache_arg), sum(map(len, prompts)),
+                [len(p) < width for p in prompts])
     # a prompt in no group is its own prefix (all but its last token)
     prefixes = [p[:-1] for p in prompts]
     row_of = list(range(len(prompts)))
@@ -168,59 +313,80 @@ def _prefill(model, prompts: list[list[int]], cfg: SamplingConfig, device, cache
     suffixes = [p[len(prefixes[i]):] for i, p in enumerate(prompts)]
     out = _forward(model, suffixes, cfg, device, cache_arg, past=(cache, prefix_mask[rows]))
     prefilled = sum(len(prefixes[r]) for r in distinct) + sum(map(len, suffixes))
-    return (*out, prefilled)
+    pre_width = max(len(prefixes[r]) for r in distinct)
+    suf_width = max(map(len, suffixes))
+    padded = [len(prefixes[r]) < pre_width or len(x) < suf_width
+              for r, x in zip(row_of, suffixes)]
+    return (*out, prefilled, padded)
 
 
 @torch.inference_mode()
 def sample_batch(model, prompts: list[list[int]], cfg: SamplingConfig,
                  gen: torch.Generator | None, stats: Stats | None = None) -> list[list[Sample]]:
     """k samples for each prompt of one batch; returns them grouped by prompt, in order."""
+    with gqa_attention(model) as mask_4d:
+        return _sample_batch(model, prompts, cfg, gen, stats, mask_4d)
+
+
+def _sample_batch(model, prompts, cfg, gen, stats, mask_4d: bool):
     device = next(model.parameters()).device
     k = cfg.k
     n_prompts = len(prompts)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     cache_arg = _cache_kwarg(type(base).forward)
-    logits, cache, mask, next_pos, prefilled = _prefill(model, prompts, cfg, device, cache_arg)
+    logits, cache, mask, next_pos, prefilled, padded = _prefill(model, prompts, cfg, device,
+                                                                cache_arg)
+    mask = mask.bool()
+    padded = [p for p in padded for _ in range(k)]  # per batch row, known on the host
     if k > 1:  # one prefill per prompt, then k copies of its cache
         rep = torch.arange(n_prompts, device=device).repeat_interleave(k)
-        cache.batch_repeat_interleave(k)
         logits, mask, next_pos = logits[rep], mask[rep], next_pos[rep]
+    _reserve(cache, k, cfg.max_new_tokens - 1)  # the k copies, with room for the answers
     n_seq = n_prompts * k
     rows = torch.arange(n_seq, device=device)        # which sequence each batch row holds
-    tokens = torch.full((n_seq, cfg.max_new_tokens), cfg.pad_id, dtype=torch.long,
-                        device=device)
+    tokens = torch.full((cfg.max_new_tokens, n_seq), cfg.pad_id, dtype=torch.long,
+                        device=device)               # step-major: a step writes one row
     logp = torch.zeros(n_seq, dtype=torch.float32, device=device)
     lengths = torch.full((n_seq,), cfg.max_new_tokens, dtype=torch.long, device=device)
     done = torch.zeros(n_seq, dtype=torch.bool, device=device)  # per batch row
     stop = torch.tensor(cfg.stop_ids or [-1], device=device)
     steps = row_steps = 0
+    # Nothing in a step waits for the device: rows are written through index ops, never
+    # through a boolean index (whose size the host would have to learn).
     for step in range(cfg.max_new_tokens):
         tok, lp = _sample_next(logits, cfg, gen)
         live = ~done
-        tokens[rows, step] = torch.where(live, tok, cfg.pad_id)
+        tokens[step].index_copy_(0, rows, torch.where(live, tok, cfg.pad_id))
         logp.index_add_(0, rows, torch.where(live, lp, 0.0))
-        hit = live & torch.isin(tok, stop)
-        lengths[rows[hit]] = step
+        hit = live & (tok.unsqueeze(-1) == stop).any(dim=-1)
+        lengths.index_copy_(0, rows, torch.where(hit, step, lengths.index_select(0, rows)))
         done |= hit
         steps += 1
-        row_steps += rows.numel()
+        row_steps += len(done)
         if step == cfg.max_new_tokens - 1:
             break
         if (step + 1) % cfg.check_every == 0:
-            n_done = int(done.sum())                   # the only host sync
-            if n_done == rows.numel():
+            done_h = _host_look(done)
+            n_done = sum(done_h)
+            if n_done == len(done_h):
                 break
-            if n_done >= cfg.compact_at * rows.numel():
-                keep = (~done).nonzero().squeeze(-1)
+            if n_done >= cfg.compact_at * len(done_h):
+                kept = [i for i, d in enumerate(done_h) if not d]
+                padded = [padded[i] for i in kept]
+                keep = torch.tensor(kept, device=device)
                 cache.batch_select_indices(keep)
                 rows, mask, next_pos, done, tok = (rows[keep], mask[keep], next_pos[keep],
                                                    done[keep], tok[keep])
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-        out = model(input_ids=tok.unsqueeze(-1), attention_mask=mask,
+        # no row padded: no mask at all (what transformers makes of an all-ones mask, after
+        # reading it on the host), so attention may take its unmasked (flash) path
+        attention_mask = (None if not any(padded) else
+                          mask[:, None, None, :] if mask_4d else mask)
+        out = model(input_ids=tok.unsqueeze(-1), attention_mask=attention_mask,
                     position_ids=next_pos.unsqueeze(-1), use_cache=True, **{cache_arg: cache})
         logits = out.logits[:, -1, :]
         next_pos = next_pos + 1
-    tokens_h, lengths_h, logp_h = tokens.cpu(), lengths.cpu(), logp.cpu()
+    tokens_h, lengths_h, logp_h = tokens.t().cpu(), lengths.cpu(), logp.cpu()
     finished_h = lengths_h < cfg.max_new_tokens
     samples = []
     for i in range(n_seq):
