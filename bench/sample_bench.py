@@ -1,4 +1,5 @@
-"""Sampling throughput: rf-sample's hf engine against plain batched `generate`, in one run.
+"""Sampling throughput: one row per engine (plain batched `generate`, rf-sample's hf engine,
+transformers' continuous batching, and sampler plugins such as vllm end to end), in one run.
 
 Both get the same prompts (Spider dev when present, else the demo benchmark), the same model,
 k, temperature and max_new_tokens. Plain `generate` uses left padding and
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import resource
 import sys
 import time
@@ -57,7 +59,8 @@ def reset_peak(device) -> None:
 def run_engine(model, tok, prompts, args, stops, device, share: bool = True) -> dict:
     import torch
 
-    from rf_plugins.hf.engine import SamplingConfig, Stats, plan_batches, sample_batch, token_budget
+    from rf_plugins.hf.engine import (SamplingConfig, Stats, plan_batches, sample_batch,
+                                      token_budget)
 
     cfg = SamplingConfig(k=args.k, temperature=args.temperature, top_p=args.top_p,
                          max_new_tokens=args.max_new_tokens, stop_ids=tuple(stops),
@@ -76,7 +79,7 @@ def run_engine(model, tok, prompts, args, stops, device, share: bool = True) -> 
     wall = time.perf_counter() - start
     return {"wall": wall, "tokens": stats.new_tokens, "sequences": stats.sequences,
             "live": stats.new_tokens / max(stats.row_steps, 1), "batches": stats.batches,
-            "prefill": stats.prefill_tokens, "peak": peak_memory_mb(device)}
+            "prefill": stats.prefill_tokens, "peak": peak_memory_mb(device), "start": 0.0}
 
 
 def run_generate(model, tok, prompts, args, stops, device) -> dict:
@@ -116,7 +119,27 @@ def run_generate(model, tok, prompts, args, stops, device) -> dict:
     # num_return_sequences repeats every prompt k times before the prefill
     return {"wall": wall, "tokens": tokens, "sequences": sequences,
             "live": tokens / max(slots, 1), "batches": batches,
-            "prefill": args.k * sum(map(len, prompts)), "peak": peak_memory_mb(device)}
+            "prefill": args.k * sum(map(len, prompts)), "peak": peak_memory_mb(device),
+            "start": 0.0}
+
+
+def run_cb(model, prompts, args, stops, device) -> dict:
+    """transformers' continuous batching (the cb sampler's engine) on the loaded model."""
+    import torch
+
+    from rf_plugins.hf.continuous import RunStats, generate
+
+    stats = RunStats()
+    reset_peak(device)
+    start = time.perf_counter()
+    generate(model, prompts, k=args.k, temperature=args.temperature, top_p=args.top_p,
+             max_new_tokens=args.max_new_tokens, stop_ids=list(stops), seed=0, stats=stats)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall = time.perf_counter() - start
+    return {"wall": wall, "tokens": stats.new_tokens, "sequences": stats.sequences,
+            "live": None, "batches": None, "prefill": None, "peak": peak_memory_mb(device),
+            "start": stats.start_seconds}
 
 
 def run_plugin(name: str, tasks: list[dict], args) -> dict:
@@ -125,18 +148,28 @@ def run_plugin(name: str, tasks: list[dict], args) -> dict:
     from rf_core.plugins.manager import get
 
     sampler = get("samplers", name)
+    notes: list[str] = []
+
+    def report(message: str) -> None:
+        notes.append(message)
+        print(f"sample_bench: {name}: {message}", file=sys.stderr, flush=True)
+
+    options = {o.name: o.default for o in getattr(sampler, "options", ())}
     start = time.perf_counter()
-    out = list(sampler.sample([dict(t) for t in tasks], model=args.model, k=args.k,
-                              temperature=args.temperature, top_p=args.top_p,
-                              max_new_tokens=args.max_new_tokens, seed=0,
-                              report=lambda m: print(f"sample_bench: {name}: {m}",
-                                                     file=sys.stderr, flush=True)))
+    out = list(sampler.sample([dict(t) for t in tasks], model=args.model, adapter=None,
+                              k=args.k, temperature=args.temperature, top_p=args.top_p,
+                              max_new_tokens=args.max_new_tokens, seed=0, report=report,
+                              **options))
     wall = time.perf_counter() - start
+    # the vllm sampler says "engine started in 41.3 s"; other plugins load their model inside
+    started = [float(m.group(1)) for n in notes
+               if (m := re.search(r"engine started in ([\d.]+) s", n))]
     cands = [c for t in out for c in t["candidates"]]
     # counted as the engine counts: generated tokens plus the end-of-turn token
     tokens = sum((c.get("n_tokens") or 0) + bool(c.get("finished")) for c in cands)
     return {"wall": wall, "tokens": tokens, "sequences": len(cands), "live": None,
-            "batches": None, "prefill": None, "peak": None}
+            "batches": None, "prefill": None, "peak": None,
+            "start": sum(started) if started else None}
 
 
 def main() -> int:
@@ -154,7 +187,8 @@ def main() -> int:
     ap.add_argument("--first", action="store_true",
                     help="the first N questions (grouped by database, as rf-data writes "
                          "them) instead of a random sample")
-    ap.add_argument("--only", choices=["engine", "engine-unshared", "generate"], default=None)
+    ap.add_argument("--only", choices=["engine", "engine-unshared", "generate", "cb"],
+                    default=None)
     ap.add_argument("--data", choices=["auto", "spider", "demo"], default="auto",
                     help="prompts: Spider dev-972 (auto: when present) or the demo benchmark")
     ap.add_argument("--samplers", default="",
@@ -193,19 +227,34 @@ def main() -> int:
     if args.only in (None, "engine"):
         rows.append(("rf-sample hf engine", run_engine(model, tok, prompts, args, stops,
                                                        device)))
+    if args.only in (None, "cb"):
+        from rf_plugins.hf.continuous import available
+
+        if available() is None:  # last: it switches the model's attention and back
+            rows.append(("transformers continuous batching (cb sampler)",
+                         run_cb(model, prompts, args, stops, device)))
+        else:
+            print(f"# cb: not run ({available()})")
     for name in filter(None, args.samplers.split(",")):
         rows.append((f"rf-sample --sampler {name} (end to end)",
                      run_plugin(name, tasks, args)))
-    base = rows[0][1]["tokens"] / rows[0][1]["wall"]
     print()
     prompt_tokens = sum(map(len, prompts))
-    print("| method | wall s | output tok/s | candidates/s | live share of decoded rows "
-          "| prompt tokens prefilled | batches | peak memory MB | speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    # output tok/s over the sampling time: the engine's start-up (building a paged cache,
+    # starting a vLLM engine) is its own column; the model load, shared by the in-process
+    # rows, is in neither
+    print("| method | wall s | engine start s | output tok/s | candidates/s | live share of "
+          "decoded rows | prompt tokens prefilled | batches | peak memory MB | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    base = None
     for name, r in rows:
-        tps = r["tokens"] / r["wall"]
+        sampling = r["wall"] - (r.get("start") or 0.0)
+        tps = r["tokens"] / sampling
+        base = base or tps
         na = "n/a"
-        print(f"| {name} | {r['wall']:.1f} | {tps:,.0f} | {r['sequences'] / r['wall']:.2f} | "
+        print(f"| {name} | {r['wall']:.1f} | "
+              f"{na if r.get('start') is None else format(r['start'], '.1f')} | {tps:,.0f} | "
+              f"{r['sequences'] / sampling:.2f} | "
               f"{na if r['live'] is None else format(r['live'], '.0%')} | "
               f"{na if r['prefill'] is None else format(r['prefill'] / prompt_tokens, '.0%')} | "
               f"{na if r['batches'] is None else r['batches']} | "
