@@ -247,7 +247,7 @@ def main() -> int:
     ap.add_argument("--max-len", type=int, default=2048)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("-o", "micro_batch_tokens", type=int, default=None,
+    ap.add_argument("--micro-batch-tokens", type=int, default=None,
                     help="rf-train's padded-token budget per forward (its default: sized "
                          "from free GPU memory; 4096 on CPU)")
     ap.add_argument("--hf-grad-checkpointing", choices=["auto", "on", "off"], default="auto",
