@@ -125,6 +125,8 @@ _LAZY = {
     "load_model": "rf_core.model.loading",
     "resolve_model": "rf_core.model.loading",
     "apply_adapter": "rf_core.model.loading",
+    "merge_adapter": "rf_core.model.loading",
+    "load_for_sampling": "rf_core.model.loading",
     "end_of_turn_id": "rf_core.model.loading",
     "end_of_turn_ids": "rf_core.model.loading",
     # SQL execution and matching

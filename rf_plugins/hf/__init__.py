@@ -32,21 +32,13 @@ class HFSampler:
                **_ignored) -> Iterator[dict]:
         import torch
 
-        from rf_core.api import attach, encode_prompt
+        from rf_core.api import (attach, encode_prompt, end_of_turn_ids, load_for_sampling,
+                                 task_messages)
         from rf_plugins.hf.engine import (SamplingConfig, Stats, plan_batches, sample_batch,
-                                        token_budget)
-        from rf_core.api import end_of_turn_ids, load_model as load, task_messages
-        from rf_core.model.loading import merge_adapter
+                                          token_budget)
 
-        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                           ("cpu" if device == "auto" else device))
-        # auto: bf16 on a GPU; fp32 on a CPU, where bf16 measured 8x slower with long prompts
-        auto = torch.bfloat16 if dev.type == "cuda" else torch.float32
-        torch_dtype = {"auto": auto, "bf16": torch.bfloat16, "fp16": torch.float16,
-                       "fp32": torch.float32}[dtype]
-        tok, mdl = load(model, dtype=torch_dtype, device=dev, adapter=adapter)
-        if adapter:  # folded into the weights: decode runs one set of kernels
-            mdl = merge_adapter(mdl, report)
+        tok, mdl, dev = load_for_sampling(model, adapter=adapter, device=device, dtype=dtype,
+                                          report=report)
         stops = end_of_turn_ids(tok)
         pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
         cfg = SamplingConfig(k=k, temperature=temperature, top_p=top_p,

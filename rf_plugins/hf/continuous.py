@@ -243,23 +243,15 @@ class CBSampler:
                num_blocks: int | None = None, block_size: int | None = None,
                memory_fraction: float | None = None, window: int = 1024,
                report: Callable[[str], None] = to_stderr, **_ignored) -> Iterator[dict]:
-        import torch
-
-        from rf_core.api import (attach, encode_prompt, end_of_turn_ids, load_model,
+        from rf_core.api import (attach, encode_prompt, end_of_turn_ids, load_for_sampling,
                                  sample_seed, task_messages)
-        from rf_core.model.loading import merge_adapter
 
         why = available()
         if why is not None:
             raise RFError(f"the cb sampler needs transformers' continuous batching: {why}")
-        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                           ("cpu" if device == "auto" else device))
-        auto = torch.bfloat16 if dev.type == "cuda" else torch.float32
-        torch_dtype = {"auto": auto, "bf16": torch.bfloat16, "fp16": torch.float16,
-                       "fp32": torch.float32}[dtype]
-        tok, mdl = load_model(model, dtype=torch_dtype, device=dev, adapter=adapter)
-        if adapter:  # LoRA folded into the weights, in memory only, as the hf sampler does
-            mdl = merge_adapter(mdl, report)
+        # LoRA folded into the weights, in memory only, as the hf sampler does
+        tok, mdl, _ = load_for_sampling(model, adapter=adapter, device=device, dtype=dtype,
+                                        report=report)
         stops = end_of_turn_ids(tok)
         stats = RunStats()
         it = iter(tasks)
