@@ -50,10 +50,19 @@ def fakes(tmp_path) -> dict:
     return env
 
 
+def default_signals() -> None:
+    """A shell cannot trap a signal that was ignored when it started (bash's rule), and a test
+    run started under nohup or with `&` in a script ignores SIGHUP or SIGINT: the driver gets
+    them back at their defaults, as from a terminal."""
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def start(env, out, *extra, **fake) -> subprocess.Popen:
     return subprocess.Popen(["bash", str(ROOT / "bin" / "iterate.sh"), *ARGS, "--out", str(out),
                              *extra], env={**env, **fake}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=default_signals)
 
 
 def finish(env, out, *extra, **fake) -> subprocess.CompletedProcess:
