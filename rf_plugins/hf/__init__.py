@@ -10,6 +10,14 @@ from rf_core.api import Option, hookimpl, to_stderr
 
 
 
+def decoded(tok, samples) -> list[dict]:
+    """The answers ``attach`` takes, from an engine's samples (``tokens`` without the stop
+    token, ``logprob``, ``finished``): shared by the hf and cb samplers."""
+    return [{"text": tok.decode(x.tokens, skip_special_tokens=True),
+             "logprob": round(x.logprob, 4), "n_tokens": len(x.tokens),
+             "finished": x.finished} for x in samples]
+
+
 class HFSampler:
     name = "hf"
     description = "transformers + peft, prefill once per prompt, finished rows dropped"
@@ -64,10 +72,7 @@ class HFSampler:
                     report(f"batch {b}/{len(batches)}: {stats.sequences} candidate(s), "
                            f"{stats.new_tokens / max(elapsed, 1e-9):.0f} tok/s")
             for task, msgs, samples in zip(chunk, messages, results):
-                answers = [{"text": tok.decode(x.tokens, skip_special_tokens=True),
-                            "logprob": round(x.logprob, 4), "n_tokens": len(x.tokens),
-                            "finished": x.finished} for x in samples]
-                yield attach(task, msgs, answers, sampler=self.name, model=model,
+                yield attach(task, msgs, decoded(tok, samples), sampler=self.name, model=model,
                              adapter=adapter, temperature=temperature, seed=seed)
             done += len(chunk)
             elapsed = time.perf_counter() - start

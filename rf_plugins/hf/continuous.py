@@ -245,6 +245,7 @@ class CBSampler:
                report: Callable[[str], None] = to_stderr, **_ignored) -> Iterator[dict]:
         from rf_core.api import (attach, encode_prompt, end_of_turn_ids, load_for_sampling,
                                  sample_seed, task_messages)
+        from rf_plugins.hf import decoded
 
         why = available()
         if why is not None:
@@ -267,10 +268,7 @@ class CBSampler:
                            block_size=block_size, memory_fraction=memory_fraction,
                            stats=stats)
             for task, msgs, cands in zip(chunk, messages, out):
-                answers = [{"text": tok.decode(c.tokens, skip_special_tokens=True),
-                            "logprob": round(c.logprob, 4), "n_tokens": len(c.tokens),
-                            "finished": c.finished} for c in cands]
-                yield attach(task, msgs, answers, sampler=self.name, model=model,
+                yield attach(task, msgs, decoded(tok, cands), sampler=self.name, model=model,
                              adapter=adapter, temperature=temperature, seed=seed)
             done += len(chunk)
             rate = stats.new_tokens / max(stats.seconds, 1e-9)
