@@ -263,8 +263,10 @@ def test_errors_are_one_line(server, shop_db, case):
         "5xx": ["HTTP 502 (go away) from " + url, "after 1 retry"],
         "timeout": ["cannot reach " + url, "no answer within 0.2 s", "after 1 retry"],
     }[case]
+    # a scripted error answers every request: with two tasks in flight, an error scripted
+    # for the first request only could reach either task, and the other one be written
     if case == "401":
-        server.script = [(401, {}, ERROR)]
+        server.script = [(401, {}, ERROR)] * 10
     elif case == "404 model":
         args += ["--model", "nope"]
     elif case == "404 base_url":
@@ -272,9 +274,9 @@ def test_errors_are_one_line(server, shop_db, case):
     elif case == "unreachable":
         args += ["-o", "base_url", f"http://127.0.0.1:{closed_port()}/v1"]
     elif case == "malformed":
-        server.script = [(200, {}, b"<html>hello</html>")]
+        server.script = [(200, {}, b"<html>hello</html>")] * 10
     elif case == "400":
-        server.script = [(400, {}, ERROR)]
+        server.script = [(400, {}, ERROR)] * 10
         args += ["-k", "1"]
     elif case == "400 at n>1 too":  # not a refused n: no fallback note, the error itself
         server.script = [(400, {}, ERROR)] * 10
