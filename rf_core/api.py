@@ -118,6 +118,8 @@ _LAZY = {
     "encode_prompt": "rf_core.model.chat",
     "encode_example": "rf_core.model.chat",
     "attach": "rf_core.model.candidates",
+    "Generation": "rf_core.model.candidates",
+    "decode_answers": "rf_core.model.candidates",
     "sample_seed": "rf_core.model.seeds",
     "stop_engine": "rf_core.model.engines",
     "engine_alive": "rf_core.model.engines",

@@ -47,6 +47,27 @@ def sample(model, inputs, *args):
     return r.records
 
 
+def test_engines_answers_are_built_from_their_tokens():
+    from rf_core.api import Generation, decode_answers
+
+    stopped = Generation.from_ids([5, 6, 2], -1.23456, stops=[2, 3], seed=9)
+    assert (stopped.tokens, stopped.finished) == ([5, 6], True)
+    capped = Generation.from_ids((5, 6), None, stops=[2, 3])
+    assert (capped.tokens, capped.finished, capped.seed) == ([5, 6], False, None)
+    assert Generation.from_ids([], 0.0, stops=[2]).finished is False
+
+    class Bytes:  # a byte-level tokenizer: token i is byte i
+        def decode(self, ids, skip_special_tokens):
+            assert skip_special_tokens
+            return bytes(ids).decode("utf-8", errors="replace")
+
+    # a cut-off multi-byte character shows as U+FFFD, whatever the engine's detokenizer did
+    last = Generation.from_ids([0x61, 0xC3], -2.0, stops=[0])
+    assert decode_answers(Bytes(), [stopped, last]) == [
+        {"text": "\x05\x06", "logprob": -1.2346, "n_tokens": 2, "finished": True, "seed": 9},
+        {"text": "a\ufffd", "logprob": -2.0, "n_tokens": 2, "finished": False}]
+
+
 def test_candidates_messages_and_fields(tiny_model, shop_db, validate):
     out = sample(tiny_model, tasks(shop_db), "-k", "3", "--temperature", "1.0")
     validate(out)

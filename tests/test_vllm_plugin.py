@@ -73,6 +73,8 @@ def test_worker_requests_one_seeded_request_per_candidate():
     assert [p["seed"] for p in params] == [11, 12, 13]
     assert all(p["n"] == 1 and p["max_tokens"] == 32 and p["stop_token_ids"] == [7]
                for p in params)
+    # only the toolkit's stop ids end an answer, as in the other engines
+    assert all(p["ignore_eos"] for p in params)
 
 
 def test_candidates_carry_their_seeds_and_the_same_seed_gives_the_same_candidates(shop_db):
@@ -104,7 +106,7 @@ def test_candidates_carry_their_seeds_and_the_same_seed_gives_the_same_candidate
     assert "90% from the prefix cache" in a.stderr
     assert jobs[0]["settings"] == {"model": "org/model", "tensor_parallel_size": 1,
                                    "gpu_memory_utilization": None, "max_model_len": None,
-                                   "eager": "auto", "lora_rank": 0}
+                                   "dtype": "auto", "eager": "auto", "lora_rank": 0}
 
 
 def test_options_are_declared_and_checked(shop_db):
@@ -118,8 +120,8 @@ def test_options_are_declared_and_checked(shop_db):
     assert bad.exit_code == 2 and "above the maximum" in bad.stderr
     assert ok.exit_code == 0, ok.stderr
     assert {o.name for o in VLLMSampler.options} == {
-        "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "eager", "window",
-        "engine", "engine_idle"}
+        "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype", "eager",
+        "window", "engine", "engine_idle"}
 
 
 # -- the engine's arguments -------------------------------------------------------------------
@@ -135,6 +137,9 @@ def test_cpu_engines_never_split_a_seeded_prompt_and_get_a_fixed_kv_cache():
                                "max_model_len": 2048}, cuda=False)
     assert given["gpu_memory_utilization"] == 0.3 and "kv_cache_memory_bytes" not in given
     assert given["max_model_len"] == 2048
+    # dtype: vLLM's own choice unless one is asked for, in vLLM's spelling
+    assert "dtype" not in kw and "dtype" not in given
+    assert worker.llm_kwargs({"model": "m", "dtype": "fp32"}, cuda=False)["dtype"] == "float32"
 
 
 def test_gpu_engines_keep_vllms_defaults_and_take_lora_ranks_it_accepts():

@@ -3,9 +3,44 @@ candidate fields and clears what an earlier verification left on the task."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Iterable
+
 from rf_core.model.extract import extract_sql
 
 STALE = ("gold_exec", "vote", "verified_by")
+
+
+@dataclass
+class Generation:
+    """One sampled answer as an engine returns it, before decoding."""
+    tokens: list[int]           # generated tokens, the stop token excluded
+    logprob: float | None       # sum of the sampled tokens' log-probabilities (stop incl.)
+    finished: bool              # True when a stop token ended it, False at max_new_tokens
+    seed: int | None = None     # the sample's own seed, for engines that seed every sample
+
+    @classmethod
+    def from_ids(cls, ids: Iterable[int], logprob: float | None, stops: Iterable[int],
+                 seed: int | None = None) -> "Generation":
+        """From generated ids that end with a stop token when one ended the answer."""
+        ids = list(ids)
+        finished = bool(ids) and ids[-1] in set(stops)
+        return cls(ids[:-1] if finished else ids, logprob, finished, seed)
+
+
+def decode_answers(tokenizer, generations: Iterable[Generation]) -> list[dict]:
+    """The answers ``attach`` takes, decoded one way for every engine: an engine's own
+    detokenizer may differ (vLLM's holds back a trailing incomplete UTF-8 sequence, which
+    transformers' ``decode`` shows as U+FFFD), so the text always comes from the tokens."""
+    answers = []
+    for g in generations:
+        answer = {"text": tokenizer.decode(g.tokens, skip_special_tokens=True),
+                  "logprob": None if g.logprob is None else round(float(g.logprob), 4),
+                  "n_tokens": len(g.tokens), "finished": g.finished}
+        if g.seed is not None:
+            answer["seed"] = g.seed
+        answers.append(answer)
+    return answers
 
 
 def attach(task: dict, messages: list[dict], answers: list[dict], *, sampler: str, model: str,

@@ -10,14 +10,6 @@ from rf_core.api import Option, hookimpl, to_stderr
 
 
 
-def decoded(tok, samples) -> list[dict]:
-    """The answers ``attach`` takes, from an engine's samples (``tokens`` without the stop
-    token, ``logprob``, ``finished``): shared by the hf and cb samplers."""
-    return [{"text": tok.decode(x.tokens, skip_special_tokens=True),
-             "logprob": round(x.logprob, 4), "n_tokens": len(x.tokens),
-             "finished": x.finished} for x in samples]
-
-
 class HFSampler:
     name = "hf"
     description = "transformers + peft, prefill once per prompt, finished rows dropped"
@@ -40,8 +32,8 @@ class HFSampler:
                **_ignored) -> Iterator[dict]:
         import torch
 
-        from rf_core.api import (attach, encode_prompt, end_of_turn_ids, load_for_sampling,
-                                 task_messages)
+        from rf_core.api import (attach, decode_answers, encode_prompt, end_of_turn_ids,
+                                 load_for_sampling, task_messages)
         from rf_plugins.hf.engine import (SamplingConfig, Stats, plan_batches, sample_batch,
                                           token_budget)
 
@@ -72,8 +64,8 @@ class HFSampler:
                     report(f"batch {b}/{len(batches)}: {stats.sequences} candidate(s), "
                            f"{stats.new_tokens / max(elapsed, 1e-9):.0f} tok/s")
             for task, msgs, samples in zip(chunk, messages, results):
-                yield attach(task, msgs, decoded(tok, samples), sampler=self.name, model=model,
-                             adapter=adapter, temperature=temperature, seed=seed)
+                yield attach(task, msgs, decode_answers(tok, samples), sampler=self.name,
+                             model=model, adapter=adapter, temperature=temperature, seed=seed)
             done += len(chunk)
             elapsed = time.perf_counter() - start
             report(f"{done} task(s), {stats.sequences} candidate(s), {stats.new_tokens} new "

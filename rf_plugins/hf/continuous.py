@@ -38,19 +38,12 @@ from dataclasses import dataclass, field, fields
 from itertools import islice
 from typing import Callable, Iterable, Iterator
 
-from rf_core.api import Option, RFError, to_stderr
+from rf_core.api import Generation, Option, RFError, to_stderr
 
 # On a CPU transformers would size the cache from the machine's RAM (60-90% of it); these
 # budgets keep it to what a few dozen concurrent rows need.
 CPU_CACHE_TOKENS = 16_384
 CPU_BATCH_TOKENS = 1024
-
-
-@dataclass
-class Candidate:
-    tokens: list[int]           # generated tokens, the stop token excluded
-    logprob: float              # sum of the sampled tokens' log-probabilities (stop incl.)
-    finished: bool              # True when a stop token ended it, False at max_new_tokens
 
 
 @dataclass
@@ -127,7 +120,7 @@ def generate(model, prompts: list[list[int]], *, k: int, temperature: float, top
              max_new_tokens: int, stop_ids: list[int], seed: int,
              max_batch_tokens: int | None = None, num_blocks: int | None = None,
              block_size: int | None = None, memory_fraction: float | None = None,
-             stats: RunStats | None = None) -> list[list[Candidate]]:
+             stats: RunStats | None = None) -> list[list[Generation]]:
     """k candidates for each prompt (token id lists), grouped by prompt, in order: one engine
     run; every request is queued before it starts, so the same seed gives the same batches."""
     import torch
@@ -203,10 +196,8 @@ def generate(model, prompts: list[list[int]], *, k: int, temperature: float, top
         row = []
         for name in wanted[rid]:
             out = results[name]
-            toks = list(out.generated_tokens)
-            finished = bool(toks) and toks[-1] in stops
-            row.append(Candidate(toks[:-1] if finished else toks,
-                                 float(sum(out.logprobs or [0.0])), finished))
+            row.append(Generation.from_ids(out.generated_tokens,
+                                           float(sum(out.logprobs or [0.0])), stops))
         grouped.append(row * (k // forks))
     if stats is not None:
         stats.prompts += len(prompts)
@@ -243,9 +234,8 @@ class CBSampler:
                num_blocks: int | None = None, block_size: int | None = None,
                memory_fraction: float | None = None, window: int = 1024,
                report: Callable[[str], None] = to_stderr, **_ignored) -> Iterator[dict]:
-        from rf_core.api import (attach, encode_prompt, end_of_turn_ids, load_for_sampling,
-                                 sample_seed, task_messages)
-        from rf_plugins.hf import decoded
+        from rf_core.api import (attach, decode_answers, encode_prompt, end_of_turn_ids,
+                                 load_for_sampling, sample_seed, task_messages)
 
         why = available()
         if why is not None:
@@ -268,8 +258,8 @@ class CBSampler:
                            block_size=block_size, memory_fraction=memory_fraction,
                            stats=stats)
             for task, msgs, cands in zip(chunk, messages, out):
-                yield attach(task, msgs, decoded(tok, cands), sampler=self.name, model=model,
-                             adapter=adapter, temperature=temperature, seed=seed)
+                yield attach(task, msgs, decode_answers(tok, cands), sampler=self.name,
+                             model=model, adapter=adapter, temperature=temperature, seed=seed)
             done += len(chunk)
             rate = stats.new_tokens / max(stats.seconds, 1e-9)
             report(f"{done} task(s), {stats.sequences} candidate(s), {stats.new_tokens} new "

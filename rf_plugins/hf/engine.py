@@ -33,6 +33,8 @@ from functools import lru_cache
 
 import torch
 
+from rf_core.api import Generation
+
 
 @dataclass
 class SamplingConfig:
@@ -51,13 +53,6 @@ class SamplingConfig:
     @property
     def greedy(self) -> bool:
         return self.temperature <= 0.0
-
-
-@dataclass
-class Sample:
-    tokens: list[int]           # generated tokens, the stop token excluded
-    logprob: float              # sum of the model's log-probabilities of the tokens (stop incl.)
-    finished: bool              # True when a stop token ended it, False at max_new_tokens
 
 
 @dataclass
@@ -322,7 +317,8 @@ def _prefill(model, prompts: list[list[int]], cfg: SamplingConfig, device, cache
 
 @torch.inference_mode()
 def sample_batch(model, prompts: list[list[int]], cfg: SamplingConfig,
-                 gen: torch.Generator | None, stats: Stats | None = None) -> list[list[Sample]]:
+                 gen: torch.Generator | None,
+                 stats: Stats | None = None) -> list[list[Generation]]:
     """k samples for each prompt of one batch; returns them grouped by prompt, in order."""
     with gqa_attention(model) as mask_4d:
         return _sample_batch(model, prompts, cfg, gen, stats, mask_4d)
@@ -391,7 +387,7 @@ def _sample_batch(model, prompts, cfg, gen, stats, mask_4d: bool):
     samples = []
     for i in range(n_seq):
         n = int(lengths_h[i])
-        samples.append(Sample(tokens_h[i, :n].tolist(), float(logp_h[i]), bool(finished_h[i])))
+        samples.append(Generation(tokens_h[i, :n].tolist(), float(logp_h[i]), bool(finished_h[i])))
     if stats is not None:
         stats.batches += 1
         stats.prompts += n_prompts

@@ -108,6 +108,9 @@ class VLLMSampler:
                maximum=1),
         Option("max_model_len", int, None, "Longest prompt plus answer in tokens (default: "
                "the model's).", minimum=16),
+        Option("dtype", str, "auto", "Weights' and activations' dtype; auto: vLLM's choice "
+               "(the model's, fp32 models as bf16 or fp16).",
+               choices=("auto", "bf16", "fp16", "fp32")),
         Option("eager", str, "auto", "Run without torch.compile and CUDA graphs: faster to "
                "start, slower to sample. auto: on a CPU.", choices=("auto", "on", "off")),
         Option("window", int, 100_000, "Tasks sent to the engine in one job.", minimum=1),
@@ -126,9 +129,9 @@ class VLLMSampler:
                k: int = 1, temperature: float = 0.0, top_p: float = 1.0,
                max_new_tokens: int = 256, seed: int = 0, tensor_parallel_size: int = 1,
                gpu_memory_utilization: float | None = None, max_model_len: int | None = None,
-               eager: str = "auto", window: int = 100_000, engine: str | None = None,
-               engine_idle: int = 900, report: Callable[[str], None] = to_stderr,
-               **_ignored) -> Iterator[dict]:
+               dtype: str = "auto", eager: str = "auto", window: int = 100_000,
+               engine: str | None = None, engine_idle: int = 900,
+               report: Callable[[str], None] = to_stderr, **_ignored) -> Iterator[dict]:
         from rf_core.api import attach, resolve_model, task_messages
 
         from rf_plugins.vllm import client
@@ -144,7 +147,7 @@ class VLLMSampler:
         location = str(Path(adapter).resolve()) if adapter else None
         settings = {"model": resolve_model(model), "tensor_parallel_size": tensor_parallel_size,
                     "gpu_memory_utilization": gpu_memory_utilization,
-                    "max_model_len": max_model_len, "eager": eager,
+                    "max_model_len": max_model_len, "dtype": dtype, "eager": eager,
                     "lora_rank": adapter_rank(adapter)}
         it = iter(tasks)
         offset = 0

@@ -33,18 +33,22 @@ import orjson
 # fail where other processes use memory; 2 GiB holds ~170k tokens of a 0.5B Qwen.
 CPU_KV_CACHE_BYTES = 2 * 2**30
 GPU_MEMORY_UTILIZATION = 0.85
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # vLLM's names
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
 
 
 def llm_kwargs(settings: dict, *, cuda: bool) -> dict:
     """vLLM ``LLM(...)`` arguments for engine ``settings``: model, tensor_parallel_size,
-    gpu_memory_utilization (None: default), max_model_len (None: the model's), eager
-    (auto|on|off) and lora_rank (0: no adapters)."""
+    gpu_memory_utilization (None: default), max_model_len (None: the model's), dtype
+    (auto|bf16|fp16|fp32), eager (auto|on|off) and lora_rank (0: no adapters)."""
     kwargs = {"model": settings["model"],
               "tensor_parallel_size": settings.get("tensor_parallel_size") or 1,
               "seed": 0, "enable_prefix_caching": True}
     if settings.get("max_model_len"):
         kwargs["max_model_len"] = settings["max_model_len"]
+    dtype = settings.get("dtype") or "auto"
+    if dtype != "auto":
+        kwargs["dtype"] = DTYPES[dtype]
     memory = settings.get("gpu_memory_utilization")
     if cuda:
         kwargs["gpu_memory_utilization"] = memory or GPU_MEMORY_UTILIZATION
@@ -73,9 +77,11 @@ def llm_kwargs(settings: dict, *, cuda: bool) -> dict:
 
 def request_params(sampling: dict, seeds: list[int], stops: list[int]) -> list[dict]:
     """``SamplingParams`` arguments for one task: one request per seed, n=1."""
+    # ignore_eos: the stops are exactly the toolkit's end-of-turn ids (the eos token among
+    # them), not also the ids a model's generation config lists, as for the other engines
     return [{"n": 1, "temperature": sampling["temperature"], "top_p": sampling["top_p"],
              "max_tokens": sampling["max_new_tokens"], "seed": seed,
-             "stop_token_ids": stops, "logprobs": 0} for seed in seeds]
+             "stop_token_ids": stops, "ignore_eos": True, "logprobs": 0} for seed in seeds]
 
 
 class Engine:
@@ -112,7 +118,7 @@ class Engine:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        from rf_core.api import encode_prompt
+        from rf_core.api import Generation, decode_answers, encode_prompt
 
         prompts, params = [], []
         for task in job["tasks"]:
@@ -134,17 +140,16 @@ class Engine:
                  "prompt_tokens": sum(len(p["prompt_token_ids"]) for p in prompts),
                  "cached_tokens": sum(o.num_cached_tokens or 0 for o in outputs),
                  "generated_tokens": sum(len(c.token_ids) for o in outputs for c in o.outputs)}
+        # text, n_tokens and finished from the token ids, as the other engines make them
         answers, it = [], iter(zip(outputs, params))
         for task in job["tasks"]:
             row = []
             for _ in task["seeds"]:
                 out, p = next(it)
                 c = out.outputs[0]
-                row.append({"text": c.text, "n_tokens": len(c.token_ids),
-                            "logprob": None if c.cumulative_logprob is None
-                            else round(float(c.cumulative_logprob), 4),
-                            "finished": c.finish_reason == "stop", "seed": p.seed})
-            answers.append(row)
+                row.append(Generation.from_ids(c.token_ids, c.cumulative_logprob, self.stops,
+                                               seed=p.seed))
+            answers.append(decode_answers(self.tokenizer, row))
         return {"answers": answers, "stats": stats, "start_s": self.start_s}
 
 
