@@ -102,7 +102,8 @@ def main() -> int:
             rows.append((name, rep, loss, report))
     print(f"# dropout_bench: {args.model}; {args.train} demo train tasks (gold), "
           f"{args.dev} demo dev tasks; {args.epochs} epoch(s), lr {args.lr:g}, batch size "
-          f"{args.batch_size}, training dtype {args.dtype}, r=16, alpha 32, all-linear; {time.strftime('%Y-%m-%d %H:%M')}")
+          f"{args.batch_size}, training dtype {args.dtype}, r=16, alpha 32, all-linear; "
+          f"{time.strftime('%Y-%m-%d %H:%M')}")
     print()
     print("| adapter | train loss first / last | train wall s | held-out loss per "
           "completion token | dev EX greedy |")

@@ -417,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
             other = _verdicts(outputs[m])
             assert len(other) == len(base), f"{m}: {len(other)} tasks, naive {len(base)}"
             for (id_a, va), (id_b, vb) in zip(base, other):
-                assert id_a == id_b and va == vb, f"verdicts differ on {id_a}: naive {va}, {m} {vb}"
+                assert id_a == id_b and va == vb, \
+                    f"verdicts differ on {id_a}: naive {va}, {m} {vb}"
         n_correct = sum(sum(v is True for v in vs) for _, vs in base)
 
         print("## rf-exec vs. a straightforward verifier\n")

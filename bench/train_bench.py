@@ -317,7 +317,8 @@ def main() -> int:
             else f"CPU, {torch.get_num_threads()} threads")
     print(f"# train_bench: {args.model} ({n_params / 1e6:.1f}M params) on {what}, {dtype}")
     print(f"# {source}: {len(encoded)} examples ({len(encoded) + too_long} drawn, {too_long} "
-          f"over --max-len {args.max_len} dropped), {prompt + completion:,} tokens per epoch ({prompt:,} prompt, "
+          f"over --max-len {args.max_len} dropped), {prompt + completion:,} tokens per epoch "
+          f"({prompt:,} prompt, "
           f"{completion:,} completion; length min/median/max {lengths[0]}/"
           f"{lengths[len(lengths) // 2]}/{lengths[-1]})")
     print(f"# LoRA r={LORA['rank']} alpha={LORA['alpha']:g} dropout={LORA['dropout']} "

@@ -322,7 +322,8 @@ def test_gold_query_returns_rows(databases, row):
 @pytest.mark.parametrize("row", QUESTIONS, ids=_qid)
 def test_gold_query_spider_style(row):
     sql = strip_literals(row["query"])
-    clause_keywords = r"\b(select|from|where|group by|order by|having|limit|join|union|intersect|except|distinct|not in|like)\b"
+    clause_keywords = (r"\b(select|from|where|group by|order by|having|limit|join|union"
+                       r"|intersect|except|distinct|not in|like)\b")
     assert not re.search(clause_keywords, sql), f"lowercase SQL keyword in {row['query']}"
     if " JOIN " in sql:
         assert " AS T1 " in sql and " AS T2 " in sql, f"join without T1/T2 aliases: {row['query']}"

@@ -220,8 +220,9 @@ def test_output_validates_against_schema(shop_db, validate):
 
 def test_kills_with_queued_tasks_keep_order_and_verdicts(shop_db):
     bomb = "SELECT length(printf('%.*c', 2000000000, 'x'))"
-    tasks = [make_task(shop_db, f"SELECT {i}", [f"SELECT {i}", bomb if i % 7 == 3 else "SELECT -1"],
-                       id=f"k/{i}") for i in range(30)]
+    tasks = [make_task(shop_db, f"SELECT {i}",
+                       [f"SELECT {i}", bomb if i % 7 == 3 else "SELECT -1"], id=f"k/{i}")
+             for i in range(30)]
     r = run("rf-exec", ["--jobs", "2", "--timeout", "0.3"], input=tasks)
     assert r.code == 0, r.stderr
     assert [t["id"] for t in r.records] == [t["id"] for t in tasks]

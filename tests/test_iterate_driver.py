@@ -196,7 +196,8 @@ def test_the_validation_sample_is_disjoint_from_train_and_dev(fakes, tmp_path):
     assert r.returncode == 0, r.stderr
     sets = {}
     for name in ("train", "val", "dev"):
-        recs = [orjson.loads(x) for x in (out / "data" / f"{name}.jsonl").read_bytes().splitlines()]
+        lines = (out / "data" / f"{name}.jsonl").read_bytes().splitlines()
+        recs = [orjson.loads(x) for x in lines]
         sets[name] = {(t["db_id"], t["question"]) for t in recs}
         assert len(recs) == {"train": 30, "val": 25, "dev": 20}[name]
     assert not sets["val"] & sets["train"]

@@ -101,7 +101,8 @@ def test_official_rewrite_of_gold_and_candidate():
     # only the prediction has every "value" replaced by 1, as evaluation.py does
     assert official_rewrite("SELECT market_value FROM t", "gold") == "SELECT market_value FROM t"
     assert official_rewrite("SELECT market_value FROM t", "candidate") == "SELECT market_1 FROM t"
-    assert official_rewrite("SELECT YEAR(CURDATE()) - age FROM t", "gold") == "SELECT 2020- age FROM t"
+    assert official_rewrite("SELECT YEAR(CURDATE()) - age FROM t", "gold") == \
+        "SELECT 2020- age FROM t"
     assert official_rewrite("SELECT a FROM t", "candidate") == "SELECT a FROM t"
 
 

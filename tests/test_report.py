@@ -44,8 +44,8 @@ def test_report_shows_intervals_and_the_difference_from_the_base(shop_db, tmp_pa
     text = (run_dir / "report.md").read_text()
     assert "| 0 (base) |  |  | 30.0% [14.6, 51.9] |" in text
     assert f"70.0% [48.1, 85.5]; +40.0 [+{vs['diff_ci95'][0]:.1f}, " in text
-    assert "| iteration | official (greedy) | official-keep-distinct (greedy) | lenient (greedy) | " \
-        "official (vote) |" in text
+    assert ("| iteration | official (greedy) | official-keep-distinct (greedy) | "
+            "lenient (greedy) | official (vote) |") in text
     # the vote ties 1-1 and goes to the first candidate, wrong; pass@2 counts the second
     assert "| 1 | 70.0% [48.1, 85.5] | " in text and "0.0% [0.0, 16.1]; pass@2 70.0% |" in text
 

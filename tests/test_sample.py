@@ -14,7 +14,8 @@ EXTRACT = [
      "SELECT a\nFROM t\nWHERE b = 1"),
     ("```\nSELECT 1\n```", "SELECT 1"),
     ("```SQL\nselect x from y\n```", "select x from y"),
-    ("```sql\nSELECT a FROM t WHERE name = 'x;y'; SELECT 2\n```", "SELECT a FROM t WHERE name = 'x;y'"),
+    ("```sql\nSELECT a FROM t WHERE name = 'x;y'; SELECT 2\n```",
+     "SELECT a FROM t WHERE name = 'x;y'"),
     ("The answer is SELECT count(*) FROM t; that counts rows.", "SELECT count(*) FROM t"),
     ("SELECT a FROM t\n\nThis query returns a.", "SELECT a FROM t"),
     ("```sql\nSELECT a FROM t WHERE b >", "SELECT a FROM t WHERE b >"),  # truncated output

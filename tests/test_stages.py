@@ -244,7 +244,8 @@ def test_eval_baseline_bad_input(shop_db, tmp_path):
     bad.write_text("{not json\n")
     r = run("rf-eval", ["--baseline", str(bad)], input=executed.stdout)
     assert r.code == 1 and r.stdout == b""
-    assert r.stderr.strip().splitlines()[-1].startswith(f"Error: rf-eval: --baseline {bad}: line 1:")
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: rf-eval: --baseline {bad}: line 1:")
     r = run("rf-eval", ["--baseline", str(tmp_path / "missing.jsonl")], input=executed.stdout)
     assert r.code == 2
 

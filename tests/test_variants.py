@@ -118,9 +118,11 @@ def test_variants_are_deterministic_cached_read_only_and_follow_the_source(peopl
 
 
 def test_negative_variants_is_a_usage_error(people_db):
-    r = run("rf-exec", ["-o", "variants", "-1"], input=[make_task(people_db, GOLD_COUNT, [CONSTANT])])
+    r = run("rf-exec", ["-o", "variants", "-1"],
+            input=[make_task(people_db, GOLD_COUNT, [CONSTANT])])
     assert r.code == 2
-    assert "option 'variants' of verifier 'sqlite': -1 is below the minimum 0" in r.stderr and r.stdout == b""
+    assert "option 'variants' of verifier 'sqlite': -1 is below the minimum 0" in r.stderr
+    assert r.stdout == b""
 
 
 def test_unwritable_cache_builds_in_a_temporary_folder(people_db, tmp_path):
