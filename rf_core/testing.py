@@ -342,25 +342,24 @@ def build_tiny_model(folder: Path | str, seed: int = 0, arch: str = "qwen2") -> 
     tk.train_from_iterator(CORPUS * 4, trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>",
                                   pad_token="<|endoftext|>", chat_template=CHATML)
+    # the qwen2 model has grouped KV heads (4 query heads over 2); the llama one has vLLM's
+    # CPU attention's head size (64)
+    shapes = {"qwen2": (Qwen2Config, Qwen2ForCausalLM,
+                        {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4}),
+              "llama": (LlamaConfig, LlamaForCausalLM,
+                        {"hidden_size": 128, "intermediate_size": 256,
+                         "num_attention_heads": 2})}
+    if arch not in shapes:
+        raise ValueError(f"arch must be 'qwen2' or 'llama', got {arch!r}")
+    config_class, model_class, shape = shapes[arch]
     torch.manual_seed(seed)
     # a wide initialisation, so that LoRA on the linear layers can move the logits far enough
     # to memorise a few completions (at 0.02 the frozen output layer keeps them near uniform)
-    if arch == "llama":
-        config = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256,
-                             num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                             max_position_embeddings=4096, tie_word_embeddings=False,
-                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                             bos_token_id=None, initializer_range=0.3)
-        model = LlamaForCausalLM(config)
-    elif arch == "qwen2":
-        config = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                             max_position_embeddings=4096, tie_word_embeddings=False,
-                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                             bos_token_id=None, initializer_range=0.3)
-        model = Qwen2ForCausalLM(config)
-    else:
-        raise ValueError(f"arch must be 'qwen2' or 'llama', got {arch!r}")
+    config = config_class(vocab_size=len(tok), num_hidden_layers=2, num_key_value_heads=2,
+                          max_position_embeddings=4096, tie_word_embeddings=False,
+                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                          bos_token_id=None, initializer_range=0.3, **shape)
+    model = model_class(config)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
