@@ -3,6 +3,7 @@ the tiny model comes from rf_core.testing, as a plugin author's tests get it."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 from pathlib import Path
@@ -129,3 +130,25 @@ def make_task(db_path: str, gold: str | None, cands: list[str | None] | None = N
         task["candidates"] = [{"sql": c} for c in cands]
     task.update(extra)
     return task
+
+
+def random_adapter(model_dir: str, folder: Path) -> Path:
+    """A LoRA adapter with random (not zero) weights on every linear layer of the model in
+    ``model_dir``, saved in ``folder``: it changes what the model samples."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    torch.manual_seed(0)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=64, target_modules="all-linear",
+                                                 init_lora_weights=False))
+    peft_model.save_pretrained(folder)
+    return Path(folder)
+
+
+def snapshot(folder: Path) -> dict:
+    """Each file under ``folder``: its modification time and sha256 (to show nothing wrote it)."""
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns,
+                                         hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}

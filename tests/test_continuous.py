@@ -4,11 +4,10 @@ options and its errors."""
 
 from __future__ import annotations
 
-import hashlib
 
 import pytest
 
-from conftest import make_task, run
+from conftest import make_task, random_adapter, run, snapshot
 
 pytest.importorskip("transformers")
 
@@ -91,27 +90,13 @@ def test_a_small_cache_and_chunked_prefill_change_nothing_greedy(tiny_model, sho
 
 
 def test_an_adapter_is_merged_in_memory_and_its_folder_untouched(tiny_model, shop_db, tmp_path):
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    torch.manual_seed(0)
-    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=64, target_modules="all-linear",
-                                                 init_lora_weights=False))
-    adapter = tmp_path / "adapter"
-    peft_model.save_pretrained(adapter)
-
-    def fingerprint():
-        return sorted((p.name, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-                      for p in adapter.rglob("*") if p.is_file())
-
-    before = fingerprint()
+    adapter = random_adapter(tiny_model, tmp_path / "adapter")
+    before = snapshot(adapter)
     inputs = tasks(shop_db, 3)
     merged = sample(tiny_model, inputs, "--sampler", "cb", "--adapter", str(adapter)).records
     with_hf = sample(tiny_model, inputs, "--sampler", "hf", "--adapter", str(adapter)).records
     plain = sample(tiny_model, inputs, "--sampler", "cb").records
-    assert fingerprint() == before
+    assert snapshot(adapter) == before
     assert merged[0]["candidates"][0]["adapter"] == str(adapter)
     assert texts(merged) == texts(with_hf)
     assert texts(merged) != texts(plain)

@@ -4,11 +4,9 @@ of keys and values, and a LoRA adapter merged in memory for sampling."""
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections import Counter
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
@@ -17,6 +15,7 @@ pytest.importorskip("transformers")
 
 from rf_plugins.hf import engine  # noqa: E402
 from rf_plugins.hf.engine import SamplingConfig, sample_batch  # noqa: E402
+from conftest import random_adapter, snapshot  # noqa: E402
 
 # aten ops that make the host wait for a CUDA device (a value or a size read back). On a CPU
 # nothing waits, but the ops are the same: the profiler sees them, nested ones included
@@ -343,29 +342,12 @@ def test_reserved_cache_rows_are_repeated_selected_and_outgrown(tiny):
 # -- (c) adapters --------------------------------------------------------------------------------
 
 
-def _random_adapter(model_dir: str, folder: Path) -> Path:
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    torch.manual_seed(0)
-    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=64, target_modules="all-linear",
-                                                 init_lora_weights=False))
-    peft_model.save_pretrained(folder)
-    return folder
-
-
-def _snapshot(folder: Path) -> dict:
-    return {p.name: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def test_merged_adapter_gives_the_unmerged_greedy_output(tiny_model, tmp_path):
     pytest.importorskip("peft")
     from rf_core.model.loading import load, merge_adapter
 
-    adapter = _random_adapter(tiny_model, tmp_path / "adapter")
-    before = _snapshot(adapter)
+    adapter = random_adapter(tiny_model, tmp_path / "adapter")
+    before = snapshot(adapter)
     _, unmerged = load(tiny_model, adapter=str(adapter))
     _, plain = load(tiny_model)
     _, merged = load(tiny_model, adapter=str(adapter))
@@ -377,7 +359,7 @@ def test_merged_adapter_gives_the_unmerged_greedy_output(tiny_model, tmp_path):
     b = [s[0].tokens for s in sample_batch(merged, prompts, cfg, None)]
     c = [s[0].tokens for s in sample_batch(plain, prompts, cfg, None)]
     assert a == b and a != c
-    assert _snapshot(adapter) == before  # merging never writes the adapter folder
+    assert snapshot(adapter) == before  # merging never writes the adapter folder
 
 
 def test_hf_sampler_samples_with_the_adapter_merged(tiny_model, tmp_path, monkeypatch):
@@ -385,8 +367,8 @@ def test_hf_sampler_samples_with_the_adapter_merged(tiny_model, tmp_path, monkey
     from rf_core.model.loading import load
     from rf_plugins.hf import HFSampler
 
-    adapter = _random_adapter(tiny_model, tmp_path / "adapter")
-    before = _snapshot(adapter)
+    adapter = random_adapter(tiny_model, tmp_path / "adapter")
+    before = snapshot(adapter)
     models = []
     real = engine.sample_batch
     monkeypatch.setattr(engine, "sample_batch",
@@ -396,7 +378,7 @@ def test_hf_sampler_samples_with_the_adapter_merged(tiny_model, tmp_path, monkey
     out = list(HFSampler().sample([task], model=tiny_model, adapter=str(adapter),
                                   max_new_tokens=12, report=lambda m: None))
     assert models and all(not hasattr(m, "peft_config") for m in models)
-    assert _snapshot(adapter) == before
+    assert snapshot(adapter) == before
     # the same text as the unmerged adapter gives
     from rf_core.api import encode_prompt, end_of_turn_ids
 

@@ -6,7 +6,7 @@ import pytest
 
 from rf_core.model.extract import extract_sql
 from rf_core.model.prompts import render_messages
-from conftest import make_task, run
+from conftest import make_task, random_adapter, run
 
 EXTRACT = [
     ("```sql\nSELECT a FROM t;\n```", "SELECT a FROM t"),
@@ -116,16 +116,7 @@ def test_k_samples_share_one_prefill_but_differ(tiny_model, shop_db):
 
 
 def test_adapter_changes_outputs(tiny_model, shop_db, tmp_path):
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    torch.manual_seed(0)
-    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=64, target_modules="all-linear",
-                                                 init_lora_weights=False))
-    adapter = tmp_path / "adapter"
-    peft_model.save_pretrained(adapter)
+    adapter = random_adapter(tiny_model, tmp_path / "adapter")
     plain = sample(tiny_model, tasks(shop_db), "-k", "1")
     adapted = sample(tiny_model, tasks(shop_db), "-k", "1", "--adapter", str(adapter))
     assert adapted[0]["candidates"][0]["adapter"] == str(adapter)
