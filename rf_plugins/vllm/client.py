@@ -19,6 +19,8 @@ import orjson
 
 from rf_core.api import RFError, engine_alive, stop_engine
 
+from rf_plugins.vllm.worker import recv_all
+
 WORKER = [sys.executable, "-m", "rf_plugins.vllm.worker"]
 DEBUG_LINES = 60  # of the worker's log, shown with RF_DEBUG=1
 
@@ -171,12 +173,10 @@ class ServedEngine:
             with self._connect(job["settings"]) as conn:
                 conn.sendall(orjson.dumps(job))
                 conn.shutdown(socket.SHUT_WR)
-                chunks = []
-                while chunk := conn.recv(1 << 20):
-                    chunks.append(chunk)
+                data = recv_all(conn)
         except OSError as exc:
             raise failure(f"the vllm engine in {self.folder} failed ({exc})", self.log) from None
-        reply = orjson.loads(b"".join(chunks)) if chunks else {"error": "no answer"}
+        reply = orjson.loads(data) if data else {"error": "no answer"}
         if "error" in reply:
             raise failure(f"the vllm engine in {self.folder} failed", self.log)
         reply["start_s"] = None  # started earlier, and said so

@@ -161,7 +161,8 @@ def run_once(job_path: str, out_path: str) -> int:
     return 0
 
 
-def _recv_all(conn: socket.socket) -> bytes:
+def recv_all(conn: socket.socket) -> bytes:
+    """Everything the other end sends until it shuts its side (a job, or a reply)."""
     chunks = []
     while chunk := conn.recv(1 << 20):
         chunks.append(chunk)
@@ -206,7 +207,7 @@ def serve(folder: str, settings_json: str, idle: float, engine_class=Engine) -> 
                 return 0
             with conn:
                 conn.settimeout(None)
-                job = orjson.loads(_recv_all(conn))
+                job = orjson.loads(recv_all(conn))
                 try:
                     reply = engine.run(job)
                 except Exception as exc:  # the engine may be dead: answer, then exit
