@@ -194,6 +194,8 @@ def main() -> int:
     ap.add_argument("--samplers", default="",
                     help="comma-separated sampler plugins to add as rows, run end to end "
                          "(e.g. vllm)")
+    ap.add_argument("--json", default=None, metavar="FILE",
+                    help="also write the rows and the run's settings to FILE as JSON")
     args = ap.parse_args()
 
     import torch
@@ -247,6 +249,7 @@ def main() -> int:
           "decoded rows | prompt tokens prefilled | batches | peak memory MB | speed-up |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     base = None
+    table = []
     for name, r in rows:
         sampling = r["wall"] - (r.get("start") or 0.0)
         tps = r["tokens"] / sampling
@@ -259,6 +262,19 @@ def main() -> int:
               f"{na if r['prefill'] is None else format(r['prefill'] / prompt_tokens, '.0%')} | "
               f"{na if r['batches'] is None else r['batches']} | "
               f"{na if r['peak'] is None else format(r['peak'], ',.0f')} | {tps / base:.2f}x |")
+        table.append({"method": name, "wall_s": round(r["wall"], 2),
+                      "engine_start_s": r.get("start"), "output_tokens": r["tokens"],
+                      "sequences": r["sequences"], "tokens_per_s": round(tps, 1),
+                      "live_share": r["live"], "prefill_tokens": r["prefill"],
+                      "batches": r["batches"], "peak_memory_mb": r["peak"]})
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps({
+            "model": args.model, "device": what, "dtype": str(dtype), "source": source,
+            "prompts": len(prompts), "prompt_tokens": prompt_tokens, "k": args.k,
+            "temperature": args.temperature, "max_new_tokens": args.max_new_tokens,
+            "rows": table}, indent=1) + "\n")
     return 0
 
 

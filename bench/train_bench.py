@@ -90,11 +90,26 @@ class Counter:
 
     def __init__(self):
         self.real = self.slots = self.forwards = 0
+        self.largest = (0, 0)  # the largest forward: (padded token slots, rows)
 
     def add(self, mask) -> None:
         self.real += int(mask.sum())
         self.slots += mask.numel()
         self.forwards += 1
+        self.largest = max(self.largest, (mask.numel(), mask.shape[0]))
+
+
+def count_parameters(model: str) -> int:
+    """The base model's parameter count, from its config on the meta device (no weights are
+    read or initialised: a 1.5B model with random weights would take a while on a CPU)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from rf_core.model.loading import config_folder, resolve
+
+    config = AutoConfig.from_pretrained(str(config_folder(resolve(model))))
+    with torch.device("meta"):
+        return sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
 
 
 def sync(device) -> None:
@@ -167,6 +182,7 @@ def run_rf(examples, args, device, tmp: Path) -> dict:
             "forwards": counter.forwards, "real": counter.real, "slots": counter.slots,
             "loss": sum(losses) / len(losses), "last_loss": losses[-1],
             "peak": peak_mb(device), "budget": result.get("micro_batch_tokens"),
+            "largest": counter.largest,
             "ckpt": result.get("grad_checkpointing"), "oom": result.get("oom_retries")}
 
 
@@ -230,7 +246,7 @@ def run_hf(examples, args, device, dtype, tmp: Path) -> dict:
     result = {"wall": wall, "end_to_end": time.perf_counter() - start,
               "steps": out.global_step, "forwards": counter.forwards, "real": counter.real,
               "slots": counter.slots, "loss": out.training_loss, "last_loss": None,
-              "peak": peak_mb(device)}
+              "peak": peak_mb(device), "largest": counter.largest}
     del trainer, peft_model, model
     gc.collect()
     return result
@@ -266,13 +282,15 @@ def main() -> int:
     ap.add_argument("--no-warm-up", action="store_true")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: torch's choice); 1 on a busy CPU")
+    ap.add_argument("--json", default=None, metavar="FILE",
+                    help="also write the rows and the run's settings to FILE as JSON")
     args = ap.parse_args()
 
     import peft
     import torch
     import transformers
 
-    from rf_core.model.loading import end_of_turn_id, load
+    from rf_core.model.loading import end_of_turn_id
     from rf_core.train.batching import encode_examples
 
     if args.threads:
@@ -298,10 +316,12 @@ def main() -> int:
     except RFError as exc:
         raise SystemExit(f"train_bench: {exc}") from None
     examples, source = load_examples(args.examples, args.seed, args.spider_root, args.data)
-    tok, model = load(args.model, dtype=dtype, device="cpu")
-    n_params = sum(p.numel() for p in model.parameters())
-    del model
-    gc.collect()
+    from transformers import AutoTokenizer
+
+    from rf_core.model.loading import config_folder
+
+    tok = AutoTokenizer.from_pretrained(str(config_folder(resolve(args.model))))
+    n_params = count_parameters(args.model)
     encoded, by_db = encode_examples(examples, tok, end_of_turn_id(tok), args.max_len,
                                      lambda m: None)
     too_long = sum(by_db.values())
@@ -357,15 +377,33 @@ def main() -> int:
     base_tps = base["real"] / base["wall"]
     print()
     print("| method | wall s | steps | forward passes | real tokens | padded slots | pad share "
-          "| real tok/s | MFU | mean loss | peak GPU MB | speed-up vs HF |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, _, r in rows:
+          "| largest forward (slots x rows) | real tok/s | MFU | mean loss | peak GPU MB "
+          "| speed-up vs HF |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    table = []
+    for name, key, r in rows:
         tps = r["real"] / r["wall"]
-        mfu = f"{6 * n_params * tps / (peak * 1e12):.2%}" if peak else "n/a"
+        mfu = 6 * n_params * tps / (peak * 1e12) if peak else None
         mem = f"{r['peak']:,.0f}" if r["peak"] is not None else "-"
         print(f"| {name} | {r['wall']:.1f} | {r['steps']} | {r['forwards']} | {r['real']:,} | "
-              f"{r['slots']:,} | {1 - r['real'] / r['slots']:.1%} | {tps:,.0f} | {mfu} | "
+              f"{r['slots']:,} | {1 - r['real'] / r['slots']:.1%} | "
+              f"{r['largest'][0]:,} x {r['largest'][1]} | {tps:,.0f} | "
+              f"{'n/a' if mfu is None else format(mfu, '.2%')} | "
               f"{r['loss']:.4f} | {mem} | {tps / base_tps:.2f}x |")
+        table.append({"method": name, "trainer": key, "wall_s": round(r["wall"], 2),
+                      "end_to_end_s": round(r["end_to_end"], 2), "steps": r["steps"],
+                      "forwards": r["forwards"], "real_tokens": r["real"],
+                      "padded_slots": r["slots"], "largest_forward_slots": r["largest"][0],
+                      "largest_forward_rows": r["largest"][1],
+                      "tokens_per_s": round(tps, 1), "mfu": mfu, "mean_loss": r["loss"],
+                      "peak_gpu_mb": r["peak"], "micro_batch_budget": r.get("budget"),
+                      "grad_checkpointing": r.get("ckpt"), "oom_retries": r.get("oom")})
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "model": args.model, "params": n_params, "device": what, "dtype": args.dtype,
+            "examples": len(encoded), "source": source, "max_len": args.max_len,
+            "batch_size": args.batch_size, "epochs": args.epochs,
+            "peak_tflops": peak, "rows": table}, indent=1) + "\n")
     print()
     print("wall s: the training loop only (rf-train's own wall_s; HF: trainer.train()); "
           "end to end (load, encode, train, save): "

@@ -126,6 +126,7 @@ _LAZY = {
     "extract_sql": "rf_core.model.extract",
     "load_model": "rf_core.model.loading",
     "resolve_model": "rf_core.model.loading",
+    "random_folder": "rf_core.model.loading",
     "apply_adapter": "rf_core.model.loading",
     "merge_adapter": "rf_core.model.loading",
     "load_for_sampling": "rf_core.model.loading",

@@ -148,6 +148,7 @@ def test_decode_steps_do_not_sync(tiny, monkeypatch, temperature, top_p, padded)
     assert seen[13]["aten::nonzero"] == 0
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA's sync debug mode needs a GPU")
 def test_decode_steps_do_not_sync_on_cuda(tiny_model):
     """The same on a GPU, counted by CUDA itself: eight more steps, two more syncs (the looks)."""

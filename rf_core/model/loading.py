@@ -210,12 +210,49 @@ def status() -> list[dict]:
     return out
 
 
+# ``--model random:DIR``: DIR's architecture (config.json) and tokenizer with seeded random
+# weights, built where the model runs. Throughput and memory are a model's shapes, not its
+# weights: the real architecture with random weights measures them with a few KB of config
+# instead of a GB of weights. Its answers never end (no end-of-turn token is likely), so every
+# answer runs to max_new_tokens.
+RANDOM_PREFIX = "random:"
+RANDOM_SEED = 0
+
+
+def random_folder(location: str) -> Path | None:
+    """The folder of a ``random:DIR`` location (None for any other model)."""
+    return Path(location[len(RANDOM_PREFIX):]) if location.startswith(RANDOM_PREFIX) else None
+
+
+def config_folder(location: str) -> Path:
+    """The folder holding config.json and the tokenizer of a resolved local model."""
+    return random_folder(location) or Path(location)
+
+
+def _resolve_random(spec: str) -> str:
+    raw = spec[len(RANDOM_PREFIX):]
+    folder = Path(raw).expanduser()
+    if not raw or not folder.is_dir():
+        raise RFError(f"model {spec!r}: {str(folder)!r} is not a folder (random:DIR takes a "
+                      "folder with config.json and tokenizer files; bench/gpu_pack.sh writes "
+                      "one under .carry/model/)")
+    missing = [name for name in ("config.json", "tokenizer_config.json")
+               if not (folder / name).is_file()]
+    if missing:
+        raise RFError(f"model {spec!r}: {folder} has no {' or '.join(missing)} "
+                      "(random:DIR needs a model's config and tokenizer files)")
+    return RANDOM_PREFIX + str(folder.resolve())
+
+
 def resolve(spec: str) -> str:
     """A loadable model location for ``--model``: a folder, a converted GGUF or a hub id.
 
     A catalogue name resolves to its converted folder; a .gguf file is converted once into
-    the cache; anything else must be a transformers folder or a hub id.
+    the cache; ``random:DIR`` stays itself, with DIR made absolute (DIR's architecture with
+    random weights); anything else must be a transformers folder or a hub id.
     """
+    if spec.startswith(RANDOM_PREFIX):
+        return _resolve_random(spec)
     if spec in CATALOG:
         hf_dir = model_dir(spec) / "hf"
         if not (hf_dir / "config.json").is_file():
@@ -249,10 +286,14 @@ def load(spec: str, *, dtype=None, device=None, adapter: str | None = None):
     hf_logging.disable_progress_bar()  # one bar per tensor drowns the command's own progress
 
     location = resolve(spec)
-    offline = not Path(location).is_dir()
+    folder = random_folder(location)
+    offline = folder is None and not Path(location).is_dir()
     try:
-        tok = AutoTokenizer.from_pretrained(location)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype or torch.float32)
+        tok = AutoTokenizer.from_pretrained(str(folder or location))
+        if folder is not None:
+            model = random_model(folder, dtype=dtype or torch.float32, device=device)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype or torch.float32)
     except OSError as exc:
         if offline:
             raise RFError(f"cannot load model {spec!r}: it is not a local folder or GGUF file, "
@@ -267,6 +308,24 @@ def load(spec: str, *, dtype=None, device=None, adapter: str | None = None):
         model = model.to(device)
     model.eval()
     return tok, model
+
+
+def random_model(folder: Path, *, dtype, device=None):
+    """The architecture of ``folder``'s config.json with weights drawn from a fixed seed, built
+    directly on ``device`` (initialising 1.5B parameters on a GPU takes a moment, on a CPU
+    many seconds). The same folder, dtype and device give the same weights in every process,
+    so an adapter trained on it applies to it again when sampling."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(str(folder))
+    target = torch.device(device) if device is not None else torch.device("cpu")
+    devices = [target.index or 0] if target.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # the caller's random streams stay as they were
+        torch.manual_seed(RANDOM_SEED)
+        with target:
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return model
 
 
 def merge_adapter(model, report: Report | None = None):

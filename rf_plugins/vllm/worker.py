@@ -41,9 +41,14 @@ def llm_kwargs(settings: dict, *, cuda: bool) -> dict:
     """vLLM ``LLM(...)`` arguments for engine ``settings``: model, tensor_parallel_size,
     gpu_memory_utilization (None: default), max_model_len (None: the model's), dtype
     (auto|bf16|fp16|fp32), eager (auto|on|off) and lora_rank (0: no adapters)."""
-    kwargs = {"model": settings["model"],
+    from rf_core.api import random_folder
+
+    folder = random_folder(settings["model"])
+    kwargs = {"model": str(folder or settings["model"]),
               "tensor_parallel_size": settings.get("tensor_parallel_size") or 1,
               "seed": 0, "enable_prefix_caching": True}
+    if folder is not None:  # random:DIR: the architecture with vLLM's own dummy weights
+        kwargs["load_format"] = "dummy"
     if settings.get("max_model_len"):
         kwargs["max_model_len"] = settings["max_model_len"]
     dtype = settings.get("dtype") or "auto"
@@ -95,7 +100,10 @@ class Engine:
 
         from rf_core.api import end_of_turn_ids
 
-        self.tokenizer = AutoTokenizer.from_pretrained(settings["model"])
+        from rf_core.api import random_folder
+
+        model = settings["model"]
+        self.tokenizer = AutoTokenizer.from_pretrained(str(random_folder(model) or model))
         self.stops = end_of_turn_ids(self.tokenizer)
         self.llm = LLM(**llm_kwargs(settings, cuda=torch.cuda.is_available()))
         self.adapters: dict[tuple, object] = {}
