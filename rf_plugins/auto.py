@@ -1,10 +1,14 @@
 """The auto sampler, rf-sample's default: it picks the engine for this machine and hands the
 run to it.
 
-The rule (``rf_core.model.environment.choose_sampler``): vllm where vLLM is installed and a
-CUDA GPU is present, else cb (transformers' continuous batching) on a CUDA GPU, else hf. The
-choice and why go to stderr in one line (``rf-sample: sampler auto -> hf (no CUDA GPU)``),
-and the candidates name the engine that wrote them (``"sampler": "hf"``), never "auto".
+The rule (``rf_core.model.environment.AUTO_RULE``, implemented once by ``auto_choice``): vllm
+where vLLM is installed and a CUDA GPU is present, else cb (transformers' continuous batching)
+on a CUDA GPU where transformers finds a flash attention for it, else hf. Without flash
+attention, continuous batching runs paged|sdpa: the step's requests share one sequence under a
+block-diagonal mask, so each query scores every request's keys (quadratic in the batch), with
+CUDA graphs off; the hf engine is the faster one there. The choice and why go to stderr in one
+line (``rf-sample: sampler auto -> hf (no CUDA GPU)``), and the candidates name the engine that
+wrote them (``"sampler": "hf"``), never "auto".
 
 Options: auto declares every option of the engines it may pick, with no default of its own,
 so ``-o`` is checked as usual; an option the picked engine does not have is a usage error
@@ -20,6 +24,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterable, Iterator
 
 from rf_core.api import hookimpl, to_stderr
+from rf_core.model.environment import AUTO_RULE
 
 ENGINES = ("vllm", "cb", "hf")
 
@@ -38,8 +43,7 @@ def _declared(impl) -> tuple:
 
 class AutoSampler:
     name = "auto"
-    description = ("picks vllm (vLLM installed and a CUDA GPU), else cb (a CUDA GPU), else hf; "
-                   "says which on stderr and passes -o options to it")
+    description = f"picks {AUTO_RULE}; says which on stderr and passes -o options to it"
 
     @property
     def options(self) -> tuple:

@@ -1,4 +1,5 @@
-"""--sampler auto, rf-sample's default: the three-way choice, its line on stderr, the real
+"""--sampler auto, rf-sample's default: the choice (vllm, cb only with flash attention, hf) and
+the probe that feeds it, its line on stderr, the real
 engine's name on the candidates, -o options passed to the engine it picks and checked
 against that engine's, and the engine recorded in bin/iterate.sh's history and report."""
 
@@ -16,39 +17,114 @@ def tasks(db: str, n: int = 2) -> list[dict]:
             for i, q in enumerate(["How many products are there?", "List every city."][:n])]
 
 
-@pytest.mark.parametrize("cuda,vllm,cb,engine,why", [
-    (True, True, True, "vllm", "CUDA GPU, vLLM installed"),
-    (True, True, False, "vllm", "CUDA GPU, vLLM installed"),
-    (True, False, True, "cb", "CUDA GPU, vLLM not installed"),
-    (True, False, False, "hf", "CUDA GPU, but neither vLLM nor transformers' continuous "
-                               "batching"),
-    (False, True, True, "hf", "no CUDA GPU"),
-    (False, False, True, "hf", "no CUDA GPU"),
+NO_FLASH = ("CUDA GPU, vLLM not installed, no flash attention: continuous batching would run "
+            "paged|sdpa, quadratic in the batch")
+
+
+@pytest.mark.parametrize("cuda,vllm,cb,flash,engine,why", [
+    (True, True, True, "flash_attention_2", "vllm", "CUDA GPU, vLLM installed"),
+    (True, True, True, None, "vllm", "CUDA GPU, vLLM installed"),
+    (True, True, False, None, "vllm", "CUDA GPU, vLLM installed"),
+    (True, False, True, "flash_attention_2", "cb",
+     "CUDA GPU, vLLM not installed, continuous batching on paged|flash_attention_2"),
+    (True, False, True, "flash_attention_3", "cb",
+     "CUDA GPU, vLLM not installed, continuous batching on paged|flash_attention_3"),
+    (True, False, True, None, "hf", NO_FLASH),
+    (True, False, False, "flash_attention_2", "hf",
+     "CUDA GPU, but neither vLLM nor transformers' continuous batching"),
+    (False, True, True, "flash_attention_2", "hf", "no CUDA GPU"),
+    (False, False, True, None, "hf", "no CUDA GPU"),
 ])
-def test_the_choice(cuda, vllm, cb, engine, why):
-    assert auto_choice(cuda, vllm, cb) == (engine, why)
-    assert choose_sampler(cuda=cuda, vllm_installed=vllm, cb_available=cb) == engine
+def test_the_choice(cuda, vllm, cb, flash, engine, why):
+    assert auto_choice(cuda, vllm, cb, flash) == (engine, why)
+    assert choose_sampler(cuda=cuda, vllm_installed=vllm, cb_available=cb, flash=flash) == engine
 
 
-def test_the_probe_reads_this_machine(monkeypatch):
-    """probe_auto_choice asks torch for CUDA and looks for vLLM; both faked here."""
+@pytest.fixture
+def machine(monkeypatch):
+    """probe_auto_choice on a faked machine: torch's CUDA, vLLM's presence, transformers'
+    continuous batching and the flash attention probe are set by the test."""
     import importlib.util
 
     torch = pytest.importorskip("torch")
     from rf_core.model import environment
 
     real_find_spec = importlib.util.find_spec
+    asked = []
 
-    def machine(cuda: bool, vllm: bool):
+    def probe(cuda: bool, vllm: bool, flash: str | None = None, cb: bool = True):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
         monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (
             (object() if vllm else None) if name == "vllm" else real_find_spec(name, *a)))
+        monkeypatch.setattr(environment, "continuous_batching_available", lambda: cb)
+        monkeypatch.setattr(environment, "flash_attention",
+                            lambda: asked.append("flash") or flash)
+        asked.clear()
         return environment.probe_auto_choice()
 
-    assert machine(cuda=True, vllm=True) == ("vllm", "CUDA GPU, vLLM installed")
-    cb = "cb" if environment.continuous_batching_available() else "hf"
-    assert machine(cuda=True, vllm=False)[0] == cb
-    assert machine(cuda=False, vllm=True) == ("hf", "no CUDA GPU")
+    probe.asked = asked
+    return probe
+
+
+def test_the_probe_picks_hf_on_a_gpu_without_flash_attention(machine):
+    assert machine(cuda=True, vllm=False, flash=None) == ("hf", NO_FLASH)
+    assert machine.asked == ["flash"]
+
+
+def test_the_probe_picks_cb_on_a_gpu_with_flash_attention(machine):
+    assert machine(cuda=True, vllm=False, flash="flash_attention_2") == (
+        "cb", "CUDA GPU, vLLM not installed, continuous batching on paged|flash_attention_2")
+
+
+def test_the_probe_picks_vllm_where_installed_without_looking_for_flash(machine):
+    assert machine(cuda=True, vllm=True, flash="flash_attention_2") == (
+        "vllm", "CUDA GPU, vLLM installed")
+    assert machine.asked == []
+
+
+def test_the_probe_picks_hf_without_a_gpu_whatever_is_installed(machine):
+    assert machine(cuda=False, vllm=True, flash="flash_attention_2") == ("hf", "no CUDA GPU")
+    assert machine(cuda=False, vllm=False, flash="flash_attention_2") == ("hf", "no CUDA GPU")
+    assert machine.asked == []
+
+
+def test_no_flash_attention_is_found_here_and_nothing_is_downloaded(monkeypatch):
+    """This machine has no CUDA and no flash-attn package: the real probe answers None, and
+    with the hub online it does not ask the kernels hub (that would download)."""
+    pytest.importorskip("transformers")
+    import huggingface_hub.constants as hub
+    from transformers.utils import import_utils
+
+    from rf_core.model.environment import flash_attention
+
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+    asked = []
+    for version in (2, 3):
+        real = getattr(import_utils, f"is_flash_attn_{version}_available")
+        monkeypatch.setattr(import_utils, f"is_flash_attn_{version}_available",
+                            lambda kernels_fallback_ok=False, real=real, v=version: (
+                                asked.append((v, kernels_fallback_ok)) or
+                                real(kernels_fallback_ok=kernels_fallback_ok)))
+    assert flash_attention() is None
+    assert asked == [(3, False), (2, False)]  # FA3 first, as transformers tries them
+
+
+def test_a_cached_hub_kernel_counts_only_with_the_hub_offline(monkeypatch):
+    pytest.importorskip("transformers")
+    import huggingface_hub.constants as hub
+    from transformers.utils import import_utils
+
+    from rf_core.model.environment import flash_attention
+
+    # FA2 from the kernels hub's cache, no package
+    monkeypatch.setattr(import_utils, "is_flash_attn_3_available",
+                        lambda kernels_fallback_ok=False: False)
+    monkeypatch.setattr(import_utils, "is_flash_attn_2_available",
+                        lambda kernels_fallback_ok=False: kernels_fallback_ok)
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    assert flash_attention() == "flash_attention_2"
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+    assert flash_attention() is None
 
 
 def test_auto_is_the_default_and_picks_hf_without_a_gpu(tiny_model, shop_db, validate):
@@ -148,3 +224,14 @@ def test_the_run_history_names_the_engine_auto_used(tmp_path):
     assert history["iterations"][0]["sampler_engines"] == ["cb"]
     assert history["iterations"][0]["sampling_tokens_per_s"] == {"dev-greedy-sample": 2.0}
     assert "sampler auto -> cb, verifier sqlite, trainer peft" in report_markdown(history, [])
+
+
+def test_the_help_and_the_description_say_the_rule():
+    from rf_core.model.environment import AUTO_RULE
+
+    from rf_plugins.auto import AutoSampler
+
+    assert "cb (a CUDA GPU with flash attention)" in AUTO_RULE
+    assert AUTO_RULE in AutoSampler.description
+    assert " ".join(AUTO_RULE.split()) in " ".join(run("rf-sample", ["--help"]).stdout.decode()
+                                                  .split())

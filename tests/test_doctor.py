@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from conftest import run
 from rf_core.model.environment import choose_sampler
@@ -61,11 +62,135 @@ def test_empty_model_cache_and_no_spider_say_what_is_missing(tmp_path, monkeypat
     assert r.code == 1 and "Spider" not in r.stderr.split("missing:", 1)[1]
 
 
-def test_sampler_auto_today():
+def test_sampler_auto_picks_cb_only_with_flash_attention():
     assert choose_sampler(cuda=True, vllm_installed=True) == "vllm"
-    assert choose_sampler(cuda=True, vllm_installed=False) == "cb"
-    assert choose_sampler(cuda=True, vllm_installed=False, cb_available=False) == "hf"
+    assert choose_sampler(cuda=True, vllm_installed=False) == "hf"
+    assert choose_sampler(cuda=True, vllm_installed=False, flash="flash_attention_2") == "cb"
+    assert choose_sampler(cuda=True, vllm_installed=False, cb_available=False,
+                          flash="flash_attention_2") == "hf"
     assert choose_sampler(cuda=False, vllm_installed=True) == "hf"
+
+
+H100 = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "free_bytes": 84_000_000_000,
+        "total_bytes": 85_000_000_000, "capability": "9.0"}
+
+
+def table_row(stderr: str, label: str) -> str | None:
+    """The value of the table's row ``label`` (labels are padded to one width)."""
+    for line in stderr.splitlines():
+        if line.startswith(label + " "):
+            return line[len(label):].strip()
+    return None
+
+
+def doctor_on_a_gpu(monkeypatch, tiny_model, tmp_path, flash):
+    """rf-doctor on a faked H100 (no GPU here), with or without a flash attention."""
+    from rf_core.model import environment
+
+    monkeypatch.setattr(environment, "gpus", lambda: [dict(H100)])
+    monkeypatch.setattr(environment, "flash_attention", lambda: flash)
+    monkeypatch.setattr(environment, "continuous_batching_available", lambda: True)
+    r = run("rf-doctor", ["--model", tiny_model, "--spider-root", str(fake_spider(tmp_path))])
+    assert r.code == 0, r.stderr
+    return orjson.loads(r.stdout), r.stderr
+
+
+def test_warns_when_cb_would_run_paged_sdpa_on_a_gpu(tiny_model, tmp_path, monkeypatch):
+    info, stderr = doctor_on_a_gpu(monkeypatch, tiny_model, tmp_path, flash=None)
+    assert info["attention"]["cb"] == "paged|sdpa"
+    assert info["attention"]["hf"] == info["model"]["attention"]
+    assert info["sampler_auto"] == "hf"
+    assert "no flash attention: continuous batching would run paged|sdpa" in \
+        info["sampler_auto_reason"]
+    assert table_row(stderr, "attention (cb sampler)") == "paged|sdpa"
+    warnings = [w for w in info["warnings"] if "paged|sdpa" in w]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("cb (--sampler cb) would run paged|sdpa without CUDA graphs")
+    assert "quadratic in the batch" in warnings[0]
+    assert f"warning: {warnings[0]}" in stderr.splitlines()
+
+
+def test_no_warning_when_cb_gets_flash_attention(tiny_model, tmp_path, monkeypatch):
+    info, stderr = doctor_on_a_gpu(monkeypatch, tiny_model, tmp_path,
+                                   flash="flash_attention_2")
+    assert info["attention"]["cb"] == "paged|flash_attention_2"
+    assert info["sampler_auto"] == "cb"
+    assert table_row(stderr, "attention (cb sampler)") == "paged|flash_attention_2"
+    assert "paged|sdpa" not in stderr
+
+
+def test_no_cb_warning_without_a_gpu(tiny_model, tmp_path):
+    r = run("rf-doctor", ["--model", tiny_model, "--spider-root", str(fake_spider(tmp_path))])
+    info = orjson.loads(r.stdout)
+    if info["gpus"]:
+        pytest.skip("a CUDA GPU is present")
+    assert info["attention"]["cb"] == "paged|sdpa"  # what it runs on a CPU, no warning
+    assert not any("paged|sdpa" in w for w in info["warnings"])
+    assert info["attention"]["vllm"] is None or "vLLM" in info["attention"]["vllm"]
+
+
+ALLOC = ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")
+
+
+def test_the_allocator_default_keeps_a_users_setting():
+    from rf_core.model.environment import CUDA_ALLOC_CONF, default_cuda_allocator
+
+    env = {}
+    assert default_cuda_allocator(env) is True
+    assert env == {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"} and \
+        CUDA_ALLOC_CONF == "expandable_segments:True"
+    for name in ALLOC:
+        env = {name: "max_split_size_mb:128"}
+        assert default_cuda_allocator(env) is False
+        assert env == {name: "max_split_size_mb:128"}
+    env = {"PYTORCH_CUDA_ALLOC_CONF": ""}  # set empty on purpose: the allocator's defaults
+    assert default_cuda_allocator(env) is False and env == {"PYTORCH_CUDA_ALLOC_CONF": ""}
+
+
+class _EnvTrainer:
+    """A trainer that records the allocator setting it runs under."""
+    name = "envtrainer"
+    seen: list = []
+
+    def train(self, examples, **kwargs):
+        import os
+
+        self.seen.append(os.environ.get("PYTORCH_CUDA_ALLOC_CONF"))
+        return {"path": kwargs["out"], "base": kwargs["base"], "trainer": self.name,
+                "examples": len(examples), "tokens": 0, "steps": 1, "skipped_steps": 0,
+                "loss_curve": [], "wall_s": 0.0, "tokens_per_s": 0.0}
+
+
+@pytest.mark.parametrize("users", [None, "max_split_size_mb:128"])
+def test_rf_sample_and_rf_train_run_plugins_under_the_allocator_default(tmp_path, shop_db,
+                                                                       users):
+    """The commands set it before the plugin runs, unless the user set their own."""
+    import os
+
+    from conftest import make_task
+    from rf_core.testing import FakeSampler, registered
+
+    class EnvSampler(FakeSampler):
+        def sample(self, tasks, **kwargs):
+            self.seen = os.environ.get("PYTORCH_CUDA_ALLOC_CONF")
+            return super().sample(tasks, **kwargs)
+
+    env = {"PYTORCH_CUDA_ALLOC_CONF": users, "PYTORCH_ALLOC_CONF": None}
+    want = users or "expandable_segments:True"
+    with registered(EnvSampler()) as sampler:
+        r = run("rf-sample", ["--sampler", "fake", "-m", "none"], env=env,
+                input=[make_task(shop_db, "SELECT 1", None, id="e/0", question="q?")])
+    assert r.code == 0, r.stderr
+    assert sampler.seen == want
+    example = {"schema_version": 1, "kind": "example", "task_id": "e/0",
+               "messages": [{"role": "user", "content": "q?"}], "completion": "SELECT 1",
+               "source": "gold", "weight": 1}
+    _EnvTrainer.seen = []
+    with registered(_EnvTrainer()):
+        r = run("rf-train", ["--trainer", "envtrainer", "--base", "none", "--out",
+                             str(tmp_path / "a")], env=env, input=[example])
+    assert r.code == 0, r.stderr
+    assert _EnvTrainer.seen == [want]
 
 
 def test_a_missing_package_is_named(tiny_model, tmp_path, monkeypatch):

@@ -28,10 +28,11 @@ PROG = "rf-doctor"
 @command(PROG)
 def cli(model, spider_root, no_spider, gpu_memory, rank, dropout, max_len):
     """Print one JSON object on stdout and a readable table on stderr: Python, torch (CUDA or
-    CPU build), each GPU's free and total memory, package versions, the attention
-    implementation the hf sampler will use, the engine `--sampler auto` picks, rf-train's
-    micro-batch budget and checkpointing decision for the model, and whether the model and
-    Spider are there. Exits 1, naming what is missing, when something needed is not there."""
+    CPU build), each GPU's free and total memory, package versions, the engine `--sampler
+    auto` picks and why, the attention implementation each sampler engine gets (a warning
+    where cb would run paged|sdpa), rf-train's micro-batch budget and checkpointing decision
+    for the model, and whether the model and Spider are there. Exits 1, naming what is
+    missing, when something needed is not there."""
     info = environment.survey(model, spider_root or environment.default_spider_root(),
                               gpu_memory_gb=gpu_memory, rank=rank, dropout=dropout,
                               max_len=max_len, need_spider=not no_spider)

@@ -4,6 +4,7 @@ import re
 
 import click
 
+from rf_core.model import environment
 from rf_core.plugins import manager as plugins
 from rf_core.commands.common import (Pipe, command, input_options, legacy_option,
                                      plugin_command, plugin_kwargs)
@@ -24,8 +25,7 @@ def _shard(ctx, param, value):
 @plugin_command(PROG, "samplers", "--sampler")
 @input_options
 @click.option("--sampler", default="auto", show_default=True,
-              help="Sampler plugin; auto: vllm (vLLM and a CUDA GPU), else cb (a CUDA GPU), "
-                   "else hf.")
+              help=f"Sampler plugin; auto: {environment.AUTO_RULE}.")
 @click.option("--model", "-m", required=True,
               help="Transformers folder, hub id, .gguf file, or an `rf-model` name.")
 @click.option("--adapter", default=None, help="A PEFT LoRA adapter folder to apply.")
@@ -52,6 +52,7 @@ def cli(input_file, skip_bad, max_bad, sampler, model, adapter, k, temperature, 
 
     The sampler's own settings (device, dtype, ...) are its options: `-o NAME VALUE`.
     """
+    environment.default_cuda_allocator()  # before any plugin can initialise CUDA
     impl = plugins.get("samplers", sampler)
     options = plugin_kwargs(PROG, "sampler", sampler, impl, params)
     if temperature == 0 and k > 1:

@@ -4,6 +4,7 @@ import os
 
 import click
 
+from rf_core.model import environment
 from rf_core.plugins import manager as plugins
 from rf_core.commands.common import (Pipe, command, input_options, legacy_option,
                                      plugin_command, plugin_kwargs)
@@ -61,6 +62,7 @@ def cli(input_file, skip_bad, max_bad, trainer, base, out, epochs, lr, batch_siz
     The trainer's own settings (the peft trainer's LoRA rank, dropout, dtype, ...) are its
     options: `-o NAME VALUE`.
     """
+    environment.default_cuda_allocator()  # before any plugin can initialise CUDA
     impl = plugins.get("trainers", trainer)
     options = plugin_kwargs(PROG, "trainer", trainer, impl, params)
     pipe = Pipe(PROG, input_file, kind="example", check=_check_example, skip_bad=skip_bad,

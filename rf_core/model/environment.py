@@ -1,6 +1,7 @@
 """What a run will use on this machine, found out before it starts: Python, torch and its
-CUDA, each GPU's memory, package versions, the attention implementation and sampler engine,
-rf-train's micro-batch plan for a model, and whether the data and the model are there.
+CUDA, each GPU's memory, package versions, the engine ``--sampler auto`` picks and the
+attention each sampler engine gets, rf-train's micro-batch plan for a model, and whether the
+data and the model are there; and the CUDA allocator setting rf-sample and rf-train default to.
 
 rf-doctor prints it; bench/gpu_check.sh records it at the top of its results.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import logging
 import os
 import platform
 import sys
@@ -31,6 +33,24 @@ def package_version(name: str) -> str | None:
     return None
 
 
+# PyTorch's CUDA allocator setting for rf-sample's and rf-train's GPU runs: segments that grow
+# in place, so memory freed by one batch shape serves the next instead of staying reserved in
+# blocks of the wrong size (the out-of-memory errors with GBs "reserved but unallocated").
+CUDA_ALLOC_CONF = "expandable_segments:True"
+
+
+def default_cuda_allocator(environ=None) -> bool:
+    """Put ``CUDA_ALLOC_CONF`` in the process environment unless the user has set one
+    (``PYTORCH_CUDA_ALLOC_CONF``, or ``PYTORCH_ALLOC_CONF``, its name from torch 2.10 on); True
+    when it did. torch reads it when CUDA initialises, so the commands call this before any
+    plugin runs; without CUDA it is never read."""
+    environ = os.environ if environ is None else environ
+    if "PYTORCH_CUDA_ALLOC_CONF" in environ or "PYTORCH_ALLOC_CONF" in environ:
+        return False
+    environ["PYTORCH_CUDA_ALLOC_CONF"] = CUDA_ALLOC_CONF
+    return True
+
+
 def gpus() -> list[dict]:
     """Each visible CUDA device with its free and total memory in bytes (none without CUDA)."""
     import torch
@@ -46,23 +66,43 @@ def gpus() -> list[dict]:
     return out
 
 
-def choose_sampler(cuda: bool, vllm_installed: bool, cb_available: bool = True) -> str:
-    """The engine rf-sample's ``--sampler auto`` picks: vLLM where it is installed and a CUDA
-    GPU is present, else transformers' continuous batching (cb) on a CUDA GPU, else the
-    built-in hf engine."""
-    return auto_choice(cuda, vllm_installed, cb_available)[0]
+# --sampler auto's rule, the one statement of it: auto_choice implements it, and rf-sample's
+# help, the auto plugin's description and rf-doctor's table quote it.
+AUTO_RULE = ("vllm (vLLM installed and a CUDA GPU), else cb (a CUDA GPU with flash attention), "
+             "else hf")
+# cb's attention when no flash attention is found: the step's requests gathered into one
+# sequence under a block-diagonal mask, so every query scores every request's keys (quadratic
+# in the batch), and the mask keeps CUDA graphs off.
+CB_SDPA = "paged|sdpa"
 
 
-def auto_choice(cuda: bool, vllm_installed: bool, cb_available: bool = True
-                ) -> tuple[str, str]:
-    """``choose_sampler``'s engine and why, as rf-sample's choice line says it."""
+def choose_sampler(cuda: bool, vllm_installed: bool, cb_available: bool = True,
+                   flash: str | None = None) -> str:
+    """The engine rf-sample's ``--sampler auto`` picks (``AUTO_RULE``)."""
+    return auto_choice(cuda, vllm_installed, cb_available, flash)[0]
+
+
+def auto_choice(cuda: bool, vllm_installed: bool, cb_available: bool = True,
+                flash: str | None = None) -> tuple[str, str]:
+    """``AUTO_RULE``'s engine and why, as rf-sample's choice line says it. ``flash``: the flash
+    attention continuous batching would switch to (``flash_attention``), None without one."""
     if not cuda:
         return "hf", "no CUDA GPU"
     if vllm_installed:
         return "vllm", "CUDA GPU, vLLM installed"
-    if cb_available:
-        return "cb", "CUDA GPU, vLLM not installed"
-    return "hf", "CUDA GPU, but neither vLLM nor transformers' continuous batching"
+    if not cb_available:
+        return "hf", "CUDA GPU, but neither vLLM nor transformers' continuous batching"
+    if flash is None:
+        return "hf", ("CUDA GPU, vLLM not installed, no flash attention: continuous batching "
+                      f"would run {CB_SDPA}, quadratic in the batch")
+    return "cb", f"CUDA GPU, vLLM not installed, continuous batching on {cb_attention(flash)}"
+
+
+def cb_attention(flash: str | None) -> str:
+    """The attention the cb sampler's engine runs: paged flash attention where transformers
+    finds one, else ``CB_SDPA``. (transformers 5.17 names them so; from 5.23 on it drops the
+    ``paged|`` prefix, the cache being paged all the same.)"""
+    return f"paged|{flash}" if flash else CB_SDPA
 
 
 def continuous_batching_available() -> bool:
@@ -75,13 +115,46 @@ def continuous_batching_available() -> bool:
     return hasattr(ContinuousBatchingManager, "add_requests")
 
 
+def flash_attention() -> str | None:
+    """The flash attention transformers' continuous batching switches a model to on this
+    machine: "flash_attention_3" or "flash_attention_2", else None.
+
+    The cb sampler leaves the choice to transformers (5.17 to 5.25), which tries FA3, then
+    FA2, each from its package (flash-attn-3's ``flash_attn_interface``, flash-attn's
+    ``flash_attn``) or else from the kernels hub; this asks the same functions in the same
+    order. The hub's kernels count only with the hub offline (``HF_HUB_OFFLINE=1``), that is
+    from the local cache, where transformers' own loading will find them again: nothing is
+    downloaded to answer (rf-doctor must not, and the GPU machines have no network). With the
+    hub online transformers may still download one when cb starts.
+    """
+    try:
+        import huggingface_hub.constants as hub
+        from transformers.utils import import_utils
+    except ImportError:
+        return None
+    cached_kernels = bool(hub.HF_HUB_OFFLINE)
+    quiet = logging.getLogger("kernels")  # a warning per kernel looked up offline
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        for version in (3, 2):
+            check = getattr(import_utils, f"is_flash_attn_{version}_available", None)
+            if check is not None and check(kernels_fallback_ok=cached_kernels):
+                return f"flash_attention_{version}"
+    finally:
+        quiet.setLevel(level)
+    return None
+
+
 def probe_auto_choice() -> tuple[str, str]:
-    """``auto_choice`` on this machine (imports torch, and transformers where there is a GPU)."""
+    """``auto_choice`` on this machine. Imports torch; transformers and the flash attention
+    probe only where there is a GPU and no vLLM."""
     import torch
 
     cuda = torch.cuda.is_available()
-    vllm = importlib.util.find_spec("vllm") is not None
-    return auto_choice(cuda, vllm, cb_available=cuda and continuous_batching_available())
+    vllm = cuda and importlib.util.find_spec("vllm") is not None
+    cb = cuda and not vllm and continuous_batching_available()
+    return auto_choice(cuda, vllm, cb, flash_attention() if cb else None)
 
 
 def attention_implementation(location: str, dtype) -> str:
@@ -158,9 +231,18 @@ def survey(model: str | None, spider_root: str, *, gpu_memory_gb: float | None =
     if not devices:
         warnings.append("no CUDA GPU: sampling and training run on the CPU")
     cuda = bool(devices)
-    info["sampler_auto"], info["sampler_auto_reason"] = auto_choice(
-        cuda, importlib.util.find_spec("vllm") is not None,
-        cb_available=cuda and continuous_batching_available())
+    vllm = importlib.util.find_spec("vllm") is not None
+    cb = "transformers" not in absent and continuous_batching_available()
+    flash = flash_attention() if cuda and cb else None  # cb runs no flash attention on a CPU
+    info["sampler_auto"], info["sampler_auto_reason"] = auto_choice(cuda, vllm, cb, flash)
+    # what each engine's attention will be; hf's is the model's, filled in below
+    info["attention"] = {"hf": None, "cb": cb_attention(flash) if cb else None,
+                         "vllm": "vLLM's own, chosen when its engine starts" if vllm else None}
+    if cuda and cb and flash is None:
+        warnings.append(f"cb (--sampler cb) would run {CB_SDPA} without CUDA graphs: each "
+                        "query scores the keys of every request in the step, quadratic in the "
+                        "batch; --sampler auto picks hf here (flash-attn would give cb "
+                        "paged flash attention)")
 
     cached = [row["name"] for row in status() if row["path"]]
     info["model_cache"] = {"dir": str(cache_dir() / "models"), "converted": cached}
@@ -182,6 +264,7 @@ def survey(model: str | None, spider_root: str, *, gpu_memory_gb: float | None =
         dtype = torch.bfloat16 if cuda else torch.float32
         config = model_config(location)
         info["model"]["attention"] = attention_implementation(location, dtype)
+        info["attention"]["hf"] = info["model"]["attention"]
         free = (int(gpu_memory_gb * 1e9) if gpu_memory_gb is not None
                 else devices[0]["free_bytes"] if devices else None)
         info["train_plan"] = train_plan(config, free, rank=rank, dropout=dropout,
@@ -216,11 +299,12 @@ def table(info: dict) -> str:
         if name != "torch":
             rows.append((name, version or "not installed"))
     rows.append(("sampler auto", f"{info['sampler_auto']} ({info.get('sampler_auto_reason')}; "
-                 "vllm with a CUDA GPU where installed, else cb on a CUDA GPU, else hf)"))
+                 f"the rule: {AUTO_RULE})"))
     m = info["model"]
     rows.append(("model", f"{m['name']} -> {m['path'] or 'MISSING'}"))
-    if m.get("attention"):
-        rows.append(("attention (hf sampler)", m["attention"]))
+    for engine, attention in (info.get("attention") or {}).items():
+        if attention:
+            rows.append((f"attention ({engine} sampler)", attention))
     if info.get("train_plan"):
         p = info["train_plan"]
         where = (f"{p['free_gb']} GB free" if p["device"] == "cuda" else "CPU")
