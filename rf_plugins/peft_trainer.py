@@ -176,11 +176,13 @@ class PeftTrainer:
         limit = max_bad_steps if max_bad_steps is not None else max(3, total // 10)
         pad = tok.pad_token_id if tok.pad_token_id is not None else eot
 
+        # largest_micro_batch: [padded tokens, rows] of the largest one run, for the report
         state = {"step": 0, "skipped": 0, "losses": [], "tokens": 0, "seconds": 0.0,
-                 "oom_retries": 0}
+                 "oom_retries": 0, "largest_micro_batch": [0, 0]}
         ckpt = partial / "checkpoint"
         if resume and (ckpt / "state.json").is_file():
-            state = {"oom_retries": 0, **json.loads((ckpt / "state.json").read_text())}
+            state = {"oom_retries": 0, "largest_micro_batch": [0, 0],
+                     **json.loads((ckpt / "state.json").read_text())}
             weights = torch.load(ckpt / "adapter.pt", map_location=dev)
             set_peft_model_state_dict(peft_model, weights)
             optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=dev))
@@ -231,6 +233,9 @@ class PeftTrainer:
                                   "micro-batch and gradient checkpointing on; lower --max-len")
             if not dummy:  # counted on the host: no device sync
                 state["tokens"] += sum(len(e.input_ids) for mb in mbs for e in mb)
+            # the micro-batches that ran, after any out-of-memory halving
+            state["largest_micro_batch"] = max(state["largest_micro_batch"],
+                                               *(_padded_size(mb) for mb in mbs))
             if world > 1:
                 dist.all_reduce(loss_sum)
             norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
@@ -261,10 +266,12 @@ class PeftTrainer:
             if save_every and (index + 1) % save_every == 0 and index + 1 < total and main_proc:
                 _checkpoint(ckpt, state, get_peft_model_state_dict(peft_model), optimizer,
                             sched)
+        largest, peak = state["largest_micro_batch"], _peak_memory(dev)
         if world > 1:
             tokens = torch.tensor(state["tokens"], device=dev)
             dist.all_reduce(tokens)
             state["tokens"] = int(tokens)
+            largest, peak = _highest_over_processes(largest, peak, dev)
         wall = time.perf_counter() - start
         result = {"path": str(out_dir), "base": base, "trainer": self.name,
                   "examples": len(encoded), "skipped_too_long": sum(too_long.values()),
@@ -276,6 +283,9 @@ class PeftTrainer:
                   "processes": world, "device": str(dev), "dtype": str(torch_dtype),
                   "micro_batch_tokens": budget, "grad_checkpointing": checkpointing,
                   "oom_retries": state["oom_retries"],
+                  "largest_micro_batch_tokens": largest[0],
+                  "largest_micro_batch_rows": largest[1],
+                  "peak_gpu_allocated_bytes": peak[0], "peak_gpu_reserved_bytes": peak[1],
                   "lora": {"r": rank, "alpha": alpha, "dropout": dropout, "target": target},
                   "lr": lr, "epochs": epochs, "batch_size": batch_size}
         if main_proc:
@@ -313,6 +323,36 @@ class PeftTrainer:
                 (loss * world).backward()
             loss_sum += loss.detach()
         return loss_sum
+
+
+def _padded_size(mb) -> list[int]:
+    """[padded tokens, rows] of a micro-batch: its rows are padded to its longest."""
+    return [len(mb) * max(len(e.input_ids) for e in mb), len(mb)]
+
+
+def _peak_memory(dev) -> tuple[int | None, int | None]:
+    """This process's peak CUDA memory on ``dev`` in bytes, model loading included: what
+    tensors held (allocated) and what the allocator held for them, fragmentation included
+    (reserved); (None, None) off CUDA."""
+    import torch
+
+    if dev.type != "cuda":
+        return None, None
+    return int(torch.cuda.max_memory_allocated(dev)), int(torch.cuda.max_memory_reserved(dev))
+
+
+def _highest_over_processes(largest: list[int], peak: tuple, dev) -> tuple[list[int], tuple]:
+    """The largest micro-batch (and its rows) and the peak memory of any process."""
+    import torch
+    import torch.distributed as dist
+
+    highest = torch.tensor([largest[0], *(p or 0 for p in peak)], device=dev)
+    dist.all_reduce(highest, op=dist.ReduceOp.MAX)
+    top = highest.tolist()
+    # the rows of the process whose micro-batch was the largest
+    rows = torch.tensor(largest[1] if largest[0] == top[0] else 0, device=dev)
+    dist.all_reduce(rows, op=dist.ReduceOp.MAX)
+    return [top[0], int(rows)], tuple(None if p is None else v for p, v in zip(peak, top[1:]))
 
 
 def _enable_checkpointing(peft_model) -> None:

@@ -201,3 +201,7 @@ def test_two_processes_match_one(tiny_model, tmp_path):
     a, b = json.loads(one.stdout), json.loads(two.stdout)
     assert b["processes"] == 2 and a["steps"] == b["steps"]
     assert b["loss_curve"] == pytest.approx(a["loss_curve"], rel=1e-4, abs=1e-5)
+    # each process ran half of every step; the report has the largest of either
+    assert (a["largest_micro_batch_rows"], b["largest_micro_batch_rows"]) == (4, 2)
+    assert 0 < b["largest_micro_batch_tokens"] <= a["largest_micro_batch_tokens"]
+    assert a["peak_gpu_reserved_bytes"] is None and b["peak_gpu_reserved_bytes"] is None

@@ -155,7 +155,9 @@ def _entry(folder: Path, label: int | str, timings: dict) -> dict:
         rep = _json(folder / "train.report.json")
         entry["training"] = {k: rep.get(k) for k in (
             "examples", "skipped_too_long", "skipped_too_long_by_db", "tokens", "steps",
-            "skipped_steps", "wall_s", "tokens_per_s")}
+            "skipped_steps", "wall_s", "tokens_per_s", "micro_batch_tokens",
+            "largest_micro_batch_tokens", "largest_micro_batch_rows",
+            "peak_gpu_allocated_bytes", "peak_gpu_reserved_bytes")}
         curve = rep.get("loss_curve") or []
         entry["training"]["loss_first"] = curve[0] if curve else None
         entry["training"]["loss_last"] = curve[-1] if curve else None

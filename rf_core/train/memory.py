@@ -21,6 +21,9 @@ without checkpointing (dropout 0.15) and 0.4 MB with it. A GPU's attention kerne
 little less than the CPU's (no attention matrix is kept by either); these are not GPU
 measurements. The output layer runs on completion positions only; each costs about
 16 * vocab bytes (the float32 logits, their log-softmax, and the gradients of both).
+
+These figures and the plan's margins are the named constants below, each with the GPU
+measurement that replaces it: the first GPU numbers go there and nowhere else.
 """
 
 from __future__ import annotations
@@ -30,13 +33,45 @@ from types import SimpleNamespace
 
 GIB = 1 << 30
 
-# bytes per token per layer for 16-bit weights: (hidden, intermediate, kv_dim) coefficients
-_ACT_NO_DROPOUT = (36.2, 10.1, 4.65)
-_ACT_DROPOUT = (48.2, 14.1, 4.65)
-_CKPT_PER_HIDDEN = 4.0
-_LOGIT_BYTES_PER_VOCAB = 16
-# AdamW on fp32 adapter weights: the weight, its gradient and two moments
-_LORA_STATE_BYTES = 16
+# -- The plan's fitted and estimated values, all here ------------------------------------------
+# None was measured on a GPU. Each says where it comes from and which GPU measurement replaces
+# it; rf-train's report gives those: peak_gpu_allocated_bytes, peak_gpu_reserved_bytes and the
+# largest micro-batch that ran (largest_micro_batch_tokens, _rows), with micro_batch_tokens and
+# grad_checkpointing beside them. The peaks include the weights and the adapter's state:
+# subtract params * 2 + LoRA params * LORA_STATE_BYTES to get the activations.
+
+# Activation bytes per padded token and decoder layer, 16-bit weights, as coefficients of
+# (hidden, intermediate, kv_dim). CPU fit (see the module docstring). GPU: the activations at
+# checkpointing off, over largest_micro_batch_tokens * layers, for a few micro-batch sizes and
+# two shapes (0.5B, 1.5B), once with dropout 0 and once above 0.
+ACT_NO_DROPOUT = (36.2, 10.1, 4.65)
+ACT_DROPOUT = (48.2, 14.1, 4.65)
+# With checkpointing, bytes kept per hidden unit per layer (each layer's input). CPU fit. GPU:
+# the same measurement with checkpointing on (one layer's full activations added on top).
+CKPT_PER_HIDDEN = 4.0
+# Output layer per completion position and vocabulary entry: float32 logits, their
+# log-softmax and the gradients of both (4 x 4 bytes). Estimate from the dtypes. GPU: peak
+# allocated over completion tokens at a fixed padded size.
+LOGIT_BYTES_PER_VOCAB = 16
+# AdamW on fp32 adapter weights: the weight, its gradient and two moments. Exact by count.
+LORA_STATE_BYTES = 16
+# Share of free memory (after what the run still allocates) the plan spends. Estimate. GPU:
+# peak_gpu_reserved_bytes against the free memory at start, for a run with no OOM retries.
+USABLE_SHARE = 0.85
+# Held back from that for allocator fragmentation and kernels' workspaces (cuBLAS, attention).
+# Estimate. GPU: peak_gpu_reserved_bytes minus peak_gpu_allocated_bytes.
+RESERVE_BYTES = GIB
+# Share of the spendable memory given to output-layer positions (the completion budget), the
+# rest to the decoder's activations. Estimate. GPU: the completion tokens of the largest
+# micro-batch against the budget, with the logits' share of the peak.
+LOGIT_SHARE = 0.2
+# Fewer padded tokens per micro-batch than this run the GPU below its speed, which costs more
+# than checkpointing's extra forward pass, so "auto" checkpoints instead. Estimate. GPU:
+# training tok/s against micro-batch tokens (bench/train_bench.py), where the curve flattens.
+EFFICIENT_TOKENS = 4096
+# Largest token budget planned, and the budget's rounding. Choices, not measurements.
+MAX_TOKENS = 131072
+GRANULE = 256
 
 
 @dataclass(frozen=True)
@@ -79,11 +114,11 @@ class ModelShape:
     def activation_bytes(self, dropout: float, checkpointing: bool,
                          dtype_bytes: int = 2) -> float:
         """Bytes per padded token kept for the backward pass, all layers, at the peak."""
-        a, b, c = _ACT_DROPOUT if dropout > 0 else _ACT_NO_DROPOUT
+        a, b, c = ACT_DROPOUT if dropout > 0 else ACT_NO_DROPOUT
         layer = a * self.hidden + b * self.intermediate + c * self.kv_dim
         if checkpointing:
             # each layer's input, plus one layer recomputed in full during its backward
-            per_token = self.layers * _CKPT_PER_HIDDEN * self.hidden + layer
+            per_token = self.layers * CKPT_PER_HIDDEN * self.hidden + layer
         else:
             # every layer's activations, plus one layer's worth of gradients in flight
             per_token = (self.layers + 1) * layer
@@ -92,7 +127,7 @@ class ModelShape:
     @property
     def logit_bytes(self) -> int:
         """Bytes per completion position for the output layer and its loss."""
-        return _LOGIT_BYTES_PER_VOCAB * self.vocab
+        return LOGIT_BYTES_PER_VOCAB * self.vocab
 
 
 @dataclass(frozen=True)
@@ -114,9 +149,10 @@ class MemoryPlan:
 
 def plan_memory(free_bytes: int, shape: ModelShape, *, pending_bytes: int = 0,
                 dropout: float = 0.15, mode: str = "auto", longest: int = 2048,
-                dtype_bytes: int = 2, efficient_tokens: int = 4096, usable: float = 0.85,
-                reserve_bytes: int = GIB, logit_share: float = 0.2,
-                max_tokens: int = 131072, granule: int = 256) -> MemoryPlan:
+                dtype_bytes: int = 2, efficient_tokens: int = EFFICIENT_TOKENS,
+                usable: float = USABLE_SHARE, reserve_bytes: int = RESERVE_BYTES,
+                logit_share: float = LOGIT_SHARE, max_tokens: int = MAX_TOKENS,
+                granule: int = GRANULE) -> MemoryPlan:
     """The micro-batch budgets and the checkpointing decision for one device.
 
     ``free_bytes``: free device memory now; ``pending_bytes``: what the run will still
@@ -169,6 +205,6 @@ def plan_before_loading(free_bytes: int, shape: ModelShape, *, rank: int = 16,
                         dtype_bytes: int = 2, **options) -> MemoryPlan:
     """``plan_memory`` for a model not loaded yet: its weights and the adapter's weights,
     gradients and AdamW moments still to be allocated."""
-    pending = shape.params * dtype_bytes + shape.lora_params(rank) * _LORA_STATE_BYTES
+    pending = shape.params * dtype_bytes + shape.lora_params(rank) * LORA_STATE_BYTES
     return plan_memory(free_bytes, shape, pending_bytes=pending, dtype_bytes=dtype_bytes,
                        **options)
