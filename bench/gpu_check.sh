@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
-# One acceptance run on a GPU machine, written to bench/results/<date>-<gpu>.md:
+# The GPU acceptance check. Two sizes:
+#   --lease  (the default where a GPU is present) one command of at most 560 s for a lent GPU
+#            machine, everything from one carried folder: bench/gpu_lease.sh, which it runs
+#   --full   the long run below (35-60 minutes on one H100), for a machine of one's own
+#
+# The full run, written to bench/results/<date>-<gpu>.md:
 #   1. env     rf-doctor: torch, CUDA, GPU memory, versions, attention, sampler, train plan
 #   2. sample  bench/sample_bench.py: plain generate against every sampler engine present
 #              (Spider dev-972 prompts, k=8, T=0.7)
@@ -7,16 +12,24 @@
 #   4. loop    bin/iterate.sh with the spider-h100 settings and fewer train tasks, one
 #              iteration: seconds per stage, dev EX greedy and vote@8 for the base and iter 1
 #
-#   bench/gpu_check.sh --model /path/to/qwen2.5-coder-1.5b-folder --spider-root /path/to/spider
-#   bench/gpu_check.sh --cpu-smoke            # the same parts, tiny sizes, on 2 CPU cores
+#   bench/gpu_check.sh --full --model /path/to/qwen2.5-coder-1.5b-folder --spider-root /path/to/spider
+#   bench/gpu_check.sh --cpu-smoke            # the full run's parts, tiny sizes, on 2 CPU cores
 #
 # The model is a transformers folder or an rf-model name. A part that fails is recorded as
 # failed and the next one runs; the exit status is 1 if any part failed.
 set -euo pipefail
 
+# --lease, or no size named on a GPU machine: the lease-sized check
+if [[ " $* " == *" --lease "* ]] || { [[ " $* " != *" --full "* && " $* " != *" --cpu-smoke "* ]] \
+    && command -v nvidia-smi > /dev/null && nvidia-smi -L 2> /dev/null | grep -q '^GPU'; }; then
+  exec bash "$(dirname "$0")/gpu_lease.sh" "$@"
+fi
+
 usage() {
   cat <<'EOF'
-usage: bench/gpu_check.sh [options]
+usage: bench/gpu_check.sh [--lease | --full] [options]
+  --lease             the lease-sized check (bench/gpu_lease.sh --help); the default on a GPU
+  --full              the long check below, on a machine of one's own
   --cpu-smoke         tiny sizes on the CPU (demo data, smollm2-135m): checks the plumbing
   --model M           transformers folder or rf-model name
                       (default qwen2.5-coder-1.5b; smollm2-135m with --cpu-smoke)
@@ -34,6 +47,7 @@ OUT= WORK=
 while (($#)); do
   case $1 in
     --cpu-smoke) SMOKE=1 ;;
+    --full) ;;
     --model) MODEL=$2; shift ;;
     --spider-root) SPIDER=$2; shift ;;
     --train-size) TRAIN_SIZE=$2; shift ;;
@@ -50,7 +64,13 @@ if ! command -v rf-sample > /dev/null && [[ -x $root/.venv/bin/rf-sample ]]; the
   PATH=$root/.venv/bin:$PATH
 fi
 command -v rf-sample > /dev/null || { echo "gpu_check.sh: rf-* not found: make install" >&2; exit 2; }
-PY=$(dirname "$(command -v rf-sample)")/python
+# the python that has the project (a `pip install --target DIR` install has none beside rf-*)
+PY=
+for cand in "$(dirname "$(command -v rf-sample)")/python" "${VIRTUAL_ENV:+$VIRTUAL_ENV/bin/python}" python3; do
+  if [[ -n $cand ]] && "$cand" -c 'import rf_core' 2> /dev/null; then PY=$cand; break; fi
+done
+[[ -n $PY ]] || { echo "gpu_check.sh: no python here imports rf_core (PYTHONPATH for a --target install)" >&2; exit 2; }
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 log() { printf '[gpu_check %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 stamp=$(date +%Y%m%d-%H%M%S)

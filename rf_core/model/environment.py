@@ -163,14 +163,18 @@ def attention_implementation(location: str, dtype) -> str:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    cfg = AutoConfig.from_pretrained(location)
+    from rf_core.model.loading import config_folder
+
+    cfg = AutoConfig.from_pretrained(str(config_folder(location)))
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
     return model.config._attn_implementation
 
 
 def model_config(location: str) -> dict:
-    return json.loads((Path(location) / "config.json").read_text())
+    from rf_core.model.loading import config_folder
+
+    return json.loads((config_folder(location) / "config.json").read_text())
 
 
 def train_plan(config: dict, free_bytes: int | None, *, rank: int, dropout: float,
@@ -201,7 +205,7 @@ def survey(model: str | None, spider_root: str, *, gpu_memory_gb: float | None =
     ``gpu_memory_gb``: plan rf-train for a GPU with that much free memory instead of the
     GPUs present (to see what a machine one does not have would do).
     """
-    from rf_core.model.loading import CATALOG, cache_dir, resolve, status
+    from rf_core.model.loading import CATALOG, cache_dir, config_folder, resolve, status
     from rf_core.errors import RFError
 
     missing: list[str] = []
@@ -252,7 +256,7 @@ def survey(model: str | None, spider_root: str, *, gpu_memory_gb: float | None =
     location = None
     try:
         location = resolve(model)
-        if not Path(location).is_dir():
+        if not config_folder(location).is_dir():  # random:DIR: DIR
             raise RFError(f"model {model!r} is not a local folder (no model hub here)")
         info["model"]["path"] = location
     except RFError as exc:
