@@ -15,10 +15,41 @@ HAVE_TORCH := $(shell $(PYTHON) -c 'import torch' 2>/dev/null && echo yes)
 EXTRAS ?= models,gguf,plots,test
 PIP_ARGS ?=
 
+# How the venv shares $(PYTHON)'s torch. `venv --system-site-packages` shares the BASE
+# interpreter's packages, so where $(PYTHON) is itself a venv's python (as on the GPU image)
+# its torch stays unseen. Instead the venv gets a .pth file naming $(PYTHON)'s site-packages
+# (purelib, platlib and site's list, as that python reports them): sys.path holds the venv's
+# own packages first and $(PYTHON)'s after, so pip counts the image's torch, transformers,
+# peft and accelerate as installed and adds only what is missing. Its lines call
+# site.addsitedir, so the .pth files in $(PYTHON)'s site-packages are read too, as with
+# --system-site-packages. PYTHON=$(BIN)/python leaves the file as it is (naming its own
+# folder would replace the link to the parent, and loop). The venv is made without pip: it
+# holds only what $(PYTHON) lacks, and uses $(PYTHON)'s pip and setuptools (`$(BIN)/python
+# -m pip`), not the older copies a new venv bundles, which would come first on sys.path.
+PARENT_SITE_PTH := import os, site, sys, sysconfig; p = sysconfig.get_paths(); \
+  dirs = dict.fromkeys(os.path.realpath(d) for d in [p["purelib"], p["platlib"], *site.getsitepackages()]); \
+  pth = sys.argv[1]; os.path.realpath(os.path.dirname(pth)) in dirs or open(pth, "w").write( \
+  "".join(f"import site, sys; {d!r} in sys.path or site.addsitedir({d!r})\n" for d in dirs))
+# That path builds the project with the setuptools the venv sees ($(PYTHON)'s, else one that
+# PIP_ARGS's source provides) instead of an isolated build environment, which would want a
+# setuptools wheel even where $(PYTHON) has setuptools. 70.1: the first to build wheels
+# without the wheel package.
+
 $(VENV)/.installed: pyproject.toml examples/reasonforge-canonical/pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(if $(HAVE_TORCH),--system-site-packages) $(VENV)
+ifeq ($(HAVE_TORCH),yes)
+	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
+	$(PYTHON) -c '$(PARENT_SITE_PTH)' \
+	  "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/_reasonforge_parent_site.pth"
+	$(BIN)/python -c 'import torch' 2>/dev/null \
+	  || { echo "make install: $(PYTHON) imports torch but $(VENV) does not see it" >&2; exit 1; }
+	$(BIN)/python -m pip install --quiet $(PIP_ARGS) 'setuptools>=70.1'
+	$(BIN)/python -m pip install --quiet $(PIP_ARGS) --no-build-isolation \
+	  -e '.[$(EXTRAS)]' ./examples/reasonforge-canonical
+else
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet $(PIP_ARGS) -e '.[$(EXTRAS)]' ./examples/reasonforge-canonical
+endif
 	$(BIN)/python -c 'import torch; print("make install: torch", torch.__version__, "CUDA", torch.version.cuda)'
 	touch $@
 
