@@ -66,8 +66,9 @@ test: install
 bench: install
 	$(BIN)/python bench/exec_bench.py
 
-# The GPU acceptance run (bench/README.md): GPU_CHECK_ARGS="--model DIR --spider-root DIR",
-# or "--cpu-smoke" for its tiny CPU version.
+# The GPU acceptance check (bench/README.md): on a GPU its lease-sized form (--lease, from
+# .carry/, which bench/gpu_pack.sh writes); GPU_CHECK_ARGS="--full --model DIR --spider-root
+# DIR" for the long run, "--cpu-smoke" for its tiny CPU version.
 gpu-check: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bench/gpu_check.sh $(GPU_CHECK_ARGS)
 
