@@ -16,56 +16,58 @@ set -euo pipefail
 # Every setting is one row of SETTINGS below: its flag, its environment variable (RF_<NAME>),
 # its line in --help and in OUT/config.env all come from that row. Presets are data: a
 # preset sets some of the settings; RF_<NAME> overrides the preset, and a flag overrides both.
-# SETTINGS rows: NAME FLAG KIND HELP. KIND: value (decides what the stages produce, so a
-# rerun must keep it), free (may change between reruns), bool (--x / --no-x), freebool (a
+# SETTINGS rows: NAME FLAG KIND TYPE HELP. KIND: value (decides what the stages produce, so
+# a rerun must keep it), free (may change between reruns), bool (--x / --no-x), freebool (a
 # bool that may change), options (a plugin's options, NAME=VALUE, repeatable; decide what
-# the stages produce).
+# the stages produce). TYPE, checked before any use (see check_setting): count (an integer
+# >= 0), positive (an integer >= 1), integer, number (finite, >= 0), bool (0 or 1),
+# choice:A,B (one of them), name (not empty), text, folder, options.
 SETTINGS=(
-  "MODEL             --model             value    base model for sampling: folder, hub id, .gguf, or rf-model name"
-  "TRAIN_MODEL       --train-model       value    base model for training (empty: --model); adapters trained on it are sampled with --model"
-  "DATASET           --dataset           value    dataset plugin (demo, spider)"
-  "ROOT              --root              value    dataset folder (spider: the Spider 1.0 folder)"
-  "ITERATIONS        --iterations        free     self-training iterations"
-  "K                 -k                  value    candidates per train task"
-  "TEMPERATURE       --temperature       value    sampling temperature for train tasks and votes"
-  "TRAIN_SIZE        --train-size        value    train tasks, a fixed seeded sample reused every iteration"
-  "DEV_SIZE          --dev-size          value    dev tasks (0 = all)"
-  "VAL_SIZE          --val-size          value    validation tasks, drawn from --val-split apart from the train tasks; the best iteration is chosen on them"
-  "VAL_SPLIT         --val-split         value    the split validation tasks come from"
-  "SFT_BASELINE      --sft-baseline      freebool   also train once on the train tasks' gold SQL and evaluate it as an iteration is"
-  "VOTE              --vote              value    also evaluate vote@K on dev (0 = greedy only)"
-  "VALUES            --values            value    sample values per column in the prompt's schema"
-  "MAX_NEW_TOKENS    --max-new-tokens    value    tokens per sampled answer at most"
-  "EPOCHS            --epochs            value    rf-train --epochs"
-  "LR                --lr                value    rf-train --lr"
-  "BATCH_SIZE        --batch-size        value    rf-train --batch-size"
-  "MAX_LEN           --max-len           value    rf-train --max-len"
-  "MAX_TOO_LONG      --max-too-long      free     stop when more than PCT% of an iteration's examples exceed --max-len (100: skip them)"
-  "RESAMPLE          --resample          value    rf-filter's resampling: none, difficulty or weight"
-  "MAX_PER_TASK      --max-per-task      value    distinct self examples per task (0 = all)"
-  "SAMPLER           --sampler           value    sampler plugin (rf-plugins lists them); auto: vllm, cb or hf as the machine allows (history.json names the one used)"
-  "SAMPLER_OPTIONS   --sampler-option    options  an option of the sampler, NAME=VALUE (repeatable)"
-  "VERIFIER          --verifier          value    verifier plugin that decides which train candidates are correct"
-  "VERIFIER_OPTIONS  --verifier-option   options  an option of the verifier, NAME=VALUE (repeatable)"
-  "TRAINER           --trainer           value    trainer plugin"
-  "TRAINER_OPTIONS   --trainer-option    options  an option of the trainer, NAME=VALUE (repeatable)"
-  "SELECT_MATCHER    --select-matcher    value    matcher whose verdict picks training examples"
-  "VERIFY_VARIANTS   --verify-variants   value    also check train candidates on N database variants (sqlite verifier; 0 = off)"
-  "RETRAIN_ON_ERRORS --retrain-on-errors bool     an extra round on the train tasks the last adapter still gets wrong"
-  "SEED              --seed              value    seed of every sample and of training"
-  "OUT               --out               free     output folder"
+  "MODEL             --model             value    name      base model for sampling: folder, hub id, .gguf, or rf-model name"
+  "TRAIN_MODEL       --train-model       value    text      base model for training (empty: --model); adapters trained on it are sampled with --model"
+  "DATASET           --dataset           value    name      dataset plugin (demo, spider)"
+  "ROOT              --root              value    text      dataset folder (spider: the Spider 1.0 folder)"
+  "ITERATIONS        --iterations        free     count     self-training iterations"
+  "K                 -k                  value    positive  candidates per train task"
+  "TEMPERATURE       --temperature       value    number    sampling temperature for train tasks and votes"
+  "TRAIN_SIZE        --train-size        value    count     train tasks, a fixed seeded sample reused every iteration"
+  "DEV_SIZE          --dev-size          value    count     dev tasks (0 = all)"
+  "VAL_SIZE          --val-size          value    count     validation tasks, drawn from --val-split apart from the train tasks; the best iteration is chosen on them"
+  "VAL_SPLIT         --val-split         value    name      the split validation tasks come from"
+  "SFT_BASELINE      --sft-baseline      freebool bool      also train once on the train tasks' gold SQL and evaluate it as an iteration is"
+  "VOTE              --vote              value    count     also evaluate vote@K on dev (0 = greedy only)"
+  "VALUES            --values            value    count     sample values per column in the prompt's schema"
+  "MAX_NEW_TOKENS    --max-new-tokens    value    positive  tokens per sampled answer at most"
+  "EPOCHS            --epochs            value    positive  rf-train --epochs"
+  "LR                --lr                value    number    rf-train --lr"
+  "BATCH_SIZE        --batch-size        value    positive  rf-train --batch-size"
+  "MAX_LEN           --max-len           value    positive  rf-train --max-len"
+  "MAX_TOO_LONG      --max-too-long      free     number    stop when more than PCT% of an iteration's examples exceed --max-len (100: skip them)"
+  "RESAMPLE          --resample          value    choice:none,difficulty,weight  rf-filter's resampling: none, difficulty or weight"
+  "MAX_PER_TASK      --max-per-task      value    count     distinct self examples per task (0 = all)"
+  "SAMPLER           --sampler           value    name      sampler plugin (rf-plugins lists them); auto: vllm, cb or hf as the machine allows (history.json names the one used)"
+  "SAMPLER_OPTIONS   --sampler-option    options  options   an option of the sampler, NAME=VALUE (repeatable)"
+  "VERIFIER          --verifier          value    name      verifier plugin that decides which train candidates are correct"
+  "VERIFIER_OPTIONS  --verifier-option   options  options   an option of the verifier, NAME=VALUE (repeatable)"
+  "TRAINER           --trainer           value    name      trainer plugin"
+  "TRAINER_OPTIONS   --trainer-option    options  options   an option of the trainer, NAME=VALUE (repeatable)"
+  "SELECT_MATCHER    --select-matcher    value    name      matcher whose verdict picks training examples"
+  "VERIFY_VARIANTS   --verify-variants   value    count     also check train candidates on N database variants (sqlite verifier; 0 = off)"
+  "RETRAIN_ON_ERRORS --retrain-on-errors bool     bool      an extra round on the train tasks the last adapter still gets wrong"
+  "SEED              --seed              value    integer   seed of every sample and of training"
+  "OUT               --out               free     folder    output folder"
 )
 
 # The defaults, which are also the cpu-demo preset: sized for the README's main job, 2 CPU
 # cores, about 11 minutes; training runs at ~15 tok/s there, so it trains on one answer per
 # task, once.
 declare -A SETTING=(
-  [MODEL]=qwen2.5-coder-0.5b [TRAIN_MODEL]= [DATASET]=demo [ROOT]= [ITERATIONS]=2 [K]=4
+  [MODEL]=qwen2.5-coder-0.5b [TRAIN_MODEL]="" [DATASET]=demo [ROOT]="" [ITERATIONS]=2 [K]=4
   [TEMPERATURE]=0.7 [TRAIN_SIZE]=8 [DEV_SIZE]=12 [VAL_SIZE]=4 [VAL_SPLIT]=train
   [SFT_BASELINE]=1 [VOTE]=0 [VALUES]=0 [MAX_NEW_TOKENS]=96 [EPOCHS]=1 [LR]=2e-4
   [BATCH_SIZE]=4 [MAX_LEN]=1024 [MAX_TOO_LONG]=1 [RESAMPLE]=none [MAX_PER_TASK]=1
-  [SAMPLER]=auto [SAMPLER_OPTIONS]= [VERIFIER]=sqlite [VERIFIER_OPTIONS]= [TRAINER]=peft
-  [TRAINER_OPTIONS]= [SELECT_MATCHER]=official-keep-distinct [VERIFY_VARIANTS]=0
+  [SAMPLER]=auto [SAMPLER_OPTIONS]="" [VERIFIER]=sqlite [VERIFIER_OPTIONS]="" [TRAINER]=peft
+  [TRAINER_OPTIONS]="" [SELECT_MATCHER]=official-keep-distinct [VERIFY_VARIANTS]=0
   [RETRAIN_ON_ERRORS]=0 [SEED]=0 [OUT]=out/cpu-demo
 )
 SPIDER="MODEL=qwen2.5-coder-1.5b DATASET=spider ROOT=../shared/spider ITERATIONS=3 K=8 DEV_SIZE=0
@@ -80,11 +82,12 @@ declare -A PRESETS=(
   [spider-full]="$SPIDER TRAIN_SIZE=7000 VOTE=16 VAL_SPLIT=train_others OUT=out/spider-full"
 )
 
-declare -A FLAG_OF KIND_OF HELP_OF SETTING_OF_FLAG
+declare -A FLAG_OF KIND_OF TYPE_OF HELP_OF SETTING_OF_FLAG
 ORDER=()
 for row in "${SETTINGS[@]}"; do
-  read -r name flag kind help <<< "$row"
-  FLAG_OF[$name]=$flag KIND_OF[$name]=$kind HELP_OF[$name]=$help SETTING_OF_FLAG[$flag]=$name
+  read -r name flag kind type help <<< "$row"
+  FLAG_OF[$name]=$flag KIND_OF[$name]=$kind TYPE_OF[$name]=$type HELP_OF[$name]=$help
+  SETTING_OF_FLAG[$flag]=$name
   ORDER+=("$name")
 done
 
@@ -111,7 +114,9 @@ args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   [[ ${args[i]} == --preset ]] && preset=${args[i + 1]:-}
 done
-if [[ -z $preset || ! -v PRESETS[$preset] ]]; then
+# ${A[$k]+x}, not [[ -v A[$k] ]]: bash before 5.2 expands the key of -v a second time, so a
+# preset named $(...) would run
+if [[ -z $preset || -z ${PRESETS[$preset]+x} ]]; then
   echo "iterate.sh: unknown preset '$preset' ($(echo "${!PRESETS[@]}" | tr ' ' '\n' | sort | paste -sd,))" >&2
   exit 2
 fi
@@ -121,11 +126,80 @@ for name in "${ORDER[@]}"; do
   [[ -v $env ]] && SETTING[$name]=${!env}
 done
 
+q() { printf '%q' "$1"; }
+
+# setting_error NAME EXPECTED [SHOWN]: the usage error for a setting's value
+setting_error() {
+  local shown="'${SETTING[$1]}'"
+  (($# > 2)) && shown=$3
+  printf 'iterate.sh: %s (RF_%s): expected %s, got %s\n' "${FLAG_OF[$1]}" "$1" "$2" "$shown" >&2
+  exit 2
+}
+
 option_pair() {  # NAME=VALUE, without whitespace (they are kept space-separated)
   if [[ ! $2 =~ ^[A-Za-z_][A-Za-z0-9_-]*=[^[:space:]]*$ ]]; then
     echo "iterate.sh: $1 takes NAME=VALUE without spaces, got '$2'" >&2
     exit 2
   fi
+}
+
+# check_setting NAME: exit 2 unless the value fits the setting's TYPE. Values reach bash
+# arithmetic and the stages' shell commands, so nothing is used before it is checked here.
+# Integers are rewritten without leading zeros (bash reads 08 as octal).
+check_setting() {
+  local name=$1 type=${TYPE_OF[$1]} v=${SETTING[$1]} sign='' digits int frac zeros exp choice
+  # config.env holds one setting a line
+  [[ $v == *[[:cntrl:]]* ]] &&
+    setting_error "$name" "one line without control characters" "$(q "$v")"
+  case $type in
+    count|positive|integer)
+      local what="a non-negative integer"
+      [[ $type == positive ]] && what="a positive integer"
+      [[ $type == integer ]] && what="an integer"
+      [[ $type == integer && $v == -* ]] && sign=-
+      digits=${v#"$sign"}
+      [[ $digits =~ ^[0-9]+$ ]] || setting_error "$name" "$what"
+      while [[ $digits == 0?* ]]; do digits=${digits#0}; done
+      ((${#digits} <= 18)) || setting_error "$name" "$what of at most 18 digits"
+      [[ $type == positive && $digits == 0 ]] && setting_error "$name" "$what"
+      [[ $digits == 0 ]] && sign=
+      SETTING[$name]=$sign$digits ;;
+    number)
+      [[ $v =~ ^\.?[0-9] && $v =~ ^([0-9]*)\.?([0-9]*)([eE]([-+]?)([0-9]+))?$ ]] ||
+        setting_error "$name" "a finite non-negative number"
+      # finite as the commands read it, a double: 1e999 is inf. The value is below
+      # 10^(digits + exp), digits counted from its first non-zero one (-2 for 0.001).
+      int=${BASH_REMATCH[1]} frac=${BASH_REMATCH[2]} exp=${BASH_REMATCH[5]:-0}
+      [[ ${BASH_REMATCH[4]} == - || $int$frac != *[1-9]* ]] && return 0
+      while [[ $int == 0* ]]; do int=${int#0}; done
+      while [[ $exp == 0?* ]]; do exp=${exp#0}; done
+      digits=${#int}
+      if [[ -z $int ]]; then zeros=${frac%%[1-9]*}; digits=$((-${#zeros})); fi
+      if ((${#exp} > 6 || digits + exp > 308)); then
+        setting_error "$name" "a finite non-negative number below 1e308"
+      fi ;;
+    bool) [[ $v == [01] ]] || setting_error "$name" "0 or 1" ;;
+    choice:*)
+      local -a choices
+      IFS=, read -ra choices <<< "${type#choice:}"
+      for choice in "${choices[@]}"; do [[ $v == "$choice" ]] && return 0; done
+      choice=${type#choice:}
+      setting_error "$name" "one of ${choice//,/, }" ;;
+    name) [[ -n $v ]] || setting_error "$name" "a name" ;;
+    folder)
+      [[ -n $v ]] || setting_error "$name" "a folder"
+      if [[ $v == -* ]]; then  # every command would read it as an option
+        echo "iterate.sh: ${FLAG_OF[$name]} (RF_$name): '$v' starts with '-' (write ./$v)" >&2
+        exit 2
+      fi ;;
+    options)
+      local -a pairs
+      local kv
+      read -ra pairs <<< "$v"  # read, not $v: a pair like dtype=* must not glob
+      for kv in "${pairs[@]}"; do option_pair "RF_$name" "$kv"; done ;;
+    text) ;;
+  esac
+  return 0
 }
 
 DRY=0
@@ -159,14 +233,20 @@ while (($#)); do
   esac
   shift
 done
-for name in SAMPLER_OPTIONS VERIFIER_OPTIONS TRAINER_OPTIONS; do
-  for kv in ${SETTING[$name]}; do option_pair "RF_$name" "$kv"; done
-done
+for name in "${ORDER[@]}"; do check_setting "$name"; done
 for name in "${ORDER[@]}"; do printf -v "$name" '%s' "${SETTING[$name]}"; done
 TRAIN_MODEL=${TRAIN_MODEL:-$MODEL}
 
 log() { printf '[iterate %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-q() { printf '%q' "$1"; }
+
+# not_a_link PATH: exit 2 if PATH, which the driver is about to write (or write in), is a
+# symbolic link: someone else's file would be truncated or appended to
+not_a_link() {
+  if [[ -L $1 ]]; then
+    echo "iterate.sh: $1 is a symbolic link: the driver writes only files of its own in --out" >&2
+    exit 2
+  fi
+}
 
 # The running stage's process group: the driver stops it when it is stopped (trap) and, when
 # it is killed outright (SIGKILL, no trap runs), a watcher does (see stage).
@@ -204,11 +284,12 @@ stage() {
   # The watcher reads a pipe only this shell writes to: "done" when the stage has ended, or
   # end of file when this shell died without a word (SIGKILL); then it kills the stage. It
   # has a session of its own, so killing the driver's process group leaves it to do that.
+  # shellcheck disable=SC2016 # the watcher's own script, expanded by the watcher
   exec 8> >(exec setsid bash -c 'read -r word || true; [[ $word == done ]] ||
                                  kill -KILL -- "-$1"' watcher "$stage_pid" \
               >/dev/null 2>&1 9>&-)
   wait "$stage_pid" || status=$?
-  echo done >&8
+  echo 'done' >&8
   exec 8>&-
   stage_pid=
   if ((status != 0)); then
@@ -219,55 +300,60 @@ stage() {
   fi
   mv -- "$tmp" "$out"
   end=$(date +%s%N)
+  not_a_link "$OUT/timings.tsv"
   printf '%s\t%s\t%s\n' "$iter" "$name" "$(((end - start) / 1000000))" >> "$OUT/timings.tsv"
 }
 
 # pass_options FLAG "A=1 B=2": "FLAG A=1 FLAG B=2", quoted for the stage's shell
 pass_options() {
-  local kv out=
-  for kv in $2; do out+=" $1 $(q "$kv")"; done
+  local kv out='' pairs
+  read -ra pairs <<< "$2"  # not a bare $2: dtype=* would glob
+  for kv in "${pairs[@]}"; do out+=" $1 $(q "$kv")"; done
   printf '%s' "$out"
 }
-sample_opts="--sampler $(q "$SAMPLER") --model $(q "$MODEL") --max-new-tokens $MAX_NEW_TOKENS --seed $SEED$(pass_options --option "$SAMPLER_OPTIONS")"
+# Every value pasted into a stage's command goes through q, numbers too: the stage's shell
+# must read each as one literal argument.
+sample_opts="--sampler $(q "$SAMPLER") --model $(q "$MODEL") --max-new-tokens $(q "$MAX_NEW_TOKENS") --seed $(q "$SEED")$(pass_options --option "$SAMPLER_OPTIONS")"
 # The vllm sampler keeps one engine in OUT/engine (RF_VLLM_ENGINE, the default of its option
 # engine) for the sampling stages between two trainings, which all use one adapter: one
 # engine start per iteration. It is stopped before each training (which needs its memory) and
 # when the driver ends. Other samplers ignore it.
 export RF_VLLM_ENGINE=$OUT/engine
-for kv in $SAMPLER_OPTIONS; do [[ $kv == engine=* ]] && RF_VLLM_ENGINE=${kv#engine=}; done
+read -ra pairs <<< "$SAMPLER_OPTIONS"
+for kv in "${pairs[@]}"; do [[ $kv == engine=* ]] && RF_VLLM_ENGINE=${kv#engine=}; done
 stop_engine() {
   if ((!DRY)) && [[ -e $RF_VLLM_ENGINE/engine.pid ]]; then rf-model stop "$RF_VLLM_ENGINE"; fi
 }
 train_opts="--trainer $(q "$TRAINER") --base $(q "$TRAIN_MODEL")$(pass_options --option "$TRAINER_OPTIONS")"
-data_opts="--values $VALUES"
+data_opts="--values $(q "$VALUES")"
 # Training examples are picked by --verifier with the strict matcher (and the variants, when
 # asked for); dev and validation are always scored by the sqlite verifier with the official
 # evaluator's default semantics, so every row of every run is measured the same way.
 select_opts="--verifier $(q "$VERIFIER") --matcher $(q "$SELECT_MATCHER")$(pass_options --option "$VERIFIER_OPTIONS")"
-((VERIFY_VARIANTS > 0)) && select_opts+=" -o variants $VERIFY_VARIANTS"
+((VERIFY_VARIANTS > 0)) && select_opts+=" -o variants $(q "$VERIFY_VARIANTS")"
 filter_opts="--resample $(q "$RESAMPLE")"
-((MAX_PER_TASK > 0)) && filter_opts+=" --max-per-task $MAX_PER_TASK"
+((MAX_PER_TASK > 0)) && filter_opts+=" --max-per-task $(q "$MAX_PER_TASK")"
 [[ -n $ROOT ]] && data_opts+=" --root $(q "$ROOT")"
 
 # evaluate LABEL ADAPTER DIR: greedy (and vote@K) execution accuracy on the dev tasks, and
 # greedy on the validation tasks (the only number the best iteration is chosen by)
 evaluate() {
-  local iter=$1 adapter=$2 dir=$3 a= name="iteration $1"
+  local iter=$1 adapter=$2 dir=$3 a='' name="iteration $1"
   [[ -n $adapter ]] && a="--adapter $(q "$adapter")"
   [[ $iter == sft ]] && name="SFT on gold"
   local sets=dev
   ((VAL_SIZE > 0)) && sets="dev val"
   for set in $sets; do
-    stage "$iter" $set-greedy-sample "$dir/$set.greedy.sampled.jsonl" \
+    stage "$iter" "$set-greedy-sample" "$dir/$set.greedy.sampled.jsonl" \
       "rf-sample $sample_opts $a -k 1 --temperature 0 < $(q "$OUT/data/$set.jsonl")"
-    stage "$iter" $set-greedy-exec "$dir/$set.greedy.jsonl" \
+    stage "$iter" "$set-greedy-exec" "$dir/$set.greedy.jsonl" \
       "rf-exec < $(q "$dir/$set.greedy.sampled.jsonl")"
-    stage "$iter" $set-greedy-eval "$dir/$set.greedy.report.json" \
+    stage "$iter" "$set-greedy-eval" "$dir/$set.greedy.report.json" \
       "rf-eval --markdown $(q "$dir/$set.greedy.report.md") --title $(q "$name: $set greedy") < $(q "$dir/$set.greedy.jsonl")"
   done
   if ((VOTE > 0)); then
     stage "$iter" dev-vote-sample "$dir/dev.vote.sampled.jsonl" \
-      "rf-sample $sample_opts $a -k $VOTE --temperature $TEMPERATURE < $(q "$OUT/data/dev.jsonl")"
+      "rf-sample $sample_opts $a -k $(q "$VOTE") --temperature $(q "$TEMPERATURE") < $(q "$OUT/data/dev.jsonl")"
     stage "$iter" dev-vote-exec "$dir/dev.vote.jsonl" \
       "rf-exec < $(q "$dir/dev.vote.sampled.jsonl") | rf-vote"
     stage "$iter" dev-vote-eval "$dir/dev.vote.report.json" \
@@ -281,7 +367,7 @@ train() {
   stop_engine
   # rf-train renames its adapter into place itself; --resume picks up its own checkpoint
   stage "$iter" train "$dir/train.report.json" \
-    "rf-train $train_opts --out $(q "$dir/adapter") --force --resume --epochs $EPOCHS --lr $LR --batch-size $BATCH_SIZE --max-len $MAX_LEN --max-too-long $MAX_TOO_LONG --seed $SEED < $(q "$dir/examples.jsonl")"
+    "rf-train $train_opts --out $(q "$dir/adapter") --force --resume --epochs $(q "$EPOCHS") --lr $(q "$LR") --batch-size $(q "$BATCH_SIZE") --max-len $(q "$MAX_LEN") --max-too-long $(q "$MAX_TOO_LONG") --seed $(q "$SEED") < $(q "$dir/examples.jsonl")"
 }
 
 # train_round ITER PREV_ADAPTER TASKS [EXTRA_EXAMPLES]: sample, verify, select, train, evaluate
@@ -289,7 +375,7 @@ train_round() {
   local iter=$1 prev=$2 tasks=$3 extra=${4:-} dir=$OUT/iter$1 a=
   [[ -n $prev ]] && a="--adapter $(q "$prev")"
   stage "$iter" train-sample "$dir/train.sampled.jsonl" \
-    "rf-sample $sample_opts $a -k $K --temperature $TEMPERATURE < $(q "$tasks")"
+    "rf-sample $sample_opts $a -k $(q "$K") --temperature $(q "$TEMPERATURE") < $(q "$tasks")"
   stage "$iter" train-exec "$dir/train.jsonl" "rf-exec $select_opts < $(q "$dir/train.sampled.jsonl")"
   local keep="cat /dev/null"
   [[ -n $extra ]] && keep="cat $(q "$extra")"
@@ -311,9 +397,13 @@ config() {
 }
 
 if ((!DRY)); then
-  mkdir -p "$OUT"
+  if ! why=$(mkdir -p -- "$OUT" 2>&1); then
+    echo "iterate.sh: --out (RF_OUT): cannot make the folder '$OUT': ${why##*: }" >&2
+    exit 2
+  fi
   # One run per folder: a second one would write into the first one's stages. Stages hold
   # the lock too, so a stage left running by a killed driver still counts as the run.
+  not_a_link "$OUT/.lock"
   exec 9<>"$OUT/.lock"
   if ! flock -n 9; then
     echo "iterate.sh: $OUT is in use by another run (pid $(head -c 20 "$OUT/.lock"))," \
@@ -342,21 +432,25 @@ if ((!DRY)); then
         "$OUT"/history.json "$OUT"/report.md "$OUT"/*.png "$OUT"/config.env
     fi
   fi
-  mkdir -p "$OUT/data"
-  for ((i = 0; i <= ITERATIONS + RETRAIN_ON_ERRORS; i++)); do mkdir -p "$OUT/iter$i"; done
+  # the folders whose stage files the driver writes, and its own files
+  folders=("$OUT/data")
+  for ((i = 0; i <= ITERATIONS + RETRAIN_ON_ERRORS; i++)); do folders+=("$OUT/iter$i"); done
+  ((SFT_BASELINE)) && folders+=("$OUT/sft")
+  for f in "${folders[@]}" "$OUT/timings.tsv" "$OUT/config.env.tmp.$$"; do not_a_link "$f"; done
+  mkdir -p -- "${folders[@]}"
   [[ -e $OUT/timings.tsv ]] || printf 'iteration\tstage\tms\n' > "$OUT/timings.tsv"
   { echo "PRESET=$preset"; config value bool options free freebool; } > "$OUT/config.env.tmp.$$"
-  mv "$OUT/config.env.tmp.$$" "$OUT/config.env"
+  mv -- "$OUT/config.env.tmp.$$" "$OUT/config.env"
 fi
 
 dev_limit=
-((DEV_SIZE > 0)) && dev_limit="--limit $DEV_SIZE --seed $SEED"
+((DEV_SIZE > 0)) && dev_limit="--limit $(q "$DEV_SIZE") --seed $(q "$SEED")"
 stage 0 data-train "$OUT/data/train.jsonl" \
-  "rf-data $(q "$DATASET") $data_opts --split train --limit $TRAIN_SIZE --seed $SEED"
+  "rf-data $(q "$DATASET") $data_opts --split train --limit $(q "$TRAIN_SIZE") --seed $(q "$SEED")"
 stage 0 data-dev "$OUT/data/dev.jsonl" "rf-data $(q "$DATASET") $data_opts --split dev $dev_limit"
 if ((VAL_SIZE > 0)); then
   stage 0 data-val "$OUT/data/val.jsonl" \
-    "rf-data $(q "$DATASET") $data_opts --split $(q "$VAL_SPLIT") --limit $VAL_SIZE --seed $SEED --exclude $(q "$OUT/data/train.jsonl")"
+    "rf-data $(q "$DATASET") $data_opts --split $(q "$VAL_SPLIT") --limit $(q "$VAL_SIZE") --seed $(q "$SEED") --exclude $(q "$OUT/data/train.jsonl")"
   if ((!DRY)) && [[ ! -s $OUT/data/val.jsonl ]]; then
     echo "iterate.sh: no validation tasks are left in split $VAL_SPLIT once the train tasks" \
       "are taken out: lower --train-size, use --val-split, or --val-size 0" >&2
@@ -369,7 +463,6 @@ evaluate 0 "" "$OUT/iter0"  # the base model: what every other row is measured a
 if ((SFT_BASELINE)); then
   # The reference's middle row: the base model fine-tuned once on the gold SQL of the same
   # train tasks (those whose gold query runs), with the same trainer settings.
-  if ((!DRY)); then mkdir -p "$OUT/sft"; fi
   stage sft select "$OUT/sft/examples.jsonl" \
     "rf-exec < $(q "$OUT/data/train.jsonl") | rf-inject"
   train sft "$OUT/sft"
