@@ -144,6 +144,8 @@ _LAZY = {
     "get_matcher": "rf_core.exec.matching",
     "verify_tasks": "rf_core.exec.verify",
     "DEFAULT_VARIANTS_MAX_MB": "rf_core.exec.variants",
+    "DEFAULT_VARIANTS_MAX_S": "rf_core.exec.variants",
+    "MAX_VARIANTS": "rf_core.exec.variants",
     # training helpers shared by trainers
     "canonical_sql": "rf_core.train.examples",
     "encode_examples": "rf_core.train.batching",
@@ -155,7 +157,8 @@ _LAZY = {
     "plan_memory": "rf_core.train.memory",
 }
 _RENAMED = {"load_model": "load", "resolve_model": "resolve",
-            "DEFAULT_VARIANTS_MAX_MB": "DEFAULT_MAX_MB"}
+            "DEFAULT_VARIANTS_MAX_MB": "DEFAULT_MAX_MB",
+            "DEFAULT_VARIANTS_MAX_S": "DEFAULT_MAX_S"}
 
 __all__ = ["hookimpl", "RFError", "BadRecord", "UnknownPlugin", "Option", "Report",
            "Progress", "Sampler", "Verifier", "Trainer", "Dataset", *_LAZY]

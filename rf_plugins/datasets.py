@@ -34,18 +34,23 @@ class Spider:
             items = json.loads(source.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise RFError(f"cannot read {source}: {exc}") from None
-        runnable, missing = [], {}
+        runnable, missing, why = [], {}, {}
         for index, item in enumerate(items):
             db_path = root_path / "database" / item["db_id"] / f"{item['db_id']}.sqlite"
             if db_path.is_file():
                 runnable.append((index, item, db_path))
-            else:
-                missing[item["db_id"]] = missing.get(item["db_id"], 0) + 1
+                continue
+            missing[item["db_id"]] = missing.get(item["db_id"], 0) + 1
+            if item["db_id"] not in why:
+                # a device or a FIFO is named as such (never opened: it would block rf-data)
+                why[item["db_id"]] = ("is not a regular file" if db_path.exists()
+                                      else "is missing")
         for db_id, count in sorted(missing.items()):
-            report(f"skipped {count} {split} task(s): database {db_id!r} is missing")
+            report(f"skipped {count} {split} task(s): database {db_id!r} {why[db_id]}")
         if missing:
             report(f"{sum(missing.values())} of {len(items)} {split} tasks skipped "
-                   f"({len(missing)} missing database(s)); {len(runnable)} remain")
+                   f"({len(missing)} missing or unreadable database(s)); {len(runnable)} "
+                   "remain")
         from rf_core.api import spider_hardness  # sqlglot: only when tasks are made
 
         for index, item, db_path in pick(runnable, limit, seed):

@@ -196,3 +196,98 @@ def test_every_spider_dev_gold_passes_its_own_variants(spider, tmp_path):
     assert all(c["correct"] is True for c in cands)
     used = [c["variants"]["used"] for c in cands]
     assert sum(u == 4 for u in used) / len(used) > 0.8, "most tasks use every variant"
+
+
+def test_empty_variants_dir_is_a_usage_error(people_db, tmp_path, monkeypatch):
+    # an unset shell variable, most likely: building in the working folder instead would
+    # scatter cache folders wherever the command ran
+    monkeypatch.chdir(tmp_path)
+    r = run("rf-exec", ["-o", "variants", "2", "-o", "variants_dir", ""],
+            input=[make_task(people_db, GOLD_COUNT, [CONSTANT])])
+    assert r.code == 2, r.stderr
+    assert "option 'variants_dir' of verifier 'sqlite'" in r.stderr and "empty" in r.stderr
+    assert r.stdout == b"" and list(tmp_path.iterdir()) == [Path(people_db).parent]
+
+
+def test_variants_above_the_maximum_is_a_usage_error(people_db):
+    from rf_core.exec.variants import MAX_VARIANTS
+
+    r = run("rf-exec", ["-o", "variants", str(MAX_VARIANTS + 1)],
+            input=[make_task(people_db, GOLD_COUNT, [CONSTANT])])
+    assert r.code == 2
+    assert f"is above the maximum {MAX_VARIANTS}" in r.stderr
+    assert r.stdout == b""
+
+
+class FakeClock:
+    """Time that passes ``step`` seconds at every reading: a build looks slow on any machine."""
+
+    def __init__(self, step: float):
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_long_builds_report_progress(people_db, tmp_path, monkeypatch):
+    import rf_core.exec.variants as variants
+
+    monkeypatch.setattr(variants, "_clock", FakeClock(1.0))
+    r = run("rf-exec", ["-o", "variants", "2", "-o", "variants_dir", str(tmp_path / "cache"),
+                        "-o", "variants_max_s", "1e9"],
+            input=[make_task(people_db, GOLD_COUNT, [GOLD_COUNT])])
+    assert r.code == 0, r.stderr
+    lines = [line for line in r.stderr.splitlines() if "building 2 variants of" in line]
+    assert lines and all(line.startswith("rf-exec: ") and "people.sqlite" in line
+                         for line in lines), r.stderr
+    assert "built 2 variants of" in r.stderr
+    assert r.records[0]["candidates"][0]["variants"]["used"] == 2
+
+
+def test_a_build_over_its_time_bound_stops_and_its_tasks_verify_without(people_db, tmp_path,
+                                                                          monkeypatch, validate):
+    import rf_core.exec.variants as variants
+
+    monkeypatch.setattr(variants, "_clock", FakeClock(10.0))
+    cache = tmp_path / "cache"
+    tasks = [make_task(people_db, GOLD_COUNT, [CONSTANT], id=f"t/{i}") for i in range(3)]
+    r = run("rf-exec", ["-o", "variants", "2", "-o", "variants_dir", str(cache),
+                        "-o", "variants_max_s", "30"], input=tasks)
+    assert r.code == 0, r.stderr
+    validate(r.records)
+    notes = [line for line in r.stderr.splitlines() if "variants_max_s" in line]
+    assert len(notes) == 1 and "people.sqlite" in notes[0], r.stderr
+    for task in r.records:
+        cand = task["candidates"][0]
+        assert cand["correct"] is True and "variants" not in cand
+        assert "variants_max_s" in task["verified_by"]["variants_skipped"]
+    assert not [p for p in cache.rglob("*") if p.is_file() and p.name.startswith(".")]
+
+
+def test_the_databases_own_triggers_do_not_run_while_perturbing(tmp_path):
+    path = tmp_path / "trig.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, n INTEGER);
+        CREATE TABLE audit (item_id INTEGER, what TEXT);
+        INSERT INTO item VALUES (1, 'a', 1), (2, 'b', 2), (3, 'c', 3), (4, 'd', 4),
+                                (5, 'e', 5), (6, 'f', 6), (7, 'g', 7), (8, 'h', 8);
+        CREATE TRIGGER keep BEFORE DELETE ON item BEGIN SELECT RAISE(ABORT, 'no'); END;
+        CREATE TRIGGER log AFTER INSERT ON item BEGIN INSERT INTO audit VALUES (new.id, 'in');
+        END;
+    """)
+    conn.commit()
+    conn.close()
+    paths = VariantCache(4, root=tmp_path / "cache").paths(str(path))
+    assert len(paths) == 4
+    original = sqlite3.connect(path)
+    schema = sorted(original.execute("SELECT type, name, sql FROM sqlite_master"))
+    original.close()
+    for p in paths:
+        conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        assert conn.execute("SELECT count(*) FROM audit").fetchone() == (0,), p
+        assert sorted(conn.execute("SELECT type, name, sql FROM sqlite_master")) == schema
+        conn.close()
+

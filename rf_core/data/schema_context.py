@@ -1,4 +1,9 @@
-"""Prompt context for a database: CREATE TABLE lines with a few sample values per column."""
+"""Prompt context for a database: CREATE TABLE lines with a few sample values per column.
+
+The database is read as rf-exec reads it (rf_core.exec.sqlite.DatabaseCopies): a path that is
+not a regular file is an error before anything opens it, and a WAL database is read from a
+private copy with its -wal folded in, so nothing is created beside it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import sqlite3
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
+
+from rf_core.exec.sqlite import DatabaseCopies, remove_stale_copies
 
 MAX_VALUE_CHARS = 40
 
@@ -36,7 +43,19 @@ def _sample_values(conn: sqlite3.Connection, table: str, column: str, n: int) ->
 @lru_cache(maxsize=256)
 def describe_database(db_path: str, values: int = 3) -> str:
     """The schema as CREATE TABLE statements, each column followed by up to ``values``
-    distinct sample values in a comment, and foreign keys as constraints."""
+    distinct sample values in a comment, and foreign keys as constraints.
+
+    Raises DatabaseFileError (an RFError) for a path that is not a readable database file.
+    """
+    remove_stale_copies()
+    copies = DatabaseCopies()
+    try:
+        return _describe(copies.readable(db_path), values)
+    finally:
+        copies.close()
+
+
+def _describe(db_path: str, values: int) -> str:
     uri = f"file:{quote(str(Path(db_path).resolve()))}?mode=ro"
     conn = sqlite3.connect(uri, uri=True)
     conn.text_factory = lambda b: b.decode("utf-8", errors="ignore")

@@ -20,10 +20,19 @@ Variant 0 drops and shuffles, 1 duplicates and shuffles, 2 changes values, 3 doe
 them; later ones repeat the cycle with other random draws.
 
 Key columns (primary keys, foreign keys and the columns foreign keys point at) keep their
-values so joins still find rows. The original file is only ever opened read-only (SQLite's
-backup API copies it). Variants are built once into a cache folder, beside the model cache
-(``~/.cache/reasonforge/variants`` or ``$RF_CACHE_DIR/variants``), named by the source's
-content hash, so a changed source gets new variants; built files are made read-only.
+values so joins still find rows. The database's own triggers are dropped from the copy while
+it is perturbed and created again afterwards: the schema stays, and they never run (a
+``RAISE`` on delete stopped the build; an audit trigger filled its table). The original file
+is only ever opened read-only (SQLite's backup API copies it); a WAL database is read
+through its private copy (rf_core.exec.sqlite.DatabaseCopies), so the content hash covers
+the commits in its -wal. Variants are built once into a cache folder, beside the model cache
+(``~/.cache/reasonforge/variants`` or ``$RF_CACHE_DIR/variants``), named by that content
+hash, so a changed source gets new variants; built files are made read-only.
+
+Bounds: at most ``MAX_VARIANTS`` per database; a database's build reports progress on
+stderr once it has run ``PROGRESS_FIRST_S`` seconds, and stops past ``max_s`` (its tasks are
+then checked on the original only, and say so). Build files of a process that is gone
+(``.NAME.PID.tmp`` and its journal) and empty cache folders are removed on the next run.
 """
 
 from __future__ import annotations
@@ -31,16 +40,29 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import sqlite3
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 from urllib.parse import quote
 
+from rf_core.exec.sqlite import DatabaseCopies, DatabaseFileError, open_regular, pid_alive
 from rf_core.records.files import write_atomic
 
-ALGORITHM = 2  # bump when the perturbations change, so cached variants are rebuilt
+ALGORITHM = 3  # bump when the perturbations change, so cached variants are rebuilt
 DEFAULT_MAX_MB = 256
+DEFAULT_MAX_S = 300.0  # per database, all its variants
+MAX_VARIANTS = 32
+PROGRESS_FIRST_S = 2.0
+PROGRESS_EVERY_S = 10.0
+_CHUNK = 4096  # rows between two looks at the clock; values per DELETE of a cascade
+_clock = time.monotonic  # tests make builds look slow with a clock of their own
+_clock_wall = time.time
+_FRESH_S = 600.0  # an empty cache folder younger than this may be a build just starting
+_FOLDER = re.compile(r".+-[0-9a-f]{20}")
+_BUILD_FILE = re.compile(r"\..+\.(\d+)\.tmp(-journal|-wal|-shm)?")
 _PERTURBATIONS = ({"drop", "shuffle"}, {"duplicate", "shuffle"}, {"values"},
                   {"drop", "duplicate", "values", "shuffle"})
 
@@ -51,11 +73,49 @@ def default_cache_root() -> Path:
     return cache_dir() / "variants"
 
 
+class OverTime(Exception):
+    """A build that passed its time bound."""
+
+
+class _Budget:
+    """A database's build time: progress lines while it runs long, OverTime past max_s."""
+
+    def __init__(self, max_s: float, say: Callable[[str], None], what: Callable[[], str]):
+        self.start = _clock()
+        self.max_s = max_s
+        self.say = say
+        self.what = what
+        self.last: float | None = None
+
+    def elapsed(self) -> float:
+        return _clock() - self.start
+
+    def over(self) -> bool:
+        """Whether the bound is passed; prints a progress line when one is due."""
+        now = _clock()
+        elapsed = now - self.start
+        if elapsed > self.max_s:
+            return True
+        if elapsed >= PROGRESS_FIRST_S and (self.last is None
+                                            or now - self.last >= PROGRESS_EVERY_S):
+            self.last = now
+            self.say(f"{self.what()}, {elapsed:.0f} s")
+        return False
+
+    def check(self) -> None:
+        if self.over():
+            raise OverTime()
+
+
 def _content_hash(path: Path) -> str:
     h = hashlib.blake2b(digest_size=10)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    fd = open_regular(path)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    finally:
+        os.close(fd)
     return h.hexdigest()
 
 
@@ -109,23 +169,27 @@ def _column_values(conn: sqlite3.Connection, table: str, column: str) -> set:
         return set()
 
 
-def _cascade_drops(conn: sqlite3.Connection, fks: list, before: dict) -> None:
+def _cascade_drops(conn: sqlite3.Connection, fks: list, before: dict,
+                   budget: _Budget) -> None:
     """Rows whose parent row was dropped go too, so a join the original database's keys
     made redundant stays redundant (variants break no reference the original kept)."""
     for _ in range(len(fks) + 1):
         changed = False
         for child, ccol, parent, pcol in fks:
-            gone = before[(parent, pcol)] - _column_values(conn, parent, pcol)
-            gone.discard(None)
-            if not gone:
-                continue
-            marks = ", ".join("?" * len(gone))
-            try:
-                cur = conn.execute(f"DELETE FROM {_q(child)} WHERE {_q(ccol)} IN ({marks})",
-                                   list(gone))
-            except sqlite3.Error:
-                continue
-            changed |= cur.rowcount > 0
+            gone = list(before[(parent, pcol)] - _column_values(conn, parent, pcol))
+            if None in gone:
+                gone.remove(None)
+            # in pieces: one statement takes at most SQLITE_LIMIT_VARIABLE_NUMBER values
+            for i in range(0, len(gone), _CHUNK):
+                budget.check()
+                part = gone[i:i + _CHUNK]
+                marks = ", ".join("?" * len(part))
+                try:
+                    cur = conn.execute(
+                        f"DELETE FROM {_q(child)} WHERE {_q(ccol)} IN ({marks})", part)
+                except sqlite3.Error:
+                    break
+                changed |= cur.rowcount > 0
         if not changed:
             return
 
@@ -148,18 +212,24 @@ def _changed_number(v, rng: random.Random):
 
 
 def _perturb_table(conn: sqlite3.Connection, table: str, keys: set[str], kinds: set[str],
-                   rng: random.Random) -> None:
+                   rng: random.Random, budget: _Budget) -> None:
     cols = [r[1] for r in conn.execute(f"PRAGMA table_info({_q(table)})")]
-    rows = [list(r) for r in conn.execute(f"SELECT * FROM {_q(table)}")]
+    rows = []
+    for r in conn.execute(f"SELECT * FROM {_q(table)}"):
+        rows.append(list(r))
+        if len(rows) % _CHUNK == 0:
+            budget.check()
     if not rows or not cols:
         return
     ipk = _integer_pk(conn, table)
     if "drop" in kinds and len(rows) > 1:
         n_drop = min(len(rows) - 1, max(1, round(len(rows) * 0.25)))
-        for i in sorted(rng.sample(range(len(rows)), n_drop), reverse=True):
-            del rows[i]
+        # one pass (deleting from the list one by one was quadratic: 16 s for 10^6 rows)
+        dropped = set(rng.sample(range(len(rows)), n_drop))
+        rows = [r for i, r in enumerate(rows) if i not in dropped]
     if "values" in kinds:
         for j, col in enumerate(cols):
+            budget.check()
             if col.lower() in keys:
                 continue
             values = [r[j] for r in rows]
@@ -187,24 +257,47 @@ def _perturb_table(conn: sqlite3.Connection, table: str, keys: set[str], kinds: 
     order = rows + extra
     if "shuffle" in kinds:
         rng.shuffle(order)
+    if ipk is not None:
+        # SQLite stores these rows in key order whatever the insert order, and inserts in
+        # key order are much faster; an original row also goes in before its duplicates,
+        # so a UNIQUE column refuses the copy, not the original
+        order.sort(key=lambda r: r[ipk] if isinstance(r[ipk], int) else -1)
     marks = ", ".join("?" * len(cols))
     conn.execute(f"DELETE FROM {_q(table)}")
-    for r in order:
+    # OR IGNORE: a row that a UNIQUE, NOT NULL or CHECK constraint refuses (a duplicate,
+    # mostly) is left out, as one INSERT per row catching IntegrityError did, many times
+    # faster
+    insert = f"INSERT OR IGNORE INTO {_q(table)} VALUES ({marks})"
+    for i in range(0, len(order), _CHUNK):
+        budget.check()
+        conn.executemany(insert, order[i:i + _CHUNK])
+
+
+def build_variant(source: Path, target: Path, seed: str, index: int,
+                  budget: _Budget | None = None) -> None:
+    """Write variant ``index`` of ``source`` (a database in rollback-journal mode) to
+    ``target`` (overwritten); OverTime when ``budget`` runs out first."""
+    budget = budget or _Budget(float("inf"), lambda msg: None, lambda: "")
+
+    def interrupt() -> int:  # inside long SQLite steps too (the copy, VACUUM)
+        return 1 if budget.over() else 0
+
+    def run(step: Callable[[], None]) -> None:
         try:
-            conn.execute(f"INSERT INTO {_q(table)} VALUES ({marks})", r)
-        except sqlite3.IntegrityError:
-            pass  # a duplicate that a UNIQUE or CHECK constraint refuses is left out
+            step()
+        except sqlite3.OperationalError as exc:
+            if "interrupted" in str(exc) and budget.elapsed() > budget.max_s:
+                raise OverTime() from None
+            raise
 
-
-def build_variant(source: Path, target: Path, seed: str, index: int) -> None:
-    """Write variant ``index`` of ``source`` to ``target`` (overwritten)."""
     uri = f"file:{quote(str(source.resolve()))}?mode=ro"
     src = sqlite3.connect(uri, uri=True)
     src.text_factory = lambda b: b.decode("utf-8", errors="ignore")
     try:
         dst = sqlite3.connect(str(target), isolation_level=None)
         try:
-            src.backup(dst)
+            dst.set_progress_handler(interrupt, 100_000)
+            run(lambda: src.backup(dst, pages=1024, progress=lambda *a: budget.check()))
         finally:
             dst.close()
     finally:
@@ -213,37 +306,77 @@ def build_variant(source: Path, target: Path, seed: str, index: int) -> None:
     kinds = _PERTURBATIONS[index % len(_PERTURBATIONS)]
     conn = sqlite3.connect(str(target), isolation_level=None)
     conn.text_factory = lambda b: b.decode("utf-8", errors="ignore")
+    conn.set_progress_handler(interrupt, 100_000)
     try:
         conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute("BEGIN")
+        # The database's own triggers must not run on the perturbing writes: out of the
+        # copy while it changes, back (same text, same order) before it is committed.
+        triggers = list(conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND sql IS NOT NULL "
+            "ORDER BY rowid"))
+        for name, _ in triggers:
+            conn.execute(f"DROP TRIGGER {_q(name)}")
         tables = _tables(conn)
         keys = _key_columns(conn, tables)
         fks = _foreign_keys(conn, tables)
         before = {(p, c): _column_values(conn, p, c) for _, _, p, c in fks}
         for t in tables:
-            _perturb_table(conn, t, keys[t.lower()], kinds, rng)
+            run(lambda: _perturb_table(conn, t, keys[t.lower()], kinds, rng, budget))
         if "drop" in kinds:
-            _cascade_drops(conn, fks, before)
+            run(lambda: _cascade_drops(conn, fks, before, budget))
+        for _, sql in triggers:
+            conn.execute(sql)
         conn.execute("COMMIT")
-        conn.execute("VACUUM")
+        run(lambda: conn.execute("VACUUM"))
     finally:
         conn.close()
+
+
+def _remove_leftovers(root: Path) -> None:
+    """Build files of processes that are gone, and cache folders left empty (a build that
+    failed, or a file that was no database, in earlier versions)."""
+    try:
+        folders = [p for p in root.iterdir() if p.is_dir() and _FOLDER.fullmatch(p.name)]
+    except OSError:
+        return
+    for folder in folders:
+        try:
+            for p in folder.iterdir():
+                match = _BUILD_FILE.fullmatch(p.name)
+                if match and not pid_alive(int(match.group(1))):
+                    p.unlink(missing_ok=True)
+            # only when empty, and not just made: a build starting now makes its folder,
+            # then its file
+            if _clock_wall() - folder.stat().st_mtime > _FRESH_S:
+                folder.rmdir()
+        except OSError:
+            pass
 
 
 class VariantCache:
     """Builds and remembers the variants of each database a run meets (in the parent)."""
 
     def __init__(self, n: int, *, seed: int = 0, root: str | Path | None = None,
-                 max_mb: float = DEFAULT_MAX_MB, report: Callable[[str], None] | None = None):
-        if n < 0:
-            raise ValueError("the number of variants must be 0 or more")
+                 max_mb: float = DEFAULT_MAX_MB, max_s: float = DEFAULT_MAX_S,
+                 report: Callable[[str], None] | None = None,
+                 copies: DatabaseCopies | None = None):
+        if not 0 <= n <= MAX_VARIANTS:
+            raise ValueError(f"the number of variants must be 0 to {MAX_VARIANTS}")
+        if root is not None and not str(root):
+            raise ValueError("the variant cache folder is empty; leave it out for the default")
         self.n = n
         self.seed = seed
         self.max_mb = max_mb
+        self.max_s = max_s
         self.report = report or (lambda msg: None)
         self.root = Path(root) if root is not None else default_cache_root()
+        self._copies = copies
+        self._own_copies = copies is None
         self._tmp: tempfile.TemporaryDirectory | None = None
+        self._cleaned = False
         self._known: dict[str, list[str]] = {}
+        self._skipped: dict[str, str] = {}
 
     def _folder(self) -> Path:
         if self._tmp is not None:
@@ -252,12 +385,27 @@ class VariantCache:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-")
             probe.close()
-            return self.root
         except OSError as exc:
-            self._tmp = tempfile.TemporaryDirectory(prefix="rf-variants-")
+            from rf_core.exec.sqlite import COPY_PREFIX  # its leftovers are cleaned with those
+
+            self._tmp = tempfile.TemporaryDirectory(
+                prefix=f"{COPY_PREFIX}{os.getpid()}-variants-")
             self.report(f"cannot write the variant cache {self.root} "
                         f"({exc.strerror or exc}); building variants in a temporary folder")
             return Path(self._tmp.name)
+        if not self._cleaned:
+            self._cleaned = True
+            _remove_leftovers(self.root)
+        return self.root
+
+    def skipped(self, db_path: str) -> str | None:
+        """Why ``db_path``'s tasks get no variants, when they were asked for and cannot."""
+        return self._skipped.get(db_path)
+
+    def _skip(self, db_path: str, reason: str) -> list[str]:
+        self._skipped[db_path] = reason
+        self._known[db_path] = []
+        return []
 
     def paths(self, db_path: str) -> list[str]:
         """Paths of the n variants of ``db_path`` (built if needed); [] when it is skipped."""
@@ -265,33 +413,54 @@ class VariantCache:
             return []
         if db_path in self._known:
             return self._known[db_path]
-        source = Path(db_path)
-        out: list[str] = []
+        if self._copies is None:
+            self._copies = DatabaseCopies()
         try:
+            # checked first: a device is hashed forever, a FIFO blocks on open
+            source = Path(self._copies.readable(db_path))
             size_mb = source.stat().st_size / (1 << 20)
-        except OSError:
-            self._known[db_path] = out  # a missing database fails on its own, per query
-            return out
+        except (DatabaseFileError, OSError):
+            self._known[db_path] = []  # such a database fails on its own, per task
+            return []
         if size_mb > self.max_mb:
             self.report(f"{db_path}: {size_mb:.0f} MB is over variants_max_mb "
                         f"{self.max_mb:g}; its tasks are checked on the original only")
-            self._known[db_path] = out
-            return out
+            return self._skip(db_path, f"{size_mb:.0f} MB is over variants_max_mb "
+                                       f"{self.max_mb:g}")
+        name = Path(db_path).name
+        out: list[str] = []
+        budget = _Budget(self.max_s, self.report,
+                         lambda: f"building {self.n} variants of {name} ({size_mb:.0f} MB): "
+                                 f"variant {len(out) + 1} of {self.n}")
+        folder = None
         try:
             digest = _content_hash(source)
-            folder = self._folder() / f"{source.stem}-{digest}"
-            folder.mkdir(parents=True, exist_ok=True)
+            folder = self._folder() / f"{Path(db_path).stem}-{digest}"
             for i in range(self.n):
                 target = folder / f"a{ALGORITHM}-s{self.seed}-v{i}.sqlite"
                 if not target.is_file():
                     with write_atomic(target) as tmp:
-                        build_variant(source, tmp, f"{digest}:{self.seed}", i)
+                        build_variant(source, tmp, f"{digest}:{self.seed}", i, budget)
                         os.chmod(tmp, 0o444)
                 out.append(str(target))
-        except (OSError, sqlite3.Error) as exc:
+        except OverTime:
+            self.report(f"{db_path}: building its variants took over variants_max_s "
+                        f"{self.max_s:g} s; stopped, its tasks are checked on the original "
+                        "only")
+            return self._skip(db_path, f"building them took over variants_max_s "
+                                       f"{self.max_s:g} s")
+        except (OSError, sqlite3.Error, DatabaseFileError) as exc:
             self.report(f"{db_path}: cannot build its variants ({exc}); its tasks are "
                         "checked on the original only")
-            out = []
+            return self._skip(db_path, f"cannot build them: {exc}")
+        finally:
+            if folder is not None and not out:
+                try:
+                    folder.rmdir()  # nothing built here: leave no empty folder
+                except OSError:
+                    pass
+        if budget.last is not None:
+            self.report(f"built {self.n} variants of {name} in {budget.elapsed():.1f} s")
         self._known[db_path] = out
         return out
 
@@ -299,3 +468,6 @@ class VariantCache:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+        if self._own_copies and self._copies is not None:
+            self._copies.close()
+            self._copies = None

@@ -20,8 +20,9 @@ from typing import Callable, Iterable, Iterator
 
 from rf_core.exec.matching import DEFAULT_MATCHER, MATCHERS, Matcher, get_matcher, query_key
 from rf_core.exec.pool import GRACE_S, Slot, supervised_map
-from rf_core.exec.sqlite import Executor, Limits, Result
-from rf_core.exec.variants import DEFAULT_MAX_MB, VariantCache
+from rf_core.exec.sqlite import (DatabaseCopies, DatabaseFileError, Executor, Limits, Result,
+                                 remove_stale_copies)
+from rf_core.exec.variants import DEFAULT_MAX_MB, DEFAULT_MAX_S, VariantCache
 
 _executor: Executor | None = None
 _matcher_name = DEFAULT_MATCHER
@@ -66,17 +67,58 @@ def check_job(job: tuple, slot: Slot | None = None, killed: dict | None = None) 
     is complete when it is handed to ``slot.keep``; a task re-sent after its worker was
     killed takes the kept ones as they are, and runs the gold query (whose rows the rest
     needs) and what had not finished.
+
+    The task's queries on its database run in one read transaction (``Executor.begin``), so
+    a writer cannot change what the gold and the candidates are compared on. Where the
+    database changed anyway (the transaction was lost, or the task was re-sent and its gold
+    result differs from the kept one), the gold fails with ``CHANGED`` and no candidate is
+    correct. ``job[4]``, when present and not None, says why the database cannot be read.
     """
     db_path, gold_sql, cand_sqls = job[:3]
     variant_paths = job[3] if len(job) > 3 else ()
+    open_error = job[4] if len(job) > 4 else None
     killed = killed or {}
     kept = slot.kept if slot is not None else {}
+    if open_error is not None:
+        unreadable = Result(ok=False, error=f"cannot open database: {open_error}")
+    else:
+        unreadable = _executor.begin(db_path)
+    try:
+        gold, out = _check(db_path, gold_sql, cand_sqls, variant_paths, killed, kept, slot,
+                           unreadable)
+    finally:
+        changed = unreadable is None and _executor.end(db_path)
+    if gold is not None:
+        earlier = kept.get(_GOLD_MARK)
+        differs = earlier is not None and earlier != _mark(gold)
+        if changed or (differs and gold.ok):
+            gold = Result(ok=False, error=CHANGED, ms=gold.ms)
+        if changed or differs:  # kept verdicts were made against another gold result
+            out = [(summary, False, {name: False for name in verdicts}, None)
+                   for summary, _, verdicts, _ in out]
+    return (gold.summary() if gold is not None else None, out)
+
+
+# The query index under which a task keeps its gold result's mark (Slot.keep): a task sent
+# again after a kill compares it with its new gold result.
+_GOLD_MARK = -1
+CHANGED = ("the database changed during the task (another process wrote to it); its "
+           "candidates are not judged")
+
+
+def _mark(res: Result) -> tuple:
+    return (res.ok, res.digest, res.truncated)
+
+
+def _check(db_path, gold_sql, cand_sqls, variant_paths, killed, kept, slot, unreadable):
     cache: dict[str, Result] = {}
     extra_cache: dict[tuple[str, str], Result] = {}
 
     def execute(index: int, db: str, sql) -> Result:
         if index in killed:
             return _killed_result(killed[index])
+        if unreadable is not None and db == db_path:
+            return unreadable
         if slot is not None:
             slot.start(index)
         res = _executor.run(db, sql)
@@ -114,6 +156,12 @@ def check_job(job: tuple, slot: Slot | None = None, killed: dict | None = None) 
         if text == sql:
             return text, as_written
         return text, run_extra(db_path, text)
+
+    def run_gold() -> Result:
+        res = run(0, gold_sql)
+        if slot is not None and _GOLD_MARK not in kept:
+            slot.keep(_GOLD_MARK, _mark(res))
+        return res
 
     gold: Result | None = None
     gold_sides: dict[str, tuple] = {}  # matcher -> (gold text, gold result, ordered)
@@ -154,7 +202,7 @@ def check_job(job: tuple, slot: Slot | None = None, killed: dict | None = None) 
                 reused[text_key] = out[-1]
             continue
         if gold is None and gold_sql is not None:
-            gold = run(0, gold_sql)
+            gold = run_gold()
         res = run(i + 1, sql)
         verdicts: dict = {}
         primary_text = None
@@ -196,33 +244,44 @@ def check_job(job: tuple, slot: Slot | None = None, killed: dict | None = None) 
         if slot is not None:
             slot.keep(i + 1, out[-1])
     if gold is None and gold_sql is not None:  # no candidates, or all of them kept
-        gold = run(0, gold_sql)
-    return (gold.summary() if gold is not None else None, out)
+        gold = run_gold()
+    return gold, out
 
 
 def verify_tasks(tasks: Iterable[dict], *, matcher: str = DEFAULT_MATCHER, jobs: int = 1,
                  limits: Limits = Limits(), verifier: str = "sqlite",
                  report: Callable[[str], None] | None = None, variants: int = 0,
                  variants_seed: int = 0, variants_max_mb: float = DEFAULT_MAX_MB,
-                 variants_dir: str | None = None) -> Iterator[dict]:
+                 variants_dir: str | None = None,
+                 variants_max_s: float = DEFAULT_MAX_S) -> Iterator[dict]:
     """Add ``exec``, ``verdicts`` (every registered matcher's), ``correct`` (``matcher``'s,
     and with ``variants`` > 0 also on every usable variant) and ``variants`` to each
-    candidate and ``gold_exec`` to each task, in input order."""
+    candidate and ``gold_exec`` to each task, in input order. A task whose variants were
+    asked for but not used says why in ``verified_by.variants_skipped``."""
     if matcher not in MATCHERS:
         raise ValueError(f"unknown matcher {matcher!r}")
     names = tuple(MATCHERS)
+    remove_stale_copies()
+    copies = DatabaseCopies()
     cache = VariantCache(variants, seed=variants_seed, root=variants_dir,
-                         max_mb=variants_max_mb, report=report)
-    pending: deque[dict] = deque()
+                         max_mb=variants_max_mb, max_s=variants_max_s, report=report,
+                         copies=copies)
+    pending: deque[tuple[dict, str | None]] = deque()
 
     def jobs_of(stream):
         for task in stream:
-            pending.append(task)
             cands = task.get("candidates") or []
-            job = (task["db_path"], task.get("gold_sql"), [c.get("sql") for c in cands])
-            if variants and task.get("gold_sql") is not None:
-                job += (cache.paths(task["db_path"]),)
-            yield job
+            db_path = task["db_path"]
+            try:
+                readable, error = copies.readable(db_path), None
+            except DatabaseFileError as exc:
+                readable, error = db_path, str(exc)
+            paths, skipped = [], None
+            if variants and task.get("gold_sql") is not None and error is None:
+                paths = cache.paths(db_path)
+                skipped = cache.skipped(db_path)
+            pending.append((task, skipped))
+            yield (readable, task.get("gold_sql"), [c.get("sql") for c in cands], paths, error)
 
     try:
         results = supervised_map(check_job, jobs_of(tasks), workers=jobs,
@@ -230,7 +289,7 @@ def verify_tasks(tasks: Iterable[dict], *, matcher: str = DEFAULT_MATCHER, jobs:
                                  init=_init_worker,
                                  init_args=(limits, matcher, names, 8 * (1 + variants)))
         for gold, outs in results:
-            task = pending.popleft()
+            task, skipped = pending.popleft()
             if gold is not None:
                 task["gold_exec"] = gold
                 if not gold["ok"] and report:
@@ -250,6 +309,9 @@ def verify_tasks(tasks: Iterable[dict], *, matcher: str = DEFAULT_MATCHER, jobs:
             task["verified_by"] = {"verifier": verifier, "matcher": matcher}
             if variants:
                 task["verified_by"]["variants"] = variants
+                if skipped:
+                    task["verified_by"]["variants_skipped"] = skipped
             yield task
     finally:
         cache.close()
+        copies.close()
