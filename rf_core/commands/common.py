@@ -82,8 +82,9 @@ def input_options(fn: Callable) -> Callable:
 
 
 def jobs_option(fn: Callable) -> Callable:
-    return click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-                        help="Worker processes (default: all cores).")(fn)
+    return click.option("--jobs", "-j", type=click.IntRange(min=1, max=max_jobs()),
+                        default=None, help="Worker processes (default: all cores; at most "
+                        f"{JOBS_PER_CORE} per core, {max_jobs()} here).")(fn)
 
 
 def default_jobs() -> int:
@@ -91,6 +92,15 @@ def default_jobs() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+# Workers beyond a few per core only add memory (each holds a SQLite heap of up to
+# --max-memory-mb); an unbounded --jobs forked that many processes.
+JOBS_PER_CORE = 4
+
+
+def max_jobs() -> int:
+    return JOBS_PER_CORE * default_jobs()
 
 
 class Progress:

@@ -11,6 +11,7 @@ from rf_core.plugins.options import plugin_options
 from rf_core.exec.matching import DEFAULT_MATCHER, MATCHERS
 from rf_core.exec.sqlite import Limits
 from rf_core.exec.checks import check_exec_input, variants_rejected
+from rf_core.exec.pool import unshared_input
 
 PROG = "rf-exec"
 DEFAULTS = Limits()
@@ -50,7 +51,9 @@ def cli(input_file, skip_bad, max_bad, verifier, matcher, jobs, timeout, max_row
     """
     impl = plugins.get("verifiers", verifier)
     options = plugin_kwargs(PROG, "verifier", verifier, impl, params)
-    pipe = Pipe(PROG, input_file, check=check_exec_input, skip_bad=skip_bad, max_bad=max_bad)
+    # read in the worker pool's input thread: a private reader, never sys.stdin's buffer
+    pipe = Pipe(PROG, unshared_input(input_file), check=check_exec_input, skip_bad=skip_bad,
+                max_bad=max_bad)
     limits = Limits(timeout_s=timeout, max_rows=max_rows, max_bytes=max_bytes,
                     heap_bytes=max_memory_mb << 20)
     start = time.perf_counter()

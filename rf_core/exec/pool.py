@@ -18,6 +18,11 @@ At most ``window`` tasks are in flight or waiting to be written, so memory does 
 with the input (``multiprocessing.Pool.imap`` would read the whole input ahead). A job too
 large for a pipe's buffer is sent only to an idle worker: otherwise the parent could block
 sending it while the worker blocks sending its previous answers back.
+
+The input is read by a thread (``_Feed``), so the parent writes each result as soon as it and
+every one before it are done, and keeps enforcing deadlines, while the producer upstream is
+quiet. Workers are forked when a task needs one (no idle worker, fewer than ``workers``), so
+there are never more of them than tasks in flight.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from multiprocessing.connection import wait
@@ -146,29 +152,118 @@ class _Worker:
         self.conn.close()
 
 
+_JOB, _END, _FAILED = 0, 1, 2
+
+
+class _Feed:
+    """The jobs, taken from their iterable by a thread, at most ``ahead`` of what the main loop
+    took. A byte on a pipe (``fd``) says a new item is there, so the main loop waits on its
+    workers and on its input at once."""
+
+    def __init__(self, jobs: Iterable, ahead: int = 2):
+        self.items: deque = deque()
+        self._room = threading.Semaphore(ahead)
+        self._lock = threading.Lock()
+        self._closed = False
+        self.fd, self._wake = os.pipe()
+        os.set_blocking(self.fd, False)
+        self._thread = threading.Thread(target=self._read, args=(jobs,), daemon=True,
+                                        name="rf-pool-input")
+        self._thread.start()
+
+    def _read(self, jobs: Iterable) -> None:
+        source = iter(jobs)
+        while True:
+            self._room.acquire()
+            if self._closed:
+                return
+            try:
+                item = (_JOB, next(source))
+            except StopIteration:
+                item = (_END, None)
+            except BaseException as exc:  # noqa: BLE001 - raised in the main loop, in order
+                item = (_FAILED, exc)
+            with self._lock:  # never write to the pipe after close(): its fd may be reused
+                if self._closed:
+                    return
+                self.items.append(item)
+                os.write(self._wake, b"\0")
+            if item[0] != _JOB:
+                return
+
+    def take(self):
+        """The next item, or None when the thread has not read one yet."""
+        if not self.items:
+            return None
+        item = self.items.popleft()
+        self._room.release()
+        return item
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        """Stop the thread (one blocked reading its input is left to end with the process)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            os.close(self.fd)
+            os.close(self._wake)
+        self._room.release()
+
+
+def unshared_input(stream):
+    """A private reader of ``stream``'s file, at its position, for reading in ``_Feed``'s
+    thread. A thread blocked reading ``sys.stdin`` holds its buffer's lock: a worker forked
+    meanwhile then hangs closing its copy of ``sys.stdin`` (multiprocessing does that in every
+    child), and the interpreter aborts at exit. A stream with no descriptor (tests) is
+    returned as it is."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return stream
+    private = os.dup(fd)
+    try:
+        if stream.seekable():
+            # the stream's buffer may be ahead of its logical position
+            os.lseek(private, stream.tell(), os.SEEK_SET)
+    except (AttributeError, OSError, ValueError):
+        pass
+    return open(private, "rb")
+
+
 def supervised_map(run: Callable, jobs_in: Iterable, *, workers: int, hard_timeout_s: float,
                    init: Callable, init_args: tuple = (), window: int | None = None,
                    queue_depth: int = 2) -> Iterator:
-    """Yield ``run(job, slot, killed)`` for each job, in input order.
+    """Yield ``run(job, slot, killed)`` for each job, in input order, each as soon as it and
+    every job before it are done.
 
     ``run`` must call ``slot.start(i)`` before its i-th query and ``slot.stop()`` after it,
     and must not run a query whose index is in ``killed`` (a dict: index -> "timeout" when
     its worker was killed past the deadline, "crash" when its worker died running it). It
     may hand each finished query's outcome to ``slot.keep(i, value)``; a task re-sent after
     a kill then finds them in ``slot.kept`` (index -> value) and need not run them again.
+
+    ``jobs_in`` is iterated in a thread; an exception it raises is raised here after the
+    results of every job before it.
     """
     methods = mp.get_all_start_methods()
     ctx = mp.get_context("fork" if "fork" in methods else "spawn")
     shared = ctx.RawArray("d", Slot.WIDTH * workers)
     window = window or workers * 8
-    pool = [_Worker(ctx, i, shared, init, init_args, run) for i in range(workers)]
-    source = iter(enumerate(jobs_in))
+    pool: list[_Worker] = []  # grows as tasks need workers
     done: dict[int, object] = {}
     parts: dict[int, dict] = {}  # seq -> {query index: outcome kept by Slot.keep}
     crashes: dict[int, int] = {}
     next_out = 0
     submitted = 0
     exhausted = False
+    failure: BaseException | None = None  # what reading the input raised, after `submitted`
 
     def packed(task: tuple) -> tuple[tuple, bytes]:
         return task, pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
@@ -214,35 +309,61 @@ def supervised_map(run: Callable, jobs_in: Iterable, *, workers: int, hard_timeo
                 killed = {**killed, query_index: reason or "crash"}
             new.backlog.append(packed((seq, job, killed, parts.get(seq, {}))))
 
+    def worker_for(size: int) -> _Worker | None:
+        """An idle worker, else a new one while fewer than ``workers`` run, else one that
+        can queue the job behind its current task."""
+        for w in pool:
+            if not w.tasks and not w.backlog:
+                return w
+        if len(pool) < workers:
+            pool.append(_Worker(ctx, len(pool), shared, init, init_args, run))
+            return pool[-1]
+        return next((w for w in pool if not w.backlog and w.can_take(size, queue_depth)),
+                    None)
+
     held = None  # the next job from the input, waiting for a worker that can take it
+    feed = _Feed(jobs_in)
 
     try:
         while True:
             for w in pool:
                 while w.backlog and w.can_take(len(w.backlog[0][1]), queue_depth):
                     w.send(*w.backlog.popleft())
-                while not w.backlog and submitted - next_out < window:
-                    if held is None:
-                        try:
-                            seq, job = next(source)
-                        except StopIteration:
-                            exhausted = True
-                            break
-                        held = packed((seq, job, {}, {}))
-                        submitted += 1
-                    if not w.can_take(len(held[1]), queue_depth):
+            while not exhausted and failure is None and submitted - next_out < window:
+                if held is None:
+                    item = feed.take()
+                    if item is None:
                         break
-                    w.send(*held)
-                    held = None
+                    if item[0] == _END:
+                        exhausted = True
+                        break
+                    if item[0] == _FAILED:
+                        failure = item[1]
+                        break
+                    held = packed((submitted, item[1], {}, {}))
+                    submitted += 1
+                w = worker_for(len(held[1]))
+                if w is None:
+                    break
+                w.send(*held)
+                held = None
             while next_out in done:
                 yield done.pop(next_out)
                 next_out += 1
+            if failure is not None and next_out == submitted:
+                raise failure
             busy = [w for w in pool if w.tasks]
-            if not busy:
-                if exhausted and held is None and not any(w.backlog for w in pool):
-                    return
-                continue
-            ready = wait([w.conn for w in busy], timeout=0.05)
+            if (exhausted and not busy and held is None
+                    and not any(w.backlog for w in pool)):
+                return
+            waiting = [w.conn for w in busy]
+            if (not exhausted and failure is None and held is None
+                    and submitted - next_out < window):
+                waiting.append(feed.fd)
+            # with a query running, wake up in time to enforce its deadline
+            ready = wait(waiting, timeout=0.05 if busy or not waiting else None)
+            if feed.fd in ready:
+                feed.drain()
             now = time.monotonic()
             for w in busy:
                 if w.conn in ready:
@@ -262,6 +383,7 @@ def supervised_map(run: Callable, jobs_in: Iterable, *, workers: int, hard_timeo
             w.kill()
         raise
     finally:
+        feed.close()
         for w in pool:
             try:
                 if w.proc.is_alive():
