@@ -35,7 +35,7 @@ class HFSampler:
         from rf_core.api import (attach, decode_answers, encode_prompt, end_of_turn_ids,
                                  load_for_sampling, task_messages)
         from rf_plugins.hf.engine import (SamplingConfig, Stats, plan_batches, sample_batch,
-                                          token_budget)
+                                          token_budget, window_for)
 
         tok, mdl, dev = load_for_sampling(model, adapter=adapter, device=device, dtype=dtype,
                                           report=report)
@@ -50,13 +50,13 @@ class HFSampler:
         start = time.perf_counter()
         it = iter(tasks)
         done = 0
-        while chunk := list(islice(it, window)):
+        while chunk := list(islice(it, window_for(window, k))):
             messages = [task_messages(t) for t in chunk]
             prompts = [encode_prompt(tok, m) for m in messages]
             results: list = [None] * len(chunk)
             batches = plan_batches(prompts, k, max_new_tokens, budget, max_batch_prompts)
             for b, batch in enumerate(batches, start=1):
-                out = sample_batch(mdl, [prompts[i] for i in batch], cfg, gen, stats)
+                out = sample_batch(mdl, [prompts[i] for i in batch], cfg, gen, stats, budget)
                 for i, samples in zip(batch, out):
                     results[i] = samples
                 if len(batches) > 1:

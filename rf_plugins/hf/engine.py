@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import inspect
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import torch
@@ -317,9 +317,23 @@ def _prefill(model, prompts: list[list[int]], cfg: SamplingConfig, device, cache
 
 @torch.inference_mode()
 def sample_batch(model, prompts: list[list[int]], cfg: SamplingConfig,
-                 gen: torch.Generator | None,
-                 stats: Stats | None = None) -> list[list[Generation]]:
-    """k samples for each prompt of one batch; returns them grouped by prompt, in order."""
+                 gen: torch.Generator | None, stats: Stats | None = None,
+                 token_budget: int | None = None) -> list[list[Generation]]:
+    """k samples for each prompt of one batch; returns them grouped by prompt, in order.
+
+    With ``token_budget``, a batch whose k samples per prompt exceed it runs prompt by prompt,
+    and a prompt's k samples in as many runs as the budget needs (each prefills the prompt
+    again), so the KV cache stays within the budget whatever k is. Greedy candidates do not
+    depend on the split; sampled ones come from the one stream ``gen``, in run order."""
+    if token_budget is not None and len(prompts) * cfg.k * (
+            max(map(len, prompts)) + cfg.max_new_tokens) > token_budget:
+        if len(prompts) > 1:
+            return [sample_batch(model, [p], cfg, gen, stats, token_budget)[0]
+                    for p in prompts]
+        chunks = sample_chunks(len(prompts[0]), cfg.k, cfg.max_new_tokens, token_budget)
+        if len(chunks) > 1:
+            return [[s for n in chunks
+                     for s in sample_batch(model, prompts, replace(cfg, k=n), gen, stats)[0]]]
     with gqa_attention(model) as mask_4d:
         return _sample_batch(model, prompts, cfg, gen, stats, mask_4d)
 
@@ -398,6 +412,24 @@ def _sample_batch(model, prompts, cfg, gen, stats, mask_4d: bool):
         stats.decode_steps += steps
         stats.row_steps += row_steps
     return [samples[i * k:(i + 1) * k] for i in range(n_prompts)]
+
+
+def sample_chunks(prompt_len: int, k: int, max_new_tokens: int, token_budget: int) -> list[int]:
+    """How many of a prompt's k samples each run takes so that a run's KV footprint (samples
+    x (prompt + max_new_tokens)) stays within ``token_budget``: [k] when they fit together;
+    one sample a run at least."""
+    per = max(1, token_budget // (prompt_len + max_new_tokens))
+    return [min(per, k - start) for start in range(0, k, per)]
+
+
+# Samples a window holds until its tasks are written (each up to max_new_tokens ids): with a
+# large k, fewer tasks per window. 1024 tasks x 256 samples, the defaults' most, still fit.
+MAX_HELD_SAMPLES = 1 << 18
+
+
+def window_for(window: int, k: int) -> int:
+    """Tasks read ahead and planned together: ``window``, or fewer when k is large."""
+    return max(1, min(window, MAX_HELD_SAMPLES // max(k, 1)))
 
 
 def plan_batches(prompts: list[list[int]], k: int, max_new_tokens: int, token_budget: int,
