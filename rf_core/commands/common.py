@@ -41,6 +41,87 @@ def _quiet_stdout() -> None:
     os.dup2(devnull, fd)
 
 
+class OutputError(RFError):
+    """stdout could not be written: a full disk, a file-size limit, an I/O error."""
+
+
+class Output:
+    """Guards writes to stdout: one that fails (other than a closed pipe, which ends the
+    command quietly) ends it with one line, ``Error: rf-x: cannot write output: REASON``,
+    exit 1. Where stdout is a regular file it is first cut back to where the failed write
+    began, so it ends at a complete line (a record, or a line of rf-plugins' document)."""
+
+    def __init__(self):
+        self.stream = binary_stdout()
+        self._fd = None
+        try:
+            fd = self.stream.fileno()
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                self._fd = fd
+        except (AttributeError, OSError, ValueError):  # CliRunner's stdout has no descriptor
+            pass
+
+    def _start(self) -> int | None:
+        if self._fd is None:
+            return None
+        import fcntl
+
+        self.stream.flush()
+        if fcntl.fcntl(self._fd, fcntl.F_GETFL) & os.O_APPEND:
+            return os.fstat(self._fd).st_size  # the offset of a fresh >> file says 0
+        return os.lseek(self._fd, 0, os.SEEK_CUR)
+
+    def _cut_back(self, start: int | None) -> None:
+        if start is None:
+            return
+        try:
+            if os.fstat(self._fd).st_size > start:
+                os.ftruncate(self._fd, start)
+            os.lseek(self._fd, start, os.SEEK_SET)  # for a next command writing the same file
+        except OSError:
+            pass
+
+    @contextlib.contextmanager
+    def guarded(self):
+        start = None
+        try:
+            start = self._start()
+            yield
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            self._cut_back(start)
+            _quiet_stdout()  # what stays buffered must not fail again at exit
+            raise OutputError(f"cannot write output: {exc.strerror or exc}") from None
+
+    def write(self, data: bytes) -> None:
+        """Write and flush ``data`` (one or more whole lines)."""
+        with self.guarded():
+            view = memoryview(data)
+            while view:  # unbuffered (PYTHONUNBUFFERED), a write may take part of it
+                n = self.stream.write(view)
+                view = view[len(view) if n is None else n:]
+            self.stream.flush()
+
+
+def write_output(data: bytes | str) -> None:
+    """Write whole lines to stdout, once (rf-plugins, rf-model): see ``Output``."""
+    Output().write(os.fsencode(data) if isinstance(data, str) else data)
+
+
+def check_utf8_path(path: str | os.PathLike, option: str) -> None:
+    """A usage error (exit 2) for a path that is not valid UTF-8. Records, reports and
+    stderr lines carry paths as UTF-8 text, so such a path fails only at the end of the work
+    (rf-train: after training); call this on the option's value before any work."""
+    text = os.fsdecode(os.fspath(path))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise click.BadParameter(f"{option} {os.fsencode(text)!r}: the path is not valid "
+                                 "UTF-8, which records and reports need; choose a UTF-8 "
+                                 "name") from None
+
+
 @contextlib.contextmanager
 def guard(prog: str):
     """Turn rf_core exceptions into one-line click errors with the right exit code."""
@@ -189,7 +270,8 @@ class Pipe:
         self._check = check
         self._skip_bad = skip_bad
         self._max_bad = max_bad
-        self.out = RecordWriter(binary_stdout())
+        self.output = Output()
+        self.out = RecordWriter(self.output.stream)
         enabled = Progress.wanted()
         total = _count_lines(input_file) if enabled and input_file is not None else None
         self.progress = Progress(prog, total=total, enabled=enabled)
@@ -201,7 +283,8 @@ class Pipe:
                             warn=sys.stderr)
 
     def write(self, rec: dict) -> None:
-        self.out.write(rec)
+        with self.output.guarded():
+            self.out.write(rec)
         self.progress.advance_record()
 
     def note(self, message: str) -> None:

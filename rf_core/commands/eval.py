@@ -7,6 +7,7 @@ import click
 from rf_core.commands.common import Pipe, command, input_options
 from rf_core.errors import BadRecord, RFError
 from rf_core.report.evaluate import Evaluation, markdown
+from rf_core.records.files import write_atomic
 from rf_core.records.io import read_records
 from rf_core.report.stats import compare
 from rf_core.exec.checks import check_executed
@@ -44,7 +45,23 @@ def cli(input_file, skip_bad, max_bad, markdown_file, title, baseline):
         report["baseline"] = {"file": str(baseline), **comparison}
     pipe.write(report)
     if markdown_file:
-        Path(markdown_file).write_text(markdown(report, title), encoding="utf-8")
+        _write_markdown(Path(markdown_file), markdown(report, title))
+
+
+def _write_markdown(path: Path, text: str) -> None:
+    """Through a temporary name beside it (its folder made if missing), so a full disk never
+    leaves half a report in place of the old one; a device or a pipe (/dev/stdout) is
+    written directly, since a rename would replace it."""
+    data = text.encode("utf-8")
+    try:
+        if path.exists() and not path.is_file():
+            with open(path, "wb") as fh:
+                fh.write(data)
+            return
+        with write_atomic(path) as tmp:
+            tmp.write_bytes(data)
+    except OSError as exc:
+        raise RFError(f"cannot write --markdown {path}: {exc.strerror or exc}") from None
 
 
 def _baseline_outcomes(path: str) -> dict[str, bool]:

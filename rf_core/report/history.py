@@ -39,13 +39,38 @@ def _json(path: Path) -> dict:
     return rec
 
 
+def _text(path: Path) -> str:
+    """A text file a stage or the driver wrote, or an RFError naming it."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RFError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                      f"{exc.start})") from None
+    except OSError as exc:
+        raise RFError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _typed(path: Path, rec: dict, key: str, check, expected: str):
+    """``rec[key]`` when it is missing, null or passes ``check``; else an RFError naming
+    the file and the field (a report edited by hand, or written by something else)."""
+    value = rec.get(key)
+    if value is not None and not check(value):
+        raise RFError(f"{path}: {key!r} must be {expected}, got {type(value).__name__} "
+                      f"{str(value)[:40]!r}")
+    return value
+
+
 def _config(run: Path) -> dict:
     """bin/iterate.sh's settings (config.env), keys in lower case; a plugin's options
     (``SAMPLER_OPTIONS=a=1 b=2``) become ``{"a": "1", "b": "2"}``."""
     cfg: dict = {}
     path = run / "config.env"
     if path.is_file():
-        for line in path.read_text().splitlines():
+        for line in _text(path).splitlines():
             if "=" in line:
                 key, value = line.split("=", 1)
                 key = key.lower()
@@ -75,7 +100,7 @@ def _timings(run: Path) -> dict[int | str, dict[str, float]]:
     out: dict[int | str, dict[str, float]] = {}
     path = run / "timings.tsv"
     if path.is_file():
-        for lineno, line in enumerate(path.read_text().splitlines()[1:], start=2):
+        for lineno, line in enumerate(_text(path).splitlines()[1:], start=2):
             parts = line.split("\t")
             try:
                 label, stage, ms = parts[0], parts[1], int(parts[2])
@@ -106,6 +131,10 @@ def _dev(path: Path) -> dict | None:
     if not path.is_file():
         return None
     rep = _json(path)
+    _typed(path, rep, "ex", _is_number, "a number")
+    _typed(path, rep, "ex_ci95", lambda v: isinstance(v, list) and len(v) == 2
+           and all(map(_is_number, v)), "a list of two numbers")
+    _typed(path, rep, "outcomes", lambda v: isinstance(v, dict), "an object")
     return {k: rep.get(k) for k in ("ex", "ex_ci95", "correct", "scored", "matcher", "method",
                                     "by_hardness", "pass_at_k", "exec_errors", "timeouts",
                                     "by_matcher", "variants", "outcomes")}
@@ -158,7 +187,9 @@ def _entry(folder: Path, label: int | str, timings: dict) -> dict:
             "skipped_steps", "wall_s", "tokens_per_s", "micro_batch_tokens",
             "largest_micro_batch_tokens", "largest_micro_batch_rows",
             "peak_gpu_allocated_bytes", "peak_gpu_reserved_bytes")}
-        curve = rep.get("loss_curve") or []
+        curve = _typed(folder / "train.report.json", rep, "loss_curve",
+                       lambda v: isinstance(v, list) and all(map(_is_number, v)),
+                       "a list of numbers") or []
         entry["training"]["loss_first"] = curve[0] if curve else None
         entry["training"]["loss_last"] = curve[-1] if curve else None
     entry["dev"] = {"greedy": _dev(folder / "dev.greedy.report.json"),
