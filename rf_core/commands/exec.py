@@ -45,7 +45,9 @@ def cli(input_file, skip_bad, max_bad, verifier, matcher, jobs, timeout, max_row
     """Run each task's gold SQL once and each distinct candidate SQL once, read-only, on the
     task's database; add `exec` and `correct` to candidates and `gold_exec` to the task.
 
-    Output order equals input order. A gold query that fails is reported on stderr and none
+    Output order equals input order; each task is written as soon as it and every task
+    before it are done, also while the input is quiet. A gold query that fails is reported
+    on stderr and none
     of that task's candidates counts as correct. The verifier's own settings (the sqlite
     verifier's test-suite variants, ...) are its options: `-o NAME VALUE`.
     """
