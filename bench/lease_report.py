@@ -166,7 +166,7 @@ def build(work: Path, header: dict) -> tuple[str, dict]:
             continue  # one table for every engine that finished, under Sampling below
         md += ["", f"## {TITLES.get(name, name)}", ""]
         if row["status"] != "ok":
-            md += [f"{row['status'].upper()}; the end of its log:", "", "```",
+            md += [f"**{row['status']}**; the end of its log:", "", "```",
                    tail(work / f"{name}.log"), "```"]
             continue
         if name == "train" and train:

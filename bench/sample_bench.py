@@ -208,9 +208,14 @@ def main() -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32,
              "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
+    began = time.perf_counter()
     tok, model = load(args.model, dtype=dtype, device=device)
+    # progress on stderr: a run stopped by a time limit still shows how far it got
+    print(f"sample_bench: {args.model} loaded on {device} in {time.perf_counter() - began:.1f} s",
+          file=sys.stderr, flush=True)
     tasks, source = load_tasks(args.prompts, 0, args.first, args.data)
     prompts = [encode_prompt(tok, task_messages(t)) for t in tasks]
+    print(f"sample_bench: {len(prompts)} prompts from {source}", file=sys.stderr, flush=True)
     stops = end_of_turn_ids(tok)
     what = (torch.cuda.get_device_name(device) if device.type == "cuda"
             else f"CPU, {torch.get_num_threads()} threads")
@@ -237,6 +242,9 @@ def main() -> int:
                          run_cb(model, prompts, args, stops, device)))
         else:
             print(f"# cb: not run ({available()})")
+    for name, r in rows:
+        print(f"sample_bench: {name}: {r['tokens']:,} tokens in {r['wall']:.1f} s",
+              file=sys.stderr, flush=True)
     for name in filter(None, args.samplers.split(",")):
         rows.append((f"rf-sample --sampler {name} (end to end)",
                      run_plugin(name, tasks, args)))

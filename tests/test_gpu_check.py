@@ -133,7 +133,7 @@ def test_lease_part_out_of_time_is_recorded_and_the_next_part_still_runs(tiny_mo
     parts = _parts(tmp_path / "out")
     assert list(parts) == ["doctor", "tests"]
     assert parts["doctor"].startswith("timed out") and parts["tests"] == "ok"
-    assert "TIMED OUT" in (tmp_path / "out" / "results.md").read_text()
+    assert "**timed out after" in (tmp_path / "out" / "results.md").read_text()
 
 
 def test_lease_without_a_gpu_or_without_its_carry_folder_is_one_line(tmp_path):

@@ -230,8 +230,9 @@ def test_an_error_stops_the_other_requests_retrying(server, shop_db):
     start = time.monotonic()
     r = sample(server, tasks(shop_db, 2), "-k", "1", "-o", "concurrency", "2")
     assert_one_line_error(r, "HTTP 401")
-    assert time.monotonic() - start < 5
-    deadline = time.monotonic() + 2
+    # well under the 30 s Retry-After it would otherwise wait (margins for a loaded machine)
+    assert time.monotonic() - start < 25
+    deadline = time.monotonic() + 20
     while any(t.name.startswith("rf-openai") for t in set(threading.enumerate()) - before):
         assert time.monotonic() < deadline, "worker threads still running"
         time.sleep(0.05)
