@@ -18,9 +18,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
 
-from rf_core.errors import BadRecord, RFError, UnknownPlugin
+from rf_core.errors import BadOption, BadRecord, RFError, UnknownPlugin
 from rf_core.plugins.hookspecs import hookimpl
-from rf_core.plugins.options import Option
+from rf_core.plugins.options import DEVICE_PATTERN, Option, check_device
 
 if TYPE_CHECKING:
     from rf_core.exec.sqlite import Limits
@@ -160,7 +160,8 @@ _RENAMED = {"load_model": "load", "resolve_model": "resolve",
             "DEFAULT_VARIANTS_MAX_MB": "DEFAULT_MAX_MB",
             "DEFAULT_VARIANTS_MAX_S": "DEFAULT_MAX_S"}
 
-__all__ = ["hookimpl", "RFError", "BadRecord", "UnknownPlugin", "Option", "Report",
+__all__ = ["hookimpl", "RFError", "BadRecord", "BadOption", "UnknownPlugin", "Option",
+           "DEVICE_PATTERN", "check_device", "Report",
            "Progress", "Sampler", "Verifier", "Trainer", "Dataset", *_LAZY]
 
 

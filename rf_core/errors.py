@@ -14,6 +14,11 @@ class BadRecord(RFError):
         self.reason = message
 
 
+class BadOption(RFError):
+    """A plugin option's value that the plugin can judge only once it runs (a LoRA target
+    the model does not have): a usage error, exit 2. The message names the option."""
+
+
 class UnknownPlugin(RFError):
     """A plugin name that no installed plugin registered (a usage error, exit 2)."""
 

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from rf_core.api import Option, RFError, hookimpl, replace_dir, to_stderr, write_atomic
+from rf_core.api import (DEVICE_PATTERN, BadOption, Option, RFError, check_device, hookimpl,
+                         replace_dir, to_stderr, write_atomic)
 
 
 
@@ -79,13 +80,14 @@ class PeftTrainer:
     name = "peft"
     description = "LoRA with peft; completion-only loss; length-grouped steps; DDP"
     options = (
-        Option("rank", int, 16, "LoRA rank.", minimum=1),
+        # a rank beyond any layer's width only costs memory: 4096 is wider than the models here
+        Option("rank", int, 16, "LoRA rank.", minimum=1, maximum=4096),
         Option("alpha", float, 32.0, "LoRA alpha."),
         Option("dropout", float, 0.15, "LoRA dropout.", minimum=0, maximum=1),
         Option("target", str, "all-linear", "LoRA target modules (peft's target_modules)."),
         Option("warmup", float, 0.1, "Share of steps for linear warm-up before the cosine "
                "decay.", minimum=0, maximum=1),
-        Option("weight_decay", float, 0.01, "AdamW weight decay."),
+        Option("weight_decay", float, 0.01, "AdamW weight decay.", minimum=0),
         Option("micro_batch_tokens", int, None, "Padded tokens per forward pass (default: "
                "sized from free GPU memory and the model's shapes; 4096 on CPU).", minimum=16),
         Option("grad_checkpointing", str, "auto", "Trade compute for memory. auto: on when "
@@ -93,7 +95,7 @@ class PeftTrainer:
                choices=("auto", "on", "off")),
         Option("dtype", str, "auto", "auto: bf16 on GPU, fp32 on CPU.",
                choices=("auto", "bf16", "fp32")),
-        Option("device", str, "auto", "auto, cpu, cuda, cuda:1 ..."),
+        Option("device", str, "auto", "auto, cpu, cuda, cuda:1 ...", pattern=DEVICE_PATTERN),
         Option("max_bad_steps", int, None, "Non-finite steps tolerated (skipped) before "
                "stopping (default: 10%).", minimum=0),
         Option("save_every", int, 50, "Checkpoint every N steps for --resume (0: never).",
@@ -122,6 +124,8 @@ class PeftTrainer:
         from rf_core.api import (cosine_with_warmup, encode_examples, end_of_turn_id, halve,
                                  load_model as load, micro_batches, plan_steps)
 
+        if device != "auto":
+            check_device(device)  # a missing GPU said before the model loads
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank_id = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -152,7 +156,7 @@ class PeftTrainer:
         torch.manual_seed(seed)
         lora = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout,
                           target_modules=target, task_type="CAUSAL_LM")
-        peft_model = get_peft_model(model, lora)
+        peft_model = _with_adapter(model, lora, target, get_peft_model)
         budget, completion_budget, checkpointing, why = _size_micro_batches(
             peft_model, dev, torch_dtype, dropout, grad_checkpointing, micro_batch_tokens,
             max(len(e.input_ids) for e in encoded))
@@ -266,6 +270,11 @@ class PeftTrainer:
             if save_every and (index + 1) % save_every == 0 and index + 1 < total and main_proc:
                 _checkpoint(ckpt, state, get_peft_model_state_dict(peft_model), optimizer,
                             sched)
+        if state["skipped"] >= total:  # whatever max_bad_steps allows, nothing was learnt
+            if main_proc:
+                shutil.rmtree(partial, ignore_errors=True)
+            raise RFError(f"no optimizer step was applied: all {total} step(s) had a non-finite "
+                          "loss or gradient norm; no adapter was written")
         largest, peak = state["largest_micro_batch"], _peak_memory(dev)
         if world > 1:
             tokens = torch.tensor(state["tokens"], device=dev)
@@ -323,6 +332,22 @@ class PeftTrainer:
                 (loss * world).backward()
             loss_sum += loss.detach()
         return loss_sum
+
+
+def _with_adapter(model, lora, target: str, get_peft_model):
+    """``model`` with the LoRA adapter; a target no module matches is a usage error naming
+    the option and the model's linear layers, where peft would raise a ValueError."""
+    from torch import nn
+
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:
+        if "target modules" not in str(exc).lower():
+            raise
+    names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                    if isinstance(m, nn.Linear)} - {"lm_head"})
+    raise BadOption(f"option 'target' of trainer 'peft': {target!r} matches no module of the "
+                    f"model; its linear layers: {', '.join(names)} (or all-linear)") from None
 
 
 def _padded_size(mb) -> list[int]:

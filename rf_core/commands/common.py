@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import stat
 import sys
@@ -17,7 +18,7 @@ from typing import Callable, Iterator
 import click
 
 from rf_core.records import signals
-from rf_core.errors import RFError, UnknownPlugin
+from rf_core.errors import BadOption, RFError, UnknownPlugin
 from rf_core.records.io import ReadStats, RecordWriter, read_records
 
 
@@ -136,7 +137,7 @@ def guard(prog: str):
     except BrokenPipeError:
         _quiet_stdout()
         raise SystemExit(0)
-    except UnknownPlugin as exc:
+    except (UnknownPlugin, BadOption) as exc:
         if debug:
             raise
         raise click.UsageError(f"{prog}: {exc}") from None
@@ -150,6 +151,47 @@ def guard(prog: str):
         if debug:
             raise
         raise DataError(f"{prog}: {exc}") from None
+
+
+class FiniteFloat(click.FloatRange):
+    """The type of a float option: it refuses nan, inf and -inf, which pass click's
+    FloatRange (nan compares false with every bound) and would turn a limit off or reach
+    torch. ``command()`` refuses them as well in float options declared otherwise."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+    def _describe_range(self) -> str:
+        return "" if self.min is None and self.max is None else super()._describe_range()
+
+
+class Seed(click.IntRange):
+    """A seed: a 64-bit signed integer, the range of torch's generators and of the integer
+    fields of records, where candidates carry their seed."""
+
+    name = "seed"
+
+    def __init__(self):
+        super().__init__(-2**63, 2**63 - 1)
+
+    def _describe_range(self) -> str:
+        return "-2^63<=x<=2^63-1"
+
+
+def _refuse_non_finite(kwargs: dict) -> None:
+    """A backstop for float options declared without FiniteFloat (a plain ``type=float`` or
+    FloatRange): the same usage error, before the command does anything."""
+    ctx = click.get_current_context(silent=True)
+    for param in ctx.command.params if ctx is not None else ():
+        value = kwargs.get(param.name)
+        if (isinstance(param.type, click.types.FloatParamType) and isinstance(value, float)
+                and not math.isfinite(value)):
+            raise click.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
 
 
 def input_options(fn: Callable) -> Callable:
@@ -309,6 +351,7 @@ def command(prog: str):
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
+            _refuse_non_finite(kwargs)
             with guard(prog):
                 return fn(*args, **kwargs)
 

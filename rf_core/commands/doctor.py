@@ -4,7 +4,7 @@ import click
 import orjson
 
 from rf_core.model import environment
-from rf_core.commands.common import DataError, binary_stdout, command
+from rf_core.commands.common import DataError, FiniteFloat, binary_stdout, command
 
 PROG = "rf-doctor"
 
@@ -17,11 +17,11 @@ PROG = "rf-doctor"
               help=f"Spider 1.0 folder (default: $RF_SPIDER_ROOT, else "
                    f"{environment.DEFAULT_SPIDER}).")
 @click.option("--no-spider", is_flag=True, help="Spider is not needed (the demo data only).")
-@click.option("--gpu-memory", type=click.FloatRange(min=1), default=None, metavar="GB",
+@click.option("--gpu-memory", type=FiniteFloat(min=1), default=None, metavar="GB",
               help="Plan rf-train for a GPU with GB free instead of the GPUs present.")
 @click.option("--rank", "-r", type=click.IntRange(min=1), default=16, show_default=True,
               help="LoRA rank rf-train will use.")
-@click.option("--dropout", type=click.FloatRange(0, 1), default=0.15, show_default=True,
+@click.option("--dropout", type=FiniteFloat(0, 1), default=0.15, show_default=True,
               help="LoRA dropout rf-train will use.")
 @click.option("--max-len", type=click.IntRange(min=8), default=2048, show_default=True,
               help="rf-train's --max-len (the longest example that must fit).")

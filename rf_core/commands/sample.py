@@ -6,8 +6,8 @@ import click
 
 from rf_core.model import environment
 from rf_core.plugins import manager as plugins
-from rf_core.commands.common import (Pipe, command, input_options, legacy_option,
-                                     plugin_command, plugin_kwargs)
+from rf_core.commands.common import (FiniteFloat, Pipe, Seed, command, input_options,
+                                     legacy_option, plugin_command, plugin_kwargs)
 from rf_core.plugins.options import plugin_options
 
 PROG = "rf-sample"
@@ -31,12 +31,12 @@ def _shard(ctx, param, value):
 @click.option("--adapter", default=None, help="A PEFT LoRA adapter folder to apply.")
 @click.option("-k", type=click.IntRange(min=1), default=1, show_default=True,
               help="Candidates per task.")
-@click.option("--temperature", "-t", type=click.FloatRange(min=0), default=0.0,
+@click.option("--temperature", "-t", type=FiniteFloat(min=0), default=0.0,
               show_default=True, help="0 with k=1 is greedy decoding.")
-@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0,
+@click.option("--top-p", type=FiniteFloat(min=0, max=1, min_open=True), default=1.0,
               show_default=True)
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=Seed(), default=0, show_default=True,
               help="Same seed and inputs give the same candidates.")
 @click.option("--shard", callback=_shard, default=None, metavar="I/N",
               help="Keep every N-th task starting at I, so N processes can split a file.")

@@ -1,13 +1,14 @@
 """rf-train: a LoRA adapter from the base model, trained on `example` records."""
 
 import os
+from pathlib import Path
 
 import click
 
 from rf_core.model import environment
 from rf_core.plugins import manager as plugins
-from rf_core.commands.common import (Pipe, command, input_options, legacy_option,
-                                     plugin_command, plugin_kwargs)
+from rf_core.commands.common import (FiniteFloat, Pipe, Seed, command, input_options,
+                                     legacy_option, plugin_command, plugin_kwargs)
 from rf_core.plugins.options import plugin_options
 from rf_core.errors import RFError
 
@@ -20,22 +21,38 @@ def _check_example(rec: dict) -> None:
         raise ValueError("'completion' is blank")
 
 
+def _out_folder(ctx, param, value):
+    """--out is replaced with --force: refuse the working folder, its parents and any folder
+    holding something other than an adapter, before anything is loaded."""
+    here = Path.cwd().resolve()
+    target = Path(value).resolve()
+    if target == here or target in here.parents:
+        raise click.BadParameter(f"{value!r} is the current folder or one above it; name the "
+                                 "adapter's own folder", ctx=ctx, param=param)
+    if (target.is_dir() and any(target.iterdir())
+            and not (target / "adapter_config.json").is_file()):
+        raise click.BadParameter(f"{value!r} exists and is not an adapter folder (no "
+                                 "adapter_config.json); rf-train replaces only adapters",
+                                 ctx=ctx, param=param)
+    return value
+
+
 @plugin_command(PROG, "trainers", "--trainer")
 @input_options
 @click.option("--trainer", default="peft", show_default=True, help="Trainer plugin.")
 @click.option("--base", required=True, help="Base model (folder, hub id, .gguf, rf-model name).")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
+@click.option("--out", required=True, type=click.Path(file_okay=False), callback=_out_folder,
               help="Adapter folder to write (with the tokenizer).")
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=1e-4, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Examples per optimizer step (over all processes).")
 @click.option("--max-len", type=click.IntRange(min=8), default=2048, show_default=True,
               help="Longer examples are reported and skipped, never truncated.")
-@click.option("--max-too-long", type=click.FloatRange(min=0, max=100), default=None,
+@click.option("--max-too-long", type=FiniteFloat(min=0, max=100), default=None,
               metavar="PCT", help="Stop before training when more than PCT% of the examples "
               "are longer than --max-len (default: skip them, with a count by database).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=Seed(), default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint of --out.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @plugin_options

@@ -20,18 +20,28 @@ valid options) and calls the plugin with every declared option, defaults filled 
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import click
 
+from rf_core.errors import RFError
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+# int options end in torch, numpy or SQLite, whose integers are 64-bit signed
+INT_MIN, INT_MAX = -2**63, 2**63 - 1
+# what the built-in engines accept as a device: torch's name for it, checked before loading
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
 
 
 @dataclass(frozen=True)
 class Option:
-    """One option of a plugin: ``type`` is str, int, float or bool."""
+    """One option of a plugin: ``type`` is str, int, float or bool. A float is finite (nan
+    and inf would slip past every bound and turn limits off); an int is 64-bit signed;
+    ``pattern`` is a regular expression a str value must match whole."""
 
     name: str
     type: type = str
@@ -40,6 +50,7 @@ class Option:
     choices: tuple | None = None
     minimum: float | None = None
     maximum: float | None = None
+    pattern: str | None = None
 
     def convert(self, text: str) -> Any:
         """The typed value of ``text``; ValueError says what was expected."""
@@ -54,12 +65,18 @@ class Option:
                 value = self.type(text)
             except ValueError:
                 raise ValueError(f"expected {self.type.__name__}, got {text!r}") from None
+            if self.type is float and not math.isfinite(value):
+                raise ValueError(f"expected a finite number, got {text!r}")
+            if self.type is int and not INT_MIN <= value <= INT_MAX:
+                raise ValueError(f"expected an integer from -2^63 to 2^63-1, got {text!r}")
             if self.minimum is not None and value < self.minimum:
                 raise ValueError(f"{value} is below the minimum {self.minimum:g}")
             if self.maximum is not None and value > self.maximum:
                 raise ValueError(f"{value} is above the maximum {self.maximum:g}")
         else:
             value = text
+            if self.pattern is not None and not re.fullmatch(self.pattern, value):
+                raise ValueError(f"expected {self.pattern}, got {text!r}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"expected one of {', '.join(map(str, self.choices))}, "
                              f"got {text!r}")
@@ -69,10 +86,26 @@ class Option:
         """As ``rf-plugins`` shows it."""
         entry = {"name": self.name, "type": self.type.__name__, "default": self.default,
                  "help": self.help}
-        for key in ("choices", "minimum", "maximum"):
+        for key in ("choices", "minimum", "maximum", "pattern"):
             if getattr(self, key) is not None:
                 entry[key] = list(self.choices) if key == "choices" else getattr(self, key)
         return entry
+
+
+def check_device(device: str) -> None:
+    """RFError (exit 1) where ``device``, a DEVICE_PATTERN value, names a CUDA device this
+    machine lacks: said before a model is loaded, not as torch's error after. Imports torch
+    for a CUDA device only."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        have = "none" if count == 0 else ", ".join(f"cuda:{i}" for i in range(count))
+        raise RFError(f"option 'device': this machine has no {device} (its CUDA devices: "
+                      f"{have})")
 
 
 def declared(impl: Any) -> tuple[Option, ...]:

@@ -6,7 +6,7 @@ import time
 from itertools import islice
 from typing import Callable, Iterable, Iterator
 
-from rf_core.api import Option, hookimpl, to_stderr
+from rf_core.api import DEVICE_PATTERN, Option, check_device, hookimpl, to_stderr
 
 
 
@@ -14,7 +14,7 @@ class HFSampler:
     name = "hf"
     description = "transformers + peft, prefill once per prompt, finished rows dropped"
     options = (
-        Option("device", str, "auto", "auto, cpu, cuda, cuda:1 ..."),
+        Option("device", str, "auto", "auto, cpu, cuda, cuda:1 ...", pattern=DEVICE_PATTERN),
         Option("dtype", str, "auto", "Weights' dtype; auto: bf16 on a GPU, fp32 on a CPU.",
                choices=("auto", "bf16", "fp16", "fp32")),
         Option("batch_tokens", int, None, "KV-cache tokens per batch (default: from free GPU "
@@ -37,6 +37,7 @@ class HFSampler:
         from rf_plugins.hf.engine import (SamplingConfig, Stats, plan_batches, sample_batch,
                                           token_budget, window_for)
 
+        check_device(device)  # a missing GPU said before the model loads
         tok, mdl, dev = load_for_sampling(model, adapter=adapter, device=device, dtype=dtype,
                                           report=report)
         stops = end_of_turn_ids(tok)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, fields
 from itertools import islice
 from typing import Callable, Iterable, Iterator
 
-from rf_core.api import Generation, Option, RFError, to_stderr
+from rf_core.api import DEVICE_PATTERN, Generation, Option, RFError, check_device, to_stderr
 
 # On a CPU transformers would size the cache from the machine's RAM (60-90% of it); these
 # budgets keep it to what a few dozen concurrent rows need.
@@ -213,7 +213,7 @@ class CBSampler:
     description = ("transformers continuous batching: paged KV cache, requests join and leave "
                    "the batch every step; LoRA merged for sampling")
     options = (
-        Option("device", str, "auto", "auto, cpu, cuda, cuda:1 ..."),
+        Option("device", str, "auto", "auto, cpu, cuda, cuda:1 ...", pattern=DEVICE_PATTERN),
         Option("dtype", str, "auto", "Weights' dtype; auto: bf16 on a GPU, fp32 on a CPU.",
                choices=("auto", "bf16", "fp16", "fp32")),
         Option("max_batch_tokens", int, None, "Tokens per forward step (default: transformers' "
@@ -240,6 +240,7 @@ class CBSampler:
         why = available()
         if why is not None:
             raise RFError(f"the cb sampler needs transformers' continuous batching: {why}")
+        check_device(device)  # a missing GPU said before the model loads
         # LoRA folded into the weights, in memory only, as the hf sampler does
         tok, mdl, _ = load_for_sampling(model, adapter=adapter, device=device, dtype=dtype,
                                         report=report)
