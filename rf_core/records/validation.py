@@ -4,8 +4,9 @@ deep inside a command.
 
 The schemas are the contract between commands; this module compiles the part of JSON Schema
 they use (type, const, enum, required, properties, additionalProperties as a schema, items,
-local $ref, minimum, exclusiveMinimum, minLength, minItems) into plain Python checks, once
-per process. Unknown fields pass through unchecked, as the record schema promises.
+local $ref, minimum, exclusiveMinimum, maximum, minLength, minItems) into plain Python checks,
+once per process. An integer is 64-bit signed, as SQLite, torch and orjson hold one. Unknown
+fields pass through unchecked, as the record schema promises.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ _PY_TYPES: dict[str, tuple] = {
     "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
     "null": (type(None),), "object": (dict,), "array": (list,),
 }
+INT_MIN, INT_MAX = -2**63, 2**63 - 1
 
 
 class SchemaError(ValueError):
@@ -78,6 +80,7 @@ def _compile(node: dict, root: dict) -> Check:
     types = tuple(t for n in names for t in _PY_TYPES[n]) if names else None
     bool_ok = names is None or "boolean" in names
     want = " or ".join(names) if names else ""
+    integer = names is not None and "integer" in names
     rare = _rare_checks(node)
     props = [(name, _compile(sub, root)) for name, sub in node.get("properties", {}).items()]
     named = {name for name, _ in props}
@@ -90,6 +93,9 @@ def _compile(node: dict, root: dict) -> Check:
         if types is not None and (not isinstance(v, types) or
                                   (v is True or v is False) and not bool_ok):
             raise SchemaError("", f"expected {want}, got {json_type(v)}")
+        if integer and type(v) is int and not INT_MIN <= v <= INT_MAX:
+            side = "above 2^63-1" if v > 0 else "below -2^63"
+            raise SchemaError("", f"integer out of range ({side})")
         for c in rare:
             c(v)
         if type(v) is dict:
@@ -142,7 +148,8 @@ def _rare_checks(node: dict) -> list[Check]:
                 raise SchemaError("", f"expected one of {shown}, got {_show(v)}")
         checks.append(check_enum)
     for key, holds, word in (("minimum", lambda v, b: v >= b, "at least"),
-                             ("exclusiveMinimum", lambda v, b: v > b, "more than")):
+                             ("exclusiveMinimum", lambda v, b: v > b, "more than"),
+                             ("maximum", lambda v, b: v <= b, "at most")):
         if key in node:
             def check_bound(v, bound=node[key], holds=holds, word=word):
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and \
