@@ -236,3 +236,13 @@ def test_a_non_utf8_path_is_refused_before_any_work():
     bad = os.fsdecode(b"out/\xff")
     with pytest.raises(click.BadParameter, match=r"--out.*not valid UTF-8"):
         check_utf8_path(bad, "--out")
+
+
+def test_rf_train_refuses_a_non_utf8_out_before_loading(tmp_path):
+    out = bytes(tmp_path) + b"/adapter-\xff"
+    proc = subprocess.run([str(BIN / "rf-train"), "--base", "no-such-model", "--out", out],
+                          input=b"", capture_output=True, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert b"--out" in proc.stderr and b"not valid UTF-8" in proc.stderr
+    assert b"Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -7,8 +7,9 @@ import click
 
 from rf_core.model import environment
 from rf_core.plugins import manager as plugins
-from rf_core.commands.common import (FiniteFloat, Pipe, Seed, command, input_options,
-                                     legacy_option, plugin_command, plugin_kwargs)
+from rf_core.commands.common import (FiniteFloat, Pipe, Seed, check_utf8_path, command,
+                                     input_options, legacy_option, plugin_command,
+                                     plugin_kwargs)
 from rf_core.plugins.options import plugin_options
 from rf_core.errors import RFError
 
@@ -23,7 +24,9 @@ def _check_example(rec: dict) -> None:
 
 def _out_folder(ctx, param, value):
     """--out is replaced with --force: refuse the working folder, its parents and any folder
-    holding something other than an adapter, before anything is loaded."""
+    holding something other than an adapter, and a name that is not UTF-8 (the report
+    carries it), before anything is loaded."""
+    check_utf8_path(value, "--out")
     here = Path.cwd().resolve()
     target = Path(value).resolve()
     if target == here or target in here.parents:
