@@ -133,3 +133,18 @@ def test_option_conversion_rejects_non_finite(text):
     with pytest.raises(ValueError, match="expected a finite number"):
         Option("x", float).convert(text)
     assert Option("x", float).convert("1e300") == 1e300
+
+
+def test_every_seed_option_is_64_bit_signed():
+    from rf_core.commands.common import Seed
+
+    seeds = [(prog, path) for prog, top in _scripts() for path, cmd in _leaves(top)
+             for p in cmd.params if p.name == "seed"]
+    assert ("rf-data", ()) in seeds and ("rf-sample", ()) in seeds and ("rf-train", ()) in seeds
+    for prog, top in _scripts():
+        for path, cmd in _leaves(top):
+            for p in cmd.params:
+                if p.name == "seed":
+                    assert isinstance(p.type, Seed), (prog, path)
+    result = CliRunner().invoke(dict(_scripts())["rf-data"], ["demo", "--seed", str(2**63)])
+    assert result.exit_code == 2 and "--seed" in result.output

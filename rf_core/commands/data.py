@@ -3,7 +3,7 @@
 import click
 
 from rf_core.plugins import manager as plugins
-from rf_core.commands.common import Pipe, command, plugin_command, plugin_kwargs
+from rf_core.commands.common import Pipe, Seed, command, plugin_command, plugin_kwargs
 from rf_core.plugins.options import plugin_options
 from rf_core.data.tasks import pick
 from rf_core.records.io import read_records
@@ -17,7 +17,7 @@ PROG = "rf-data"
               help="Dataset folder (spider: the Spider 1.0 folder; demo: where to build it).")
 @click.option("--split", default="dev", show_default=True, help="Split, e.g. dev, train.")
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="At most N tasks.")
-@click.option("--seed", type=int, default=None,
+@click.option("--seed", type=Seed(), default=None,
               help="With --limit: a fixed random sample of N tasks (same seed, same tasks).")
 @click.option("--values", type=click.IntRange(min=0), default=3, show_default=True,
               help="Distinct sample values per column in the schema context.")
