@@ -9,6 +9,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -235,13 +236,16 @@ def test_sorts_spill_to_memory_not_to_the_temporary_folder(shop_db):
     ex.close()
     assert res.ok and res.truncated, res.error
     assert delta < 1 << 20, f"{delta} bytes written while sorting"
-    small = Executor(Limits(timeout_s=600, max_rows=10, heap_bytes=8 << 20))
-    res = small.run(shop_db, sql)
-    small.close()
-    assert not res.ok and "memory" in res.error.lower(), res  # the heap limit bounds it
-    conn = sqlite3.connect(":memory:")  # the heap limit is process-wide: set it back
-    conn.execute(f"PRAGMA hard_heap_limit = {Limits().heap_bytes}")
-    conn.close()
+    # the heap limit bounds it; in a process of its own, since SQLite's heap limit is
+    # process-wide and a pragma can only lower it (here it would stay 8 MiB for every later
+    # test, and for the rf-exec workers they fork)
+    probe = ("import sys; from rf_core.exec.sqlite import Executor, Limits; "
+             "ex = Executor(Limits(timeout_s=600, max_rows=10, heap_bytes=8 << 20)); "
+             "res = ex.run(sys.argv[1], sys.argv[2]); print(res.ok, res.error)")
+    proc = subprocess.run([sys.executable, "-c", probe, str(shop_db), sql],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("False ") and "memory" in proc.stdout.lower(), proc.stdout
 
 
 def test_a_task_reads_one_snapshot_while_a_writer_commits(shop_db, monkeypatch):
