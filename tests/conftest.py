@@ -8,14 +8,19 @@ import os
 import sqlite3
 from pathlib import Path
 
-import orjson
-import pytest
-from click.testing import CliRunner
+# No test reaches a model hub: set before anything imports huggingface_hub, which reads it
+# once (a hub id then fails at once instead of after five retries per file), and inherited by
+# every command the tests start.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
-from rf_core.commands import data, doctor, eval as eval_cmd, exec as exec_cmd
-from rf_core.commands import filter as filter_cmd
-from rf_core.commands import inject, plugins as plugins_cmd, sample, train, vote
-from rf_core.records.validation import schema_dir
+import orjson  # noqa: E402
+import pytest  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from rf_core.commands import data, doctor, eval as eval_cmd, exec as exec_cmd  # noqa: E402
+from rf_core.commands import filter as filter_cmd  # noqa: E402
+from rf_core.commands import inject, plugins as plugins_cmd, sample, train, vote  # noqa: E402
+from rf_core.records.validation import schema_dir  # noqa: E402
 
 # the fixtures shipped for plugin authors: tiny_model, fake_sampler
 pytest_plugins = ["rf_core.testing"]
