@@ -4,6 +4,7 @@ the tiny model comes from rf_core.testing, as a plugin author's tests get it."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import sqlite3
 from pathlib import Path
@@ -12,6 +13,13 @@ from pathlib import Path
 # once (a hub id then fails at once instead of after five retries per file), and inherited by
 # every command the tests start.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# One math thread per process (unless the caller chose): the tests' models are tiny, and
+# OpenMP threads that wait for each other on a loaded 2-core machine made the torch tests
+# 1.7-3x slower than one thread (tests/test_train.py, measured side by side). Not where vLLM
+# is installed (the vLLM CPU suite): its engine binds threads of its own.
+if importlib.util.find_spec("vllm") is None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import orjson  # noqa: E402
 import pytest  # noqa: E402
