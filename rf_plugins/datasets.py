@@ -14,6 +14,21 @@ from rf_core.api import (RFError, cache_dir, describe_database, hookimpl, make_t
 Report = Callable[[str], None]
 
 
+def _item_problem(item) -> str | None:
+    """Why a Spider item cannot become a task, or None when it can."""
+    if not isinstance(item, dict):
+        return "is not a JSON object"
+    db_id = item.get("db_id")
+    if not isinstance(db_id, str) or not db_id:
+        return "has no db_id"
+    if db_id in (".", "..") or any(c in db_id for c in "/\\\0"):
+        return f"has db_id {db_id!r}, which is not a folder name under database/"
+    if not isinstance(item.get("question"), str):
+        return "has no question"
+    if not isinstance(item.get("query", ""), str):
+        return "has a query that is not a string"
+    return None
+
 
 class Spider:
     """Spider 1.0: ``--root`` holds dev.json, train_spider.json, train_others.json, database/."""
@@ -34,8 +49,18 @@ class Spider:
             items = json.loads(source.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise RFError(f"cannot read {source}: {exc}") from None
+        if not isinstance(items, list):
+            raise RFError(f"{source} is not a JSON list of questions")
+        bad = [(i, why) for i, item in enumerate(items) if (why := _item_problem(item))]
+        if bad:
+            first, problem = bad[0]
+            report(f"skipped {len(bad)} of {len(items)} {split} item(s) that are not "
+                   f"questions (item {first} {problem})")
+        skip = {i for i, _ in bad}
         runnable, missing, why = [], {}, {}
         for index, item in enumerate(items):
+            if index in skip:
+                continue
             db_path = root_path / "database" / item["db_id"] / f"{item['db_id']}.sqlite"
             if db_path.is_file():
                 runnable.append((index, item, db_path))
@@ -53,13 +78,24 @@ class Spider:
                    "remain")
         from rf_core.api import spider_hardness  # sqlglot: only when tasks are made
 
+        schemas: dict[Path, str | None] = {}  # None: the file is not a readable database
         for index, item, db_path in pick(runnable, limit, seed):
+            db_path = db_path.resolve()
+            if db_path not in schemas:
+                try:
+                    schemas[db_path] = describe_database(str(db_path), values)
+                except (RFError, sqlite3.Error) as exc:
+                    schemas[db_path] = None
+                    report(f"skipped the {split} tasks of database {item['db_id']!r}: it is "
+                           f"not a readable SQLite database ({exc})")
+            if schemas[db_path] is None:
+                continue
             gold = item.get("query")
             yield make_task(
                 id=f"spider/{split}/{index}", dataset="spider", split=split,
-                db_id=item["db_id"], db_path=str(db_path.resolve()), question=item["question"],
+                db_id=item["db_id"], db_path=str(db_path), question=item["question"],
                 gold_sql=gold, hardness=spider_hardness(gold) if gold else None,
-                schema=describe_database(str(db_path.resolve()), values))
+                schema=schemas[db_path])
 
 
 DEMO_DATA = Path(__file__).parent / "demo_data"

@@ -3,7 +3,8 @@
 import click
 
 from rf_core.plugins import manager as plugins
-from rf_core.commands.common import Pipe, Seed, command, plugin_command, plugin_kwargs
+from rf_core.commands.common import (Pipe, Seed, check_utf8_path, command, plugin_command,
+                                     plugin_kwargs)
 from rf_core.plugins.options import plugin_options
 from rf_core.data.tasks import pick
 from rf_core.records.io import read_records
@@ -11,9 +12,16 @@ from rf_core.records.io import read_records
 PROG = "rf-data"
 
 
+def _utf8_root(ctx, param, value):
+    """Task records carry database paths as text: a --root that is not UTF-8 is refused."""
+    if value is not None:
+        check_utf8_path(value, "--root")
+    return value
+
+
 @plugin_command(PROG, "datasets", "dataset")
 @click.argument("dataset")
-@click.option("--root", type=click.Path(file_okay=False), default=None,
+@click.option("--root", type=click.Path(file_okay=False), default=None, callback=_utf8_root,
               help="Dataset folder (spider: the Spider 1.0 folder; demo: where to build it).")
 @click.option("--split", default="dev", show_default=True, help="Split, e.g. dev, train.")
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="At most N tasks.")
