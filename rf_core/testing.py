@@ -134,7 +134,8 @@ class FakeSampler:
 
     ``queue(*texts)`` adds outputs for any task, ``queue(*texts, task="id")`` for one task
     (used first). An output is a text, or an answer dict (``{"text", "logprob", "n_tokens",
-    "finished", "seed"}``, text required). When the queues are empty the answer is
+    "finished", "seed"}``, text required; a candidate's ``seed`` is the answer's, else null,
+    as nothing was sampled). When the queues are empty the answer is
     ``default``: a text, or a function of the task (by default ``gold_answer``). Candidates
     are built with ``attach`` and ``task_messages`` as real samplers build them.
 
@@ -191,7 +192,7 @@ class FakeSampler:
             answers = [self._answer(task) for _ in range(kw.get("k", 1))]
             yield attach(task, task_messages(task), answers, sampler=self.name,
                          model=kw.get("model", "fake"), adapter=kw.get("adapter"),
-                         temperature=kw.get("temperature", 0.0), seed=kw.get("seed"))
+                         temperature=kw.get("temperature", 0.0), seed=None)
         report = kw.get("report")
         if report is not None:
             report(f"{self.name}: answered {len(call.task_ids)} task(s)")
