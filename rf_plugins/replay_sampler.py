@@ -10,9 +10,12 @@ Written as a third-party plugin would be: it imports only rf_core.api and the st
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Iterable, Iterator
 
 from rf_core.api import Option, RFError, hookimpl, to_stderr
+
+_INDEX = re.compile(r"/(\d+)$")
 
 
 def _answers(task: dict, field: str) -> list[tuple[str, bool]]:
@@ -43,26 +46,47 @@ def _answers(task: dict, field: str) -> list[tuple[str, bool]]:
 
 
 class _Predictions:
-    """A predictions file read one line per task: ``SQL`` or ``SQL<TAB>db_id``."""
+    """A predictions file, one ``SQL`` or ``SQL<TAB>db_id`` line per task: the next line for
+    each task (``position``), or line N + 1 for the task whose id ends in ``/N`` (``index``)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, match: str):
         self.path = path
+        self.match = match
+        self.line = 0
         try:
             self.fh = open(path, encoding="utf-8", newline=None)
-        except OSError as exc:
-            raise RFError(f"cannot read -o file {path}: {exc.strerror or exc}") from None
-        self.line = 0
+            # by index: the whole file (one line per question of a split) is looked up
+            self.lines = self.fh.read().split("\n") if match == "index" else None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RFError(f"cannot read -o file {path}: "
+                          f"{getattr(exc, 'strerror', None) or exc}") from None
+        if self.lines and self.lines[-1] == "":
+            self.lines.pop()
 
-    def next_for(self, task: dict) -> list[tuple[str, bool]]:
+    def _line(self, task: dict) -> str:
+        if self.lines is not None:
+            m = _INDEX.search(str(task.get("id", "")))
+            if m is None:
+                raise RFError(f"task id {task.get('id')!r} does not end in /N, which -o match "
+                              "index needs (the built-in datasets' ids do: spider/dev/N)")
+            self.line = int(m.group(1)) + 1
+            if self.line > len(self.lines):
+                raise RFError(f"-o file {self.path} has {len(self.lines)} line(s); task "
+                              f"{task.get('id')!r} needs line {self.line}")
+            return self.lines[self.line - 1]
         try:
             raw = self.fh.readline()
         except (OSError, UnicodeDecodeError) as exc:
             raise RFError(f"-o file {self.path}: line {self.line + 1}: {exc}") from None
         if not raw:
             raise RFError(f"-o file {self.path} has {self.line} line(s) but the input has "
-                          f"more tasks (task {task.get('id')!r} has none): they must line up")
+                          f"more tasks (task {task.get('id')!r} has none): they must line up "
+                          "(-o match index pairs them by the task's index instead)")
         self.line += 1
-        sql, tab, db_id = raw.rstrip("\n").partition("\t")
+        return raw.rstrip("\n")
+
+    def next_for(self, task: dict) -> list[tuple[str, bool]]:
+        sql, tab, db_id = self._line(task).partition("\t")
         if tab and task.get("db_id") is not None and db_id.strip() != task["db_id"]:
             raise RFError(f"-o file {self.path}: line {self.line} is for database "
                           f"{db_id.strip()!r} but task {task.get('id')!r} is on "
@@ -70,11 +94,12 @@ class _Predictions:
         return [(sql, True)]
 
     def finish(self) -> None:
-        rest = sum(1 for line in self.fh if line.strip())
+        rest = 0 if self.lines is not None else sum(1 for line in self.fh if line.strip())
         self.fh.close()
         if rest:
             raise RFError(f"-o file {self.path} has {rest} line(s) more than the input has "
-                          "tasks: the file and the input do not line up")
+                          "tasks: the file and the input do not line up (-o match index "
+                          "pairs them by the task's index instead)")
 
 
 class ReplaySampler:
@@ -88,17 +113,21 @@ class ReplaySampler:
         Option("file", str, None, "Read the answers from this file instead: one SQL per line, "
                "line i for the i-th input task (Spider's predictions format; 'SQL<TAB>db_id' "
                "lines are checked against the task's database)."),
+        Option("match", str, "position", "How -o file's lines pair with tasks. position: "
+               "line i for the i-th input task; index: line N + 1 for the task whose id ends "
+               "in /N (spider/dev/N: a file for every question of dev.json scores the tasks "
+               "rf-data wrote, also where it skipped some).", choices=("position", "index")),
         Option("extract", bool, False, "Take given SQL texts as model answers and extract "
                "the SQL from them as rf-sample does (default: run them as given)."),
     )
 
     def sample(self, tasks: Iterable[dict], *, model: str, adapter: str | None = None,
                k: int = 1, temperature: float = 0.0, field: str = "predictions",
-               file: str | None = None, extract: bool = False,
+               file: str | None = None, match: str = "position", extract: bool = False,
                report: Callable[[str], None] = to_stderr, **_ignored) -> Iterator[dict]:
         from rf_core.api import attach, task_messages
 
-        predictions = _Predictions(file) if file else None
+        predictions = _Predictions(file, match) if file else None
         n_tasks = n_candidates = 0
         for task in tasks:
             given = predictions.next_for(task) if predictions else _answers(task, field)

@@ -104,3 +104,27 @@ def test_bad_fields_are_one_line_errors(shop_db, value, message):
     assert lines[0].startswith(f"Error: rf-sample: {message}"), lines[0]
     missing = replay(tasks(shop_db), "-o", "file", "/nonexistent/pred.txt")
     assert missing.code == 1 and "cannot read -o file /nonexistent/pred.txt" in missing.stderr
+
+
+def test_a_file_paired_by_task_index(shop_db, tmp_path):
+    inputs = tasks(shop_db)
+    inputs[0]["id"], inputs[1]["id"] = "spider/dev/0", "spider/dev/2"  # dev/1 was skipped
+    pred = tmp_path / "pred.txt"
+    pred.write_text(f"{GOLD[0]}\tshop\nSELECT 'skipped'\tgone\n{GOLD[1]}\tshop\n")
+    r = replay(inputs, "-o", "file", str(pred), "-o", "match", "index")
+    assert r.code == 0, r.stderr
+    assert [t["candidates"][0]["sql"] for t in r.records] == GOLD
+    inputs[1]["id"] = "spider/dev/3"
+    r = replay(inputs, "-o", "file", str(pred), "-o", "match", "index")
+    assert r.code == 1 and "has 3 line(s); task 'spider/dev/3' needs line 4" in r.stderr
+
+
+def test_spiders_own_gold_file_scores_every_runnable_dev_task(spider):
+    """dev_gold.sql is Spider's predictions format ('SQL<TAB>db_id', one line per question of
+    dev.json); rf-data leaves out the questions whose database is missing."""
+    data = run("rf-data", ["spider", "--root", str(spider), "--split", "dev", "--limit", "25",
+                           "--seed", "3", "--values", "0"])
+    r = replay(data.stdout, "-o", "file", str(spider / "dev_gold.sql"), "-o", "match", "index")
+    assert r.code == 0, r.stderr
+    report = score(r)
+    assert (report["scored"], report["ex"]) == (25, 100.0)
