@@ -10,10 +10,10 @@ come from one request with ``n=k`` where the server allows it, else from k reque
 
 What the server does is learnt from the first request, sent alone before any other: with
 ``n=k`` and logprobs; refused (400), again without logprobs, then with ``n=1`` and logprobs,
-then with neither (a refusal of that is the command's error; refusals cost no generation). A server that ignores ``n`` (one choice
-back) keeps that choice as the task's first sample and gets one request per remaining
-sample. The outcome is said once, and every later request is sent that way, up to
-``concurrency`` at a time.
+then with neither (a refusal of that is the command's error; refusals cost no generation).
+A server that ignores ``n`` (one choice back) keeps that choice as the task's first sample
+and gets one request per remaining sample. The outcome is said once, and every later request
+is sent that way, up to ``concurrency`` at a time.
 
 Written as a third-party plugin would be: it imports only rf_core.api and the standard library.
 """

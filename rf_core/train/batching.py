@@ -31,7 +31,8 @@ class Encoded:
 
 
 def encode_examples(examples: list[dict], tokenizer: Any, end_of_turn: int, max_len: int,
-                    report: Callable[[str], None], max_too_long: float | None = None) -> tuple[list[Encoded], Counter]:
+                    report: Callable[[str], None],
+                    max_too_long: float | None = None) -> tuple[list[Encoded], Counter]:
     """Tokenise examples; those longer than ``max_len`` are reported and skipped, never cut.
 
     Returns the encoded examples and the skipped ones counted by database (``db_id``, or
