@@ -25,7 +25,8 @@ set -euo pipefail
 SETTINGS=(
   "MODEL             --model             value    name      base model for sampling: folder, hub id, .gguf, or rf-model name"
   "TRAIN_MODEL       --train-model       value    text      base model for training (empty: --model); adapters trained on it are sampled with --model"
-  "DATASET           --dataset           value    name      dataset plugin (demo, spider)"
+  "DATASET           --dataset           value    name      dataset plugin"
+  "DATASET_OPTIONS   --dataset-option    options  options   an option of the dataset, NAME=VALUE (repeatable)"
   "ROOT              --root              value    text      dataset folder (spider: the Spider 1.0 folder)"
   "ITERATIONS        --iterations        free     count     self-training iterations"
   "K                 -k                  value    positive  candidates per train task"
@@ -62,7 +63,7 @@ SETTINGS=(
 # cores, about 11 minutes; training runs at ~15 tok/s there, so it trains on one answer per
 # task, once.
 declare -A SETTING=(
-  [MODEL]=qwen2.5-coder-0.5b [TRAIN_MODEL]="" [DATASET]=demo [ROOT]="" [ITERATIONS]=2 [K]=4
+  [MODEL]=qwen2.5-coder-0.5b [TRAIN_MODEL]="" [DATASET]=demo [DATASET_OPTIONS]="" [ROOT]="" [ITERATIONS]=2 [K]=4
   [TEMPERATURE]=0.7 [TRAIN_SIZE]=8 [DEV_SIZE]=12 [VAL_SIZE]=4 [VAL_SPLIT]=train
   [SFT_BASELINE]=1 [VOTE]=0 [VALUES]=0 [MAX_NEW_TOKENS]=96 [EPOCHS]=1 [LR]=2e-4
   [BATCH_SIZE]=4 [MAX_LEN]=1024 [MAX_TOO_LONG]=1 [RESAMPLE]=none [MAX_PER_TASK]=1
@@ -91,6 +92,14 @@ for row in "${SETTINGS[@]}"; do
   ORDER+=("$name")
 done
 
+# installed KIND: the names of the installed plugins of KIND (datasets, samplers, ...), as
+# rf-plugins lists them, third-party ones included
+installed() {
+  local names
+  names=$(rf-plugins --names "$1" 2>/dev/null | paste -sd, -) || names=
+  if [[ -n $names ]]; then printf 'installed: %s' "${names//,/, }"; else printf 'rf-plugins lists them'; fi
+}
+
 usage() {
   echo "usage: bin/iterate.sh [options]"
   printf '  %-24s %s\n' "--preset NAME" "$(echo "${!PRESETS[@]}" | tr ' ' '\n' | sort | paste -sd' ') (default cpu-demo) [RF_PRESET]"
@@ -102,7 +111,9 @@ usage() {
       *) arg="${FLAG_OF[$name]} X" ;;
     esac
     ((${#arg} > 24)) && printf '  %s\n' "$arg" && arg=
-    printf '  %-24s %s [RF_%s; default %s]\n' "$arg" "${HELP_OF[$name]}" "$name" \
+    local help=${HELP_OF[$name]}
+    [[ $name == DATASET ]] && help+=" ($(installed datasets))"
+    printf '  %-24s %s [RF_%s; default %s]\n' "$arg" "$help" "$name" \
       "${SETTING[$name]:-none}"
   done
   printf '  %-24s %s\n' "--force" "--out holds a run with other settings: delete its results, start over" \
@@ -325,7 +336,7 @@ stop_engine() {
   if ((!DRY)) && [[ -e $RF_VLLM_ENGINE/engine.pid ]]; then rf-model stop "$RF_VLLM_ENGINE"; fi
 }
 train_opts="--trainer $(q "$TRAINER") --base $(q "$TRAIN_MODEL")$(pass_options --option "$TRAINER_OPTIONS")"
-data_opts="--values $(q "$VALUES")"
+data_opts="--values $(q "$VALUES")$(pass_options --option "$DATASET_OPTIONS")"
 # Training examples are picked by --verifier with the strict matcher (and the variants, when
 # asked for); dev and validation are always scored by the sqlite verifier with the official
 # evaluator's default semantics, so every row of every run is measured the same way.

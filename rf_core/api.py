@@ -11,6 +11,10 @@ The four plugin kinds, with the exact keyword arguments each receives, are the P
 classes below: ``Sampler``, ``Verifier``, ``Trainer`` and ``Dataset``. Every method also
 receives the plugin's own declared options (see ``Option``) as keyword arguments, and must
 accept ``**options`` so that arguments added in later releases do not break it.
+
+A verifier that adds to the built-in one (another matcher, extra checks) calls
+``verify_tasks`` (the sqlite verifier's own function: it writes ``exec``, ``verdicts``,
+``correct``, ``gold_exec`` and ``verified_by``) and adjusts what it yields.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from rf_core.plugins.options import DEVICE_PATTERN, Option, check_device
 if TYPE_CHECKING:
     from rf_core.exec.sqlite import Limits
 
+# report(text): one line to stderr under the command's name
 Report = Callable[[str], None]
 
 
@@ -32,8 +37,11 @@ class Progress(Protocol):
     """Progress of a command's unit of work (tasks for rf-sample and rf-exec, steps for
     rf-train): a bar with rate and ETA on a terminal, plain periodic lines elsewhere."""
 
-    def start(self, total: int | None, unit: str = "it") -> None: ...
-    def update(self, n: int = 1) -> None: ...
+    def start(self, total: int | None, unit: str = "it") -> None:
+        """Begin (or restart) counting ``total`` units (None: unknown) called ``unit``."""
+
+    def update(self, n: int = 1) -> None:
+        """``n`` more units done."""
 
 
 @runtime_checkable
@@ -45,7 +53,12 @@ class Sampler(Protocol):
 
     def sample(self, tasks: Iterable[dict], *, model: str, adapter: str | None, k: int,
                temperature: float, top_p: float, max_new_tokens: int, seed: int,
-               report: Report, progress: Progress, **options: Any) -> Iterator[dict]: ...
+               report: Report, progress: Progress, **options: Any) -> Iterator[dict]:
+        """Yield every task, in input order, with ``messages`` and ``candidates`` set by
+        ``attach(task, task_messages(task), answers, ...)``: k answers, each ``{"text",
+        "logprob", "n_tokens", "finished"}`` and, where the engine can reproduce that one
+        answer from a seed, ``"seed"`` (the candidate's ``seed``; else null). ``seed`` here
+        is rf-sample's --seed: derive per-sample seeds with ``sample_seed(seed, i, j)``."""
 
 
 @runtime_checkable
@@ -59,7 +72,11 @@ class Verifier(Protocol):
     options: tuple[Option, ...]
 
     def verify(self, tasks: Iterable[dict], *, matcher: str, jobs: int, limits: Limits,
-               report: Report, progress: Progress, **options: Any) -> Iterator[dict]: ...
+               report: Report, progress: Progress, **options: Any) -> Iterator[dict]:
+        """Yield every task, in input order, with ``correct`` on every candidate and
+        ``verified_by``; write ``exec`` too where candidates run (rf-vote needs it). The
+        README's "Verifiers" states the contract; ``verify_tasks`` is the built-in
+        verifier, to call from one that wraps it."""
 
 
 @runtime_checkable
@@ -73,7 +90,9 @@ class Trainer(Protocol):
     def train(self, examples: list[dict], *, base: str, out: str, epochs: int, lr: float,
               batch_size: int, max_len: int, seed: int, max_too_long: float | None,
               resume: bool, force: bool, report: Report, progress: Progress,
-              **options: Any) -> dict: ...
+              **options: Any) -> dict:
+        """Train from ``base`` on ``examples`` (rf-filter's and rf-inject's records) and
+        save the adapter in the folder ``out``; return what rf-train prints."""
 
 
 @runtime_checkable
@@ -87,7 +106,10 @@ class Dataset(Protocol):
     options: tuple[Option, ...]
 
     def tasks(self, *, root: str | None, split: str, limit: int | None, seed: int | None,
-              values: int, report: Report, **options: Any) -> Iterator[dict]: ...
+              values: int, report: Report, **options: Any) -> Iterator[dict]:
+        """Yield the task records of ``split`` (``make_task``; pass ``values`` on to it),
+        the sample ``pick(tasks, limit, seed)`` chooses. A dataset class may declare
+        ``splits``, the names rf-data accepts (see the README's "Datasets")."""
 
 
 # name -> module it lives in; loaded on first use (PEP 562)

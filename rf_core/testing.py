@@ -17,7 +17,9 @@
   the keyword arguments of every call.
 - ``registered(plugin)`` registers a plugin (a module or object with ``@hookimpl`` hooks, or a
   bare sampler, verifier, trainer or dataset object) with ReasonForge's plugin manager for the
-  duration of a ``with`` block; commands then find its implementations by name.
+  duration of a ``with`` block; commands then find its implementations by name. A plugin
+  also installed by its entry point (``pip install -e .``) works too: that copy stands aside
+  for the block.
 - ``run_command("rf-x", args, input=...)`` runs a command in-process with click's CliRunner,
   stdout (bytes) and stderr kept apart.
 - ``build_tiny_model(folder)`` writes a tiny random chat model (2 layers, a BPE tokenizer with
@@ -132,7 +134,8 @@ class FakeSampler:
 
     ``queue(*texts)`` adds outputs for any task, ``queue(*texts, task="id")`` for one task
     (used first). An output is a text, or an answer dict (``{"text", "logprob", "n_tokens",
-    "finished", "seed"}``, text required). When the queues are empty the answer is
+    "finished", "seed"}``, text required; a candidate's ``seed`` is the answer's, else null,
+    as nothing was sampled). When the queues are empty the answer is
     ``default``: a text, or a function of the task (by default ``gold_answer``). Candidates
     are built with ``attach`` and ``task_messages`` as real samplers build them.
 
@@ -189,7 +192,7 @@ class FakeSampler:
             answers = [self._answer(task) for _ in range(kw.get("k", 1))]
             yield attach(task, task_messages(task), answers, sampler=self.name,
                          model=kw.get("model", "fake"), adapter=kw.get("adapter"),
-                         temperature=kw.get("temperature", 0.0), seed=kw.get("seed"))
+                         temperature=kw.get("temperature", 0.0), seed=None)
         report = kw.get("report")
         if report is not None:
             report(f"{self.name}: answered {len(call.task_ids)} task(s)")
@@ -226,6 +229,18 @@ def _plugin_for(impl: Any) -> Any:
     return plugin
 
 
+def _copies(plugin: Any) -> list[tuple[str, Any]]:
+    """(name, plugin) of every loaded copy of ``plugin``: the object itself, or for a
+    module, a module of the same name (the copy its entry point loaded, perhaps from another
+    folder)."""
+    from rf_core.plugins.manager import pm
+
+    module = plugin.__name__ if isinstance(plugin, types.ModuleType) else None
+    return [(pm.get_name(p), p) for p in pm.get_plugins()
+            if p is plugin or (module and isinstance(p, types.ModuleType)
+                               and p.__name__ == module)]
+
+
 @contextlib.contextmanager
 def registered(plugin: Any, *, name: str | None = None) -> Iterator[Any]:
     """Register ``plugin`` with ReasonForge's plugin manager for the ``with`` block, as an
@@ -235,6 +250,11 @@ def registered(plugin: Any, *, name: str | None = None) -> Iterator[Any]:
     object with ``name`` and ``sample``, ``verify``, ``train`` or ``tasks``), which is
     registered under its kind's hook. Commands run in this process then find it by name.
     Yields ``plugin``.
+
+    A plugin that is also installed (``pip install -e .`` while developing it) is loaded by
+    its entry point too: that copy (the same module, or a module of the same name) stands
+    aside for the block and is registered again afterwards, so the block runs the ``plugin``
+    given here and no name is registered twice. No ``RF_LOAD_PLUGINS`` setting is needed.
     """
     from rf_core.plugins import manager
 
@@ -244,13 +264,28 @@ def registered(plugin: Any, *, name: str | None = None) -> Iterator[Any]:
     else:
         target = _plugin_for(plugin)
         name = name or f"testing:{getattr(plugin, 'name', type(plugin).__name__)}"
-    manager.pm.register(target, name=name)
+    aside = _copies(target)
+    for _, copy in aside:
+        manager.pm.unregister(copy)
+    try:
+        manager.pm.register(target, name=name)
+    except BaseException:
+        _restore(aside)
+        raise
     manager.invalidate()
     try:
         yield plugin
     finally:
         manager.pm.unregister(target)
-        manager.invalidate()
+        _restore(aside)
+
+
+def _restore(aside: list[tuple[str, Any]]) -> None:
+    from rf_core.plugins import manager
+
+    for copy_name, copy in aside:
+        manager.pm.register(copy, name=copy_name)
+    manager.invalidate()
 
 
 # -- running commands in-process --------------------------------------------------------------

@@ -34,6 +34,7 @@ class Spider:
     """Spider 1.0: ``--root`` holds dev.json, train_spider.json, train_others.json, database/."""
 
     name = "spider"
+    description = "Spider 1.0 from its official layout (--root: dev.json, database/ ...)"
     splits = {"dev": "dev.json", "train": "train_spider.json", "train_others": "train_others.json"}
 
     def tasks(self, *, root: str | None, split: str, limit: int | None = None,
@@ -128,7 +129,9 @@ class Demo:
     """
 
     name = "demo"
-    splits = ("train", "dev")
+    description = "the project's own small benchmark (SQLite built on first use)"
+    # all: both, each task with its own split and id (a pseudo-split, as the README asks)
+    splits = ("train", "dev", "all")
 
     def tasks(self, *, root: str | None, split: str, limit: int | None = None,
               seed: int | None = None, values: int = 3, report: Report = to_stderr,
@@ -141,11 +144,16 @@ class Demo:
             for line in fh:
                 if line.strip():
                     items.append(json.loads(line))
-        chosen = [q for q in items if q["split"] == split]
+        # a task's index counts within its own split, so its id is the same under "all"
+        numbered, seen = [], {}
+        for item in items:
+            index = seen[item["split"]] = seen.get(item["split"], -1) + 1
+            if split in ("all", item["split"]):
+                numbered.append((index, item))
         from rf_core.api import spider_hardness  # sqlglot: only when tasks are made
 
         built: dict[str, Path] = {}
-        for index, item in pick(list(enumerate(chosen)), limit, seed):
+        for index, item in pick(numbered, limit, seed):
             db_id = item["db_id"]
             if db_id not in built:
                 target = out_dir / db_id / f"{db_id}.sqlite"
@@ -156,7 +164,8 @@ class Demo:
                 built[db_id] = target.resolve()
             db_path = str(built[db_id])
             yield make_task(
-                id=f"demo/{split}/{index}", dataset="demo", split=split, db_id=db_id,
+                id=f"demo/{item['split']}/{index}", dataset="demo", split=item["split"],
+                db_id=db_id,
                 db_path=db_path, question=item["question"], gold_sql=item["query"],
                 hardness=spider_hardness(item["query"]),
                 schema=describe_database(db_path, values))

@@ -5,8 +5,15 @@ The toolkit's own prompt messages go to ``POST {base_url}/chat/completions`` unc
 server's chat template renders them; up to ``concurrency`` requests are in flight, and tasks
 come out in input order as soon as they and every earlier one are done. A task's k candidates
 come from one request with ``n=k`` where the server allows it, else from k requests with
-``n=1`` (the switch is made once and said once). Every request carries a seed derived from
---seed, the task's position and the sample (``sample_seed``).
+``n=1``. Every request carries a seed derived from --seed, the task's position and the sample
+(``sample_seed``), and asks for token logprobs.
+
+What the server does is learnt from the first request, sent alone before any other: with
+``n=k`` and logprobs; refused (400), again without logprobs, then with ``n=1`` and logprobs,
+then with neither (a refusal of that is the command's error; refusals cost no generation).
+A server that ignores ``n`` (one choice back) keeps that choice as the task's first sample
+and gets one request per remaining sample. The outcome is said once, and every later request
+is sent that way, up to ``concurrency`` at a time.
 
 Written as a third-party plugin would be: it imports only rf_core.api and the standard library.
 """
@@ -83,7 +90,8 @@ class _Transient(Exception):
 
 
 class _Rejected(Exception):
-    """A 400 (or 422) answer: at n>1 it may mean that the server does not do n."""
+    """A 400 (or 422) answer: to the first request it may mean that the server does not do n,
+    or logprobs."""
 
 
 @dataclass
@@ -292,6 +300,12 @@ class _Run:
         self.report = report
         self.single = k == 1  # one request per sample: k=1, or after the server refused n
         self.refusal: str | None = None  # why n was refused, until an n=1 request works
+        self.logprobs = True  # ask for them, unless the server refused them
+        # (n > 1, logprobs) of each way the first request is tried, in order; None once an
+        # answer came back, and requests go out concurrently from then on
+        self.probe: list[tuple[bool, bool]] | None = (
+            [(False, True), (False, False)] if k == 1 else
+            [(True, True), (True, False), (False, True), (False, False)])
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.requests = 0
@@ -309,33 +323,33 @@ class _Run:
 
         body = {"model": self.client.model, "messages": entry.messages, **self.params,
                 "n": n, "seed": sample_seed(self.seed, entry.index, j)}
-        if n > 1:  # the only per-choice token counts a multi-choice answer can carry
+        if self.logprobs:  # per-choice token counts, and the candidates' logprob
             body["logprobs"] = True
-        try:
-            data = self.client.post(body)
-        except _Rejected as exc:
-            if n > 1:
-                raise
-            raise RFError(str(exc)) from None
+        data = self.client.post(body)
         return {"data": data, "choices": _choices(data, self.client.url), "seed": body["seed"]}
 
     # -- what comes back -----------------------------------------------------------------
-    def fill(self, entry: _Pending, n: int, j: int, result: dict) -> bool:
-        """Put the answers on ``entry``; False when the server gave fewer than ``n``."""
+    def fill(self, entry: _Pending, n: int, j: int, result: dict) -> int:
+        """Put the answers on ``entry``; how many came (fewer than ``n`` from a server that
+        ignores n: those are kept)."""
         prompt, completion = _usage(result["data"])
         self.prompt_tokens += prompt
         self.completion_tokens += completion
         self.requests += 1
-        if len(result["choices"]) < n:
-            return False
+        if self.probe is not None:
+            self.probe = None
+            if not self.logprobs:
+                self.report("openai: the server refused logprobs; candidates get no logprob")
+        got = result["choices"][:n]
         if n == 1 and self.refusal:
             self.report(f"openai: the server does not do n={self.k} ({self.refusal}); sending "
                         f"{self.k} separate n=1 requests per task from now on")
             self.refusal = None
-        usage_count = completion if n == 1 and "usage" in result["data"] else None
-        for offset, choice in enumerate(result["choices"][:n]):
+        usage_count = completion if len(got) == 1 and "usage" in result["data"] else None
+        for offset, choice in enumerate(got):
+            # a choice of a request with n > 1 is reproduced by that request (same n)
             entry.answers[j + offset] = _answer(choice, result["seed"], usage_count)
-        return True
+        return len(got)
 
     def fall_back(self, why: str) -> None:
         """Send n=1 requests from now on; say so once one of them works (a 400 at n>1 may
@@ -358,7 +372,8 @@ class _Run:
                                   thread_name_prefix="rf-openai")
         try:
             while True:
-                while len(inflight) < self.concurrency:
+                # the first request goes alone: its answer says how to send the others
+                while len(inflight) < (1 if self.probe is not None else self.concurrency):
                     if queue:
                         spec = self.next_request(queue)
                         inflight[pool.submit(self.call, *spec)] = spec
@@ -400,19 +415,34 @@ class _Run:
         return entry, n, j
 
     def settle(self, fut: Future, spec: tuple[_Pending, int, int]) -> list:
-        """Record a finished request; the requests it must be redone as (after a refused n)."""
+        """Record a finished request; the requests still needed for its samples (after a
+        refusal, or fewer choices than asked for)."""
         entry, n, j = spec
         entry.left -= 1
         try:
             result = fut.result()
-        except _Rejected as exc:  # only raised for n>1
-            why = str(exc)
+        except _Rejected as exc:
+            if self.probe:  # the first request: try it the next way
+                self.probe.pop(0)
+            if not self.probe:
+                if n == 1 or self.probe is not None:
+                    raise RFError(str(exc)) from None
+                self.fall_back(str(exc))  # a later request refused at n>1
+            else:
+                many, self.logprobs = self.probe[0]
+                if not many:
+                    self.fall_back(str(exc))
+            redo = [(entry, 1, s) for s in range(j, j + n)] if self.single else [spec]
         else:
-            if self.fill(entry, n, j, result):
+            got = self.fill(entry, n, j, result)
+            if got == n:
                 return []
-            why = f"it answered n={n} with {len(result['choices'])} choice(s)"
-        self.fall_back(why)
-        redo = [(entry, 1, s) for s in range(self.k)]
+            self.fall_back(f"it answered n={n} with {got} choice(s)")
+            self.refusal = None  # said now: the kept choice is not an n=1 answer
+            self.report(f"openai: the server does not do n={self.k} (it answered n={n} with "
+                        f"{got} choice(s), kept); sending one n=1 request per sample from now "
+                        "on")
+            redo = [(entry, 1, s) for s in range(j + got, j + n)]
         entry.left += len(redo)
         return redo
 
@@ -471,9 +501,12 @@ class OpenAISampler:
             yield task
         elapsed = time.perf_counter() - start
         retried = f"; {_retries(client.retries)}" if client.retries else ""
+        # no token counts from the server: no rate, rather than a rate of 0
+        rate = (f"{run.completion_tokens / elapsed:.3g} tok/s" if run.completion_tokens and
+                elapsed > 0 else "no completion token counts from the server")
         report(f"openai: {done} task(s), {run.requests} request(s) to {client.url}{retried}; "
                f"{run.prompt_tokens:,} prompt + {run.completion_tokens:,} completion tokens "
-               f"in {elapsed:.1f} s ({run.completion_tokens / max(elapsed, 1e-9):.0f} tok/s)")
+               f"in {elapsed:.1f} s ({rate})")
 
 
 @hookimpl

@@ -75,7 +75,8 @@ def test_sampled_candidates_are_fixed_by_the_seed(tiny_model, shop_db):
     assert any(len(set(t)) > 1 for t in texts(a))  # k forks of one prefill, not k copies
     for t in a:
         for cand in t["candidates"]:
-            assert cand["sampler"] == "cb" and cand["seed"] == 3 and cand["n_tokens"] <= 12
+            # no seed reproduces one candidate of a window: --seed reproduces the run
+            assert cand["sampler"] == "cb" and cand["seed"] is None and cand["n_tokens"] <= 12
 
 
 def test_a_small_cache_and_chunked_prefill_change_nothing_greedy(tiny_model, shop_db):

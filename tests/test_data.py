@@ -76,7 +76,9 @@ def test_limit_and_seed_give_a_fixed_sample(demo_root):
 
 def test_unknown_split_is_an_error(demo_root):
     r = run("rf-data", ["demo", "--split", "test", "--root", demo_root])
-    assert r.code == 1 and "demo has no split 'test'" in r.stderr
+    # a usage error, before anything is read: the dataset declares its splits
+    assert r.code == 2 and "dataset 'demo' has no split 'test'; its splits: train, dev, all" \
+        in r.stderr
 
 
 def test_schema_context_values_and_keys(shop_db):

@@ -184,6 +184,7 @@ STRINGS = {
     "TRAINER": ("--trainer", "rf-train", "--trainer"),
     "SELECT_MATCHER": ("--select-matcher", "rf-exec", "--matcher"),
     "OUT": ("--out", "rf-report", None),
+    "DATASET_OPTIONS": ("--dataset-option", "rf-data", "--option"),
     "SAMPLER_OPTIONS": ("--sampler-option", "rf-sample", "--option"),
     "VERIFIER_OPTIONS": ("--verifier-option", "rf-exec", "--option"),
     "TRAINER_OPTIONS": ("--trainer-option", "rf-train", "--option"),
@@ -232,6 +233,8 @@ def test_a_string_setting_reaches_its_stage_as_one_literal_argument(env, tmp_pat
     assert value in got, got
     if not dry and name == "OUT":
         assert (Path(value) / "report.md").is_file()
+    if not dry and name.endswith("_OPTIONS"):  # recorded as given
+        assert f"{name}={value}" in (tmp_path / "run" / "config.env").read_text().splitlines()
 
 
 @pytest.mark.parametrize("source", ["flag", "env"])

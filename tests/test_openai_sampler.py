@@ -45,6 +45,8 @@ class FakeServer:
         self.script: list = []
         self.delay = None
         self.n_support = "yes"
+        self.logprobs_support = "yes"
+        self.answered = 0
         self.lock = threading.Lock()
         self.active = 0
         self.max_active = 0
@@ -53,7 +55,7 @@ class FakeServer:
     def answer(self, path: str, headers: dict, body: dict):
         with self.lock:
             self.requests.append({"path": path, "headers": headers, "body": body,
-                                  "time": time.monotonic()})
+                                  "time": time.monotonic(), "answered": self.answered})
             step = self.script.pop(0) if self.script else None
             self.active += 1
             self.max_active = max(self.max_active, self.active)
@@ -64,6 +66,7 @@ class FakeServer:
         finally:
             with self.lock:
                 self.active -= 1
+                self.answered += 1
 
     def _answer(self, path, body, step):
         if path != COMPLETIONS:
@@ -75,6 +78,10 @@ class FakeServer:
             return step
         if body.get("n", 1) > 1 and self.n_support == "reject":
             return 400, {}, {"error": {"message": "n > 1 is not supported", "code": 400}}
+        if body.get("logprobs") and self.logprobs_support == "reject":
+            return 400, {}, {"error": {"message": "logprobs are not supported", "code": 400}}
+        if self.logprobs_support == "ignore":
+            body = {k: v for k, v in body.items() if k != "logprobs"}
         if self.n_support == "ignore":
             body = {**body, "n": 1}
         return 200, {}, completion(body)
@@ -202,11 +209,11 @@ def test_key_served_model_and_greedy(server, shop_db):
         assert req["headers"]["Authorization"] == "Bearer s3cret"
         assert body["model"] == "fake" and body["n"] == 1 and body["temperature"] == 0
         assert body["seed"] == sample_seed(0, task_index(body), 0)  # greedy still seeded
-        assert "logprobs" not in body
+        assert body["logprobs"] is True  # one sample per request asks for them too
     for t in r.records:
         [c] = t["candidates"]
-        assert c["model"] == "fake" and c["n_tokens"] == 4  # usage.completion_tokens
-        assert c["logprob"] is None and c["finished"] is True
+        assert c["model"] == "fake" and c["n_tokens"] == 4
+        assert c["logprob"] == -1.0 and c["finished"] is True
 
 
 def test_retries_after_429_500_and_a_reset(server, shop_db):
@@ -225,18 +232,21 @@ def test_retries_after_429_500_and_a_reset(server, shop_db):
 def test_an_error_stops_the_other_requests_retrying(server, shop_db):
     """One request fails for good while another waits out a long Retry-After: the command
     ends at once and its worker threads do not go on retrying."""
-    server.script = [(429, {"Retry-After": "30"}, ERROR), (401, {}, ERROR)]
+    # the first request, sent alone, is answered; then two go out together
+    server.script = [None, (429, {"Retry-After": "30"}, ERROR), (401, {}, ERROR)]
     before = set(threading.enumerate())
     start = time.monotonic()
-    r = sample(server, tasks(shop_db, 2), "-k", "1", "-o", "concurrency", "2")
-    assert_one_line_error(r, "HTTP 401")
+    r = sample(server, tasks(shop_db, 3), "-k", "1", "-o", "concurrency", "2")
+    assert r.code == 1 and r.stderr.strip().splitlines()[-1].startswith(
+        "Error: rf-sample: HTTP 401"), r.stderr
+    assert [t["id"] for t in r.records] == ["o/0"]  # done before the error, kept
     # well under the 30 s Retry-After it would otherwise wait (margins for a loaded machine)
     assert time.monotonic() - start < 25
     deadline = time.monotonic() + 20
     while any(t.name.startswith("rf-openai") for t in set(threading.enumerate()) - before):
         assert time.monotonic() < deadline, "worker threads still running"
         time.sleep(0.05)
-    assert len(server.requests) == 2
+    assert len(server.requests) == 3
 
 
 def closed_port() -> int:
@@ -297,14 +307,19 @@ def test_fallback_to_one_request_per_sample(server, shop_db, validate, mode):
     r = sample(server, tasks(shop_db, 2), "-k", "3", "--seed", "1", "-o", "concurrency", "1")
     assert r.code == 0, r.stderr
     validate(r.records)
-    assert [req["body"]["n"] for req in server.requests] == [3] + [1] * 6  # said once, kept
-    assert r.stderr.count("does not do n=3") == 1
+    # the first request, alone, tells; a choice that came back is kept, never asked again
+    assert [req["body"]["n"] for req in server.requests] == \
+        ([3, 3] + [1] * 6 if mode == "reject" else [3] + [1] * 5)
+    assert r.stderr.count("does not do n=3") == 1 and "refused logprobs" not in r.stderr
+    # only the refused probe went without logprobs
+    assert [req["body"].get("logprobs") for req in server.requests].count(None) == \
+        (1 if mode == "reject" else 0)
     seeds = []
     for i, t in enumerate(r.records):
         for j, c in enumerate(t["candidates"]):
             seed = sample_seed(1, i, j)
             assert c["seed"] == seed and c["sql"] == f"SELECT {seed} AS s, 0 AS j"
-            assert c["n_tokens"] == 4 and c["finished"] is True
+            assert c["n_tokens"] == 4 and c["finished"] is True and c["logprob"] == -1.0
             seeds.append(seed)
     assert len(set(seeds)) == 6  # distinct across tasks and samples
 
@@ -353,3 +368,46 @@ def test_bad_usage(server, shop_db, args, code, message):
     r = sample(server, tasks(shop_db, 1), *args)
     assert r.code == code and message in r.stderr, r.stderr
     assert server.requests == []
+
+
+@pytest.mark.parametrize("mode", ["yes", "ignore"])
+def test_one_probe_before_fanning_out_and_no_choice_resent(server, shop_db, mode):
+    """At the default concurrency (8), a server that ignores n once got eight n=4 requests
+    before the first answer showed it, and all their choices were thrown away and asked
+    again: 56 requests for 48 candidates. Now the first request goes alone, and every
+    choice that comes back is kept."""
+    server.n_support = mode
+    r = sample(server, tasks(shop_db, 6), "-k", "4")
+    assert r.code == 0, r.stderr
+    assert all(len(t["candidates"]) == 4 for t in r.records)
+    first, *rest = server.requests
+    assert first["body"]["n"] == 4 and first["answered"] == 0
+    assert all(req["answered"] >= 1 for req in rest)  # sent after the first was answered
+    if mode == "yes":
+        assert len(server.requests) == 6
+    else:
+        assert len(server.requests) == 24  # one per candidate: none thrown away
+        assert [req["body"]["n"] for req in rest] == [1] * 23
+        assert r.stderr.count("does not do n=4 (it answered n=4 with 1 choice(s), kept)") == 1
+        seeds = [(i, j, c["seed"], c["sql"]) for i, t in enumerate(r.records)
+                 for j, c in enumerate(t["candidates"])]
+        assert all(seed == sample_seed(0, i, j) and sql == f"SELECT {seed} AS s, 0 AS j"
+                   for i, j, seed, sql in seeds)  # each reproduced by its own n=1 request
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("mode", ["reject", "ignore"])
+def test_logprobs_where_the_server_offers_them(server, shop_db, validate, k, mode):
+    server.logprobs_support = mode
+    r = sample(server, tasks(shop_db, 2), "-k", str(k), "-o", "concurrency", "1")
+    assert r.code == 0, r.stderr
+    validate(r.records)
+    asked = [req["body"].get("logprobs") for req in server.requests]
+    if mode == "reject":  # refused once, then never asked again; n is still used
+        assert asked == [True] + [None] * 2 and "refused logprobs" in r.stderr
+        assert [req["body"]["n"] for req in server.requests] == [k] * 3
+    else:  # asked every time, none given: no logprob, tokens from usage
+        assert asked == [True] * 2 and "refused" not in r.stderr
+    for t in r.records:
+        assert all(c["logprob"] is None for c in t["candidates"])
+        assert all(c["n_tokens"] == (4 if k == 1 else None) for c in t["candidates"])

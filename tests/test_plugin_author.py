@@ -96,3 +96,35 @@ def test_options_through_the_loop_are_recorded(tmp_path, tiny_model):
     train_report = json.loads((out / "iter1" / "train.report.json").read_text())
     assert train_report["lora"]["r"] == 4 and train_report["lora"]["dropout"] == 0
     assert "sampler fixed (answer=table, table=customers)" in (out / "report.md").read_text()
+
+
+REGISTER_AGAIN = r"""
+import reasonforge_fixed
+from rf_core.api import make_task
+from rf_core.plugins import manager
+from rf_core.testing import registered, run_command
+
+manager.load_plugins()
+assert manager.pm.get_plugin("fixed") is reasonforge_fixed, "not loaded by its entry point"
+task = make_task(id="t/0", dataset="test", split="dev", db_id="x", db_path="x.sqlite",
+                 question="q?", gold_sql="SELECT 1", schema="")
+with registered(reasonforge_fixed):
+    r = run_command("rf-sample", ["--sampler", "fixed", "-m", "none", "-k", "2"],
+                    input=[task])
+    assert r.exit_code == 0, r.stderr
+    assert [c["sql"] for c in r.records[0]["candidates"]] == ["SELECT 1"] * 2
+    assert manager.pm.get_plugin("fixed") is None  # the entry-point copy stood aside
+assert manager.pm.get_plugin("fixed") is reasonforge_fixed  # and is back
+assert manager.get("samplers", "fixed").name == "fixed"
+print("ok")
+"""
+
+
+def test_registered_works_for_a_plugin_also_installed_by_entry_point(tmp_path):
+    """The normal state while developing a plugin: installed (`pip install -e .`), then
+    registered again by its own tests; no RF_LOAD_PLUGINS is needed."""
+    env = install(tmp_path / "site")
+    proc = subprocess.run([sys.executable, "-c", REGISTER_AGAIN], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "ok" and "Traceback" not in proc.stderr

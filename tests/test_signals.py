@@ -148,6 +148,8 @@ def test_sigint_exits_130_in_process(shop_db, monkeypatch):
     monkeypatch.setattr("rf_core.commands.vote.vote", interrupt)
     task = make_task(shop_db, "SELECT 1", ["SELECT 1"])
     task["candidates"][0]["correct"] = True
+    task["candidates"][0]["exec"] = {"ok": True, "error": None, "n_rows": 1, "digest": "d",
+                                     "ms": 0.1, "truncated": False}
     r = run("rf-vote", input=[task])
     assert r.code == 130 and "rf-vote: stopped by SIGINT" in r.stderr
 

@@ -37,7 +37,7 @@ def test_fake_sampler_replays_queued_outputs_through_rf_sample(fake_sampler, sho
     assert out[1]["candidates"][0]["text"] == "no sql here"
     first = out[0]["candidates"][0]
     assert (first["sampler"], first["model"], first["temperature"], first["seed"]) == \
-        ("fake", "m0", 0.5, 7)
+        ("fake", "m0", 0.5, None)  # replayed, not sampled: no seed reproduces it
     assert out[0]["messages"] == task_messages(tasks[0])
     assert fake_sampler.pending == 0
     (call,) = fake_sampler.calls

@@ -390,6 +390,18 @@ class PluginCommand(click.Command):
         from rf_core.plugins import manager
         from rf_core.plugins.options import declared
 
+        try:
+            installed = manager.registry(self.plugin_kind)
+        except RFError:
+            installed = {}
+        if installed:
+            # what is installed here, third-party plugins included, not a fixed list
+            rows = [(name, manager.describe_impl(self.plugin_kind, impl))
+                    for name, (_, impl) in sorted(installed.items())]
+            with formatter.section(f"Installed {self.plugin_kind} (rf-plugins describes "
+                                   "them)"):
+                formatter.write_dl(rows)
+
         name = ctx.meta.get("rf_plugin") or next(
             (p.default for p in self.params if p.name == self.plugin_flag.lstrip("-")), None)
         if name is None:

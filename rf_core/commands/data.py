@@ -23,7 +23,8 @@ def _utf8_root(ctx, param, value):
 @click.argument("dataset")
 @click.option("--root", type=click.Path(file_okay=False), default=None, callback=_utf8_root,
               help="Dataset folder (spider: the Spider 1.0 folder; demo: where to build it).")
-@click.option("--split", default="dev", show_default=True, help="Split, e.g. dev, train.")
+@click.option("--split", default="dev", show_default=True,
+              help="Split: one the dataset declares (listed below), e.g. dev, train, all.")
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="At most N tasks.")
 @click.option("--seed", type=Seed(), default=None,
               help="With --limit: a fixed random sample of N tasks (same seed, same tasks).")
@@ -35,12 +36,18 @@ def _utf8_root(ctx, param, value):
 @plugin_options
 @command(PROG)
 def cli(dataset, root, split, limit, seed, values, exclude_file, **params):
-    """Write one task record per question of DATASET (e.g. spider, demo) to stdout.
+    """Write one task record per question of DATASET to stdout (the installed datasets and
+    their splits are listed below).
 
-    Tasks whose database is missing are skipped with a stderr line and counted.
+    Tasks whose database is missing are skipped with a stderr line and counted. A
+    pseudo-split such as `all` writes each task with the split it belongs to.
     """
     impl = plugins.get("datasets", dataset)
     options = plugin_kwargs(PROG, "dataset", dataset, impl, params)
+    splits = plugins.splits_of(impl)
+    if splits is not None and split not in splits:
+        raise click.BadParameter(f"dataset {dataset!r} has no split {split!r}; its splits: "
+                                 f"{', '.join(splits)}", param_hint="'--split'")
     pipe = Pipe(PROG, None)
     if exclude_file is None:
         tasks = impl.tasks(root=root, split=split, limit=limit, seed=seed, values=values,

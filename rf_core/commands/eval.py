@@ -10,7 +10,7 @@ from rf_core.report.evaluate import Evaluation, markdown
 from rf_core.records.files import write_atomic
 from rf_core.records.io import read_records
 from rf_core.report.stats import compare
-from rf_core.exec.checks import check_executed
+from rf_core.exec.checks import check_scored
 
 PROG = "rf-eval"
 
@@ -30,13 +30,18 @@ def cli(input_file, skip_bad, max_bad, markdown_file, title, baseline):
     Writes one JSON report line to stdout: EX with its 95% interval, pass@k, EX by
     hardness, and EX and pass@k under every matcher whose verdicts the candidates carry."""
     base_outcomes = _baseline_outcomes(baseline) if baseline else None
-    pipe = Pipe(PROG, input_file, check=check_executed, skip_bad=skip_bad, max_bad=max_bad)
+    pipe = Pipe(PROG, input_file, check=check_scored, skip_bad=skip_bad, max_bad=max_bad)
     ev = Evaluation()
     for task in pipe.records():
         ev.add(task)
     pipe.finish()
     if ev.n_tasks == 0:
         raise RFError("no task records in the input")
+    if ev.unexecuted:
+        pipe.note(f"{ev.unexecuted} of {ev.candidates} candidate(s) carry no 'exec' "
+                  f"(verifier {', '.join(sorted(ev.unexecuted_by)) or 'unknown'}): EX and "
+                  "pass@k come from their verdicts; exec_errors, timeouts and truncated "
+                  "count only executed candidates")
     report = ev.report()
     if base_outcomes is not None:
         comparison = compare(report["outcomes"], base_outcomes)
@@ -87,7 +92,7 @@ def _outcomes_of(records) -> dict[str, bool]:
         if task.get("kind") != "task":
             raise ValueError(f"expected task records or one report, found kind "
                              f"{task.get('kind')!r}")
-        check_executed(task)
+        check_scored(task)
         ev.add(task)
     return ev.outcomes
 

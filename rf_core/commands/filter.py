@@ -5,7 +5,7 @@ import click
 from rf_core.commands.common import Pipe, command, input_options
 from rf_core.report.evaluate import scored_correct
 from rf_core.train.examples import self_examples
-from rf_core.exec.checks import check_executed
+from rf_core.exec.checks import check_executed, check_scored
 
 PROG = "rf-filter"
 
@@ -25,7 +25,9 @@ PROG = "rf-filter"
 def cli(input_file, skip_bad, max_bad, resample, max_per_task, select):
     """Write one `example` per distinct correct candidate of each task (distinct by
     sqlglot-canonical SQL, else by whitespace-normalised text)."""
-    pipe = Pipe(PROG, input_file, check=check_executed, skip_bad=skip_bad, max_bad=max_bad)
+    # --tasks scores by the vote, so a vote over no executed candidate is refused
+    pipe = Pipe(PROG, input_file, check=check_scored if select else check_executed,
+                skip_bad=skip_bad, max_bad=max_bad)
     if select:
         kept = 0
         for task in pipe.records():

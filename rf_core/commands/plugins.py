@@ -10,10 +10,16 @@ PROG = "rf-plugins"
 
 
 @click.command(name=PROG)
+@click.option("--names", "kind", type=click.Choice(plugins.KINDS), default=None,
+              help="Print only the names of the installed implementations of KIND, one a "
+              "line (for scripts).")
 @command(PROG)
-def cli():
+def cli(kind):
     """Print the installed plugins and the samplers, verifiers, trainers and datasets they
-    register, as one JSON document."""
+    register (with each one's options, and each dataset's splits), as one JSON document."""
+    if kind is not None:
+        write_output("".join(f"{name}\n" for name in sorted(plugins.registry(kind))))
+        return
     data = orjson.dumps(plugins.describe(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     write_output(data)
 

@@ -4,7 +4,7 @@ import click
 
 from rf_core.commands.common import Pipe, command, input_options
 from rf_core.report.vote import vote
-from rf_core.exec.checks import check_executed
+from rf_core.exec.checks import check_votable
 
 PROG = "rf-vote"
 
@@ -15,7 +15,7 @@ PROG = "rf-vote"
 def cli(input_file, skip_bad, max_bad):
     """Add `vote` to each task: the SQL whose execution result most candidates share
     (ties go to the earliest candidate); `vote.correct` is that candidate's verdict."""
-    pipe = Pipe(PROG, input_file, check=check_executed, skip_bad=skip_bad, max_bad=max_bad)
+    pipe = Pipe(PROG, input_file, check=check_votable, skip_bad=skip_bad, max_bad=max_bad)
     for task in pipe.records():
         task["vote"] = vote(task)
         pipe.write(task)

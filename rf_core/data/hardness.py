@@ -106,11 +106,15 @@ def hardness_from_counts(component1: int, component2: int, others: int) -> str:
     return "extra"
 
 
-def spider_hardness(sql: str) -> str:
+def spider_hardness(sql: str | None) -> str:
     """Return Spider 1.0's hardness level of ``sql``: easy, medium, hard or extra.
 
-    Never raises: unparseable or non-query text is graded by the token-based
-    estimate described in the module docstring.
+    The level comes from the three counts of Spider's evaluator, taken from sqlglot's parse
+    of the outer query. SQL it cannot count never raises and never returns None: text sqlglot
+    cannot parse, or that parses to no query (``DROP TABLE x``), is graded from a scan of its
+    keywords at the outer query's depth (``_token_counts``), and text with none of them
+    (empty, None, prose) counts nothing and is ``"easy"``. Check the SQL first (sqlglot, or
+    run it) where an ungradable query must not count as easy.
     """
     try:
         counts = _tree_counts(sqlglot.parse_one(sql, read="sqlite"))

@@ -256,7 +256,15 @@ def _as_written(sql: str, role: str) -> str:
 class Matcher:
     """A matcher: ``rewrite(sql, role)`` gives the text to run (role "gold" or "candidate"),
     ``ordered(gold_text)`` whether row order counts, ``match(gold, pred, ordered)`` the
-    verdict on two results."""
+    verdict on two results.
+
+    ``name``: what ``--matcher`` and ``verified_by.matcher`` call it; ``match(gold_rows,
+    pred_rows, ordered) -> bool``: the verdict on two fetched results (lists of row tuples);
+    ``rewrite(sql, role) -> str``: the SQL actually run (default: as written; ``official``
+    drops DISTINCT as Spider's evaluator does); ``ordered(gold_sql) -> bool``: whether row
+    order counts (default: the gold query has an outer ORDER BY). A plain function in
+    ``MATCHERS`` is a ``match`` with the defaults (``get_matcher`` wraps it).
+    """
 
     name: str
     match: Callable[[Rows, Rows, bool], bool]

@@ -47,7 +47,15 @@ _DENIED_FUNCTIONS = {"load_extension", "fts3_tokenizer", "readfile", "writefile"
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-query limits. Defaults are far above what any Spider gold query needs."""
+    """Per-query limits. Defaults are far above what any Spider gold query needs.
+
+    ``timeout_s``: seconds of execution before the query is interrupted (``timed_out``);
+    ``max_rows``: rows fetched before the result is cut (``truncated``); ``max_bytes``: bytes
+    of the fetched rows before it is cut; ``max_value_bytes``: the largest single value
+    (longer text or blobs fail the query); ``heap_bytes``: SQLite's memory for the query
+    (past it the query fails, "out of memory"). rf-exec's --timeout, --max-rows and
+    --max-bytes set the first three; a verifier receives them as ``limits``.
+    """
 
     timeout_s: float = 5.0
     max_rows: int = 100_000
@@ -58,7 +66,15 @@ class Limits:
 
 @dataclass
 class Result:
-    """One execution. ``rows`` stays in the process that ran it; records get ``summary()``."""
+    """One execution. ``rows`` stays in the process that ran it; records get ``summary()``.
+
+    ``ok``: the query ran to its end (or to a row or byte limit); ``error``: why not, one
+    line (None when ok); ``rows``: the fetched rows (None when not ok); ``n_rows``: how many;
+    ``digest``: ``result_digest(rows)``, equal for the same multiset of rows (None when not
+    ok); ``ms``: execution time; ``truncated``: a row or byte limit cut the result (it is
+    then neither voted on nor trusted as a match); ``timed_out``: ``Limits.timeout_s`` ended
+    it (``ok`` is False).
+    """
 
     ok: bool
     error: str | None = None
@@ -70,6 +86,8 @@ class Result:
     timed_out: bool = False
 
     def summary(self) -> dict:
+        """The record form (a candidate's ``exec``, a task's ``gold_exec``): every field but
+        ``rows``."""
         return {"ok": self.ok, "error": self.error, "n_rows": self.n_rows,
                 "digest": self.digest, "ms": round(self.ms, 3), "truncated": self.truncated,
                 "timed_out": self.timed_out}
@@ -342,6 +360,8 @@ class Executor:
         self._versions: dict[str, int] = {}
 
     def connection(self, db_path: str) -> sqlite3.Connection:
+        """The open read-only connection to ``db_path`` (opened, and the least recently used
+        one closed, as needed)."""
         conn = self._conns.get(db_path)
         if conn is not None:
             self._conns.move_to_end(db_path)
@@ -357,6 +377,7 @@ class Executor:
         return conn
 
     def close(self) -> None:
+        """Close every connection (and the temporary copies of unreadable-in-place files)."""
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()

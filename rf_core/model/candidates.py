@@ -4,7 +4,7 @@ candidate fields and clears what an earlier verification left on the task."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 from rf_core.model.extract import extract_sql
 
@@ -13,7 +13,14 @@ STALE = ("gold_exec", "vote", "verified_by")
 
 @dataclass
 class Generation:
-    """One sampled answer as an engine returns it, before decoding."""
+    """One sampled answer as an engine returns it, before decoding.
+
+    ``tokens``: the generated token ids, the stop token excluded; ``logprob``: the sum of
+    the sampled tokens' log-probabilities, stop token included (None where the engine gives
+    none); ``finished``: a stop token ended it (False: it ran into max_new_tokens);
+    ``seed``: the seed that reproduces this one answer, for engines that seed every sample
+    (None otherwise).
+    """
     tokens: list[int]           # generated tokens, the stop token excluded
     logprob: float | None       # sum of the sampled tokens' log-probabilities (stop incl.)
     finished: bool              # True when a stop token ended it, False at max_new_tokens
@@ -28,7 +35,7 @@ class Generation:
         return cls(ids[:-1] if finished else ids, logprob, finished, seed)
 
 
-def decode_answers(tokenizer, generations: Iterable[Generation]) -> list[dict]:
+def decode_answers(tokenizer: Any, generations: Iterable[Generation]) -> list[dict]:
     """The answers ``attach`` takes, decoded one way for every engine: an engine's own
     detokenizer may differ (vLLM's holds back a trailing incomplete UTF-8 sequence, which
     transformers' ``decode`` shows as U+FFFD), so the text always comes from the tokens."""

@@ -6,21 +6,25 @@ trained on is exactly the text it is later prompted with.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rf_core.errors import RFError
 
 
-def prompt_text(tokenizer, messages: list[dict]) -> str:
+def prompt_text(tokenizer: Any, messages: list[dict]) -> str:
+    """The prompt as text: ``messages`` through the tokenizer's chat template with the
+    assistant turn opened (RFError when the tokenizer has no chat template)."""
     if not getattr(tokenizer, "chat_template", None):
         raise RFError("the model's tokenizer has no chat template")
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
+def encode_prompt(tokenizer: Any, messages: list[dict]) -> list[int]:
     """The prompt as the model sees it: the chat template with the assistant turn opened."""
     return tokenizer(prompt_text(tokenizer, messages), add_special_tokens=False).input_ids
 
 
-def encode_example(tokenizer, messages: list[dict], completion: str,
+def encode_example(tokenizer: Any, messages: list[dict], completion: str,
                    end_of_turn: int) -> tuple[list[int], list[int]]:
     """(prompt ids, completion ids): the completion is the assistant turn, ended by the
     end-of-turn token that sampling stops at."""

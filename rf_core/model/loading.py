@@ -17,7 +17,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from rf_core.errors import RFError
 from rf_core.model.cache import cache_dir
@@ -190,7 +190,7 @@ def convert_gguf(gguf: Path, out_dir: Path, report: Report = to_stderr) -> Path:
     return out_dir
 
 
-def end_of_turn_id(tokenizer) -> int:
+def end_of_turn_id(tokenizer: Any) -> int:
     """The token that ends an assistant turn in the chat template (training appends it)."""
     vocab = tokenizer.get_vocab()
     for tok in END_OF_TURN_TOKENS[:-1]:
@@ -201,7 +201,7 @@ def end_of_turn_id(tokenizer) -> int:
     return tokenizer.eos_token_id
 
 
-def end_of_turn_ids(tokenizer) -> list[int]:
+def end_of_turn_ids(tokenizer: Any) -> list[int]:
     """Token ids that end an assistant turn: the eos token and any chat end-of-turn marker."""
     ids = []
     if tokenizer.eos_token_id is not None:
@@ -293,8 +293,11 @@ def resolve(spec: str) -> str:
     return spec  # a hub id; loading says whether the hub is reachable
 
 
-def load(spec: str, *, dtype=None, device=None, adapter: str | None = None):
-    """Load tokenizer and model (with a LoRA adapter applied through peft) for inference."""
+def load(spec: str, *, dtype: Any = None, device: Any = None,
+         adapter: str | None = None) -> tuple[Any, Any]:
+    """(tokenizer, model) for inference, with a LoRA adapter applied through peft: ``spec``
+    is a transformers folder, a hub id, a .gguf file or an ``rf-model`` name; ``dtype`` a
+    torch dtype and ``device`` a torch device (None: transformers' defaults)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -344,7 +347,7 @@ def random_model(folder: Path, *, dtype, device=None):
     return model
 
 
-def merge_adapter(model, report: Report | None = None):
+def merge_adapter(model: Any, report: Report | None = None) -> Any:
     """A peft model with its adapter folded into the base weights, in memory (the adapter folder
     is not touched): inference then runs one matmul per linear layer instead of three. Returns
     the plain transformers model; a model without an adapter, or one whose adapter peft cannot
@@ -361,7 +364,8 @@ def merge_adapter(model, report: Report | None = None):
 
 
 def load_for_sampling(spec: str, *, adapter: str | None = None, device: str = "auto",
-                      dtype: str = "auto", report: Report | None = None):
+                      dtype: str = "auto",
+                      report: Report | None = None) -> tuple[Any, Any, Any]:
     """(tokenizer, model, torch device) for a sampler: ``device`` auto is the GPU where there
     is one; ``dtype`` auto is bf16 on a GPU and fp32 on a CPU (where bf16 measured 8x slower
     with long prompts); an adapter is merged into the weights in memory, so decoding runs one
@@ -379,7 +383,9 @@ def load_for_sampling(spec: str, *, adapter: str | None = None, device: str = "a
     return tok, model, dev
 
 
-def apply_adapter(model, adapter: str):
+def apply_adapter(model: Any, adapter: str) -> Any:
+    """``model`` with the PEFT LoRA adapter in folder ``adapter`` applied (a peft model);
+    RFError when the folder is no adapter or does not fit the model."""
     from peft import PeftModel
 
     path = Path(adapter)

@@ -30,6 +30,7 @@ DEFAULT_PLUGINS = (
     "rf_plugins.hf",
     "rf_plugins.vllm",
     "rf_plugins.openai_sampler",
+    "rf_plugins.replay_sampler",
     "rf_plugins.auto",
     "rf_plugins.peft_trainer",
 )
@@ -163,6 +164,26 @@ def get(kind: str, name: str) -> Any:
     return reg[name][1]
 
 
+def splits_of(impl: Any) -> list[str] | None:
+    """The split names a dataset declares (its ``splits``), or None when it declares none."""
+    splits = getattr(impl, "splits", None)
+    if splits is None or isinstance(splits, str):
+        return None
+    try:
+        return [str(s) for s in splits]
+    except TypeError:
+        return None
+
+
+def describe_impl(kind: str, impl: Any) -> str:
+    """One line about an implementation: its description, and a dataset's splits."""
+    text = str(getattr(impl, "description", "") or "").strip()
+    splits = splits_of(impl) if kind == "datasets" else None
+    if splits:
+        text = (text + "; " if text else "") + "splits: " + ", ".join(splits)
+    return text or "-"
+
+
 def describe() -> dict:
     """What is installed: every plugin with its hooks and registered names, as plain data."""
     load_plugins()
@@ -188,5 +209,7 @@ def describe() -> dict:
         "plugins": plugins,
         **{kind: sorted(registry(kind)) for kind in KINDS},
         "options": options,
+        "splits": {name: splits_of(impl) for name, (_, impl) in registry("datasets").items()
+                   if splits_of(impl) is not None},
         "failed": dict(sorted(failed.items())),
     }

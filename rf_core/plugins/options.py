@@ -41,7 +41,13 @@ DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
 class Option:
     """One option of a plugin: ``type`` is str, int, float or bool. A float is finite (nan
     and inf would slip past every bound and turn limits off); an int is 64-bit signed;
-    ``pattern`` is a regular expression a str value must match whole."""
+    ``pattern`` is a regular expression a str value must match whole.
+
+    ``name``: the keyword argument the plugin's method receives (and ``-o NAME``);
+    ``default``: its value when not given (None: none); ``help``: one line for ``--help`` and
+    rf-plugins; ``choices``: the values allowed, if only some are; ``minimum`` and
+    ``maximum``: inclusive bounds of an int or float.
+    """
 
     name: str
     type: type = str

@@ -125,6 +125,8 @@ class RecordWriter:
         self.count = 0
 
     def write(self, rec: dict) -> None:
+        """Write ``rec`` as one JSON line and flush; a record orjson cannot write (an
+        integer beyond 64 bits) is written by the standard library."""
         try:
             data = orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
         except TypeError as exc:

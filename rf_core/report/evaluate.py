@@ -97,6 +97,8 @@ class Evaluation:
         self.exec_errors = 0
         self.timeouts = 0
         self.truncated = 0
+        self.executed = 0  # candidates with an exec result (a verdict-only verifier writes none)
+        self.unexecuted_by: set[str] = set()
         self.matchers: set[str] = set()
         self.by_hardness: dict[str, list[int]] = {}
         self.per_task_nc: list[tuple[int, int]] = []  # (n, c): two ints a task
@@ -122,6 +124,11 @@ class Evaluation:
                 self.variant_counts[0] += 1
                 self.variant_counts[1] += variants_rejected(c)
             ex = c.get("exec") or {}
+            if "exec" in c:
+                self.executed += 1
+            else:
+                self.unexecuted_by.add(str((task.get("verified_by") or {}).get("verifier")
+                                           or "unknown"))
             if ex and not ex.get("ok"):
                 self.exec_errors += 1
                 if ex.get("timed_out"):
@@ -158,6 +165,11 @@ class Evaluation:
             acc[3].append((len(cands), sum(1 for c in cands
                                             if (c.get("verdicts") or {}).get(m) is True)))
 
+    @property
+    def unexecuted(self) -> int:
+        """Candidates without an exec result."""
+        return self.candidates - self.executed
+
     def report(self) -> dict:
         pass_k = _pass_at_ks(self.per_task_nc)
         names = [m for m in MATCHER_ORDER if m in self.by_matcher]
@@ -191,6 +203,7 @@ class Evaluation:
                                 "ex": percent(self.by_hardness[h][1], self.by_hardness[h][0])}
                             for h in order},
             "candidates": self.candidates,
+            "executed": self.executed,
             "exec_errors": self.exec_errors,
             "timeouts": self.timeouts,
             "truncated": self.truncated,
@@ -254,6 +267,7 @@ def markdown(report: dict, title: str = "ReasonForge evaluation") -> str:
         lines.append(f"| {h} | {b['n']} | {b['correct']} | {fmt(b['ex'])} |")
     lines += ["", "| counts | |", "|---|---|",
               f"| candidates | {report['candidates']} |",
+              f"| executed candidates | {report.get('executed', report['candidates'])} |",
               f"| execution errors | {report['exec_errors']} |",
               f"| timeouts | {report['timeouts']} |",
               f"| truncated results | {report['truncated']} |",

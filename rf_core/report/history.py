@@ -82,10 +82,14 @@ def _config(run: Path) -> dict:
 
 
 def _plugins_line(cfg: dict, engines: list[str] | None = None) -> str:
-    """``sampler hf (dtype=bf16), verifier sqlite, trainer peft``, from the run's settings;
+    """``sampler hf (dtype=bf16), verifier sqlite, trainer peft``, from the run's settings
+    (led by ``dataset NAME (a=1)`` when the dataset was given options);
     a sampler that picks an engine (auto) is shown with the engines its candidates name:
     ``sampler auto -> cb``."""
     parts = []
+    if cfg.get("dataset_options"):  # the dataset itself is in the report's title
+        opts = ", ".join(f"{k}={v}" for k, v in cfg["dataset_options"].items())
+        parts.append(f"dataset {cfg.get('dataset', '?')} ({opts})")
     for kind in ("sampler", "verifier", "trainer"):
         if kind in cfg:
             name = cfg[kind]

@@ -12,6 +12,7 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from rf_core.model.chat import encode_example
 from rf_core.errors import RFError
@@ -29,8 +30,9 @@ class Encoded:
         return len(self.input_ids) - self.n_prompt
 
 
-def encode_examples(examples: list[dict], tokenizer, end_of_turn: int, max_len: int,
-                    report, max_too_long: float | None = None) -> tuple[list[Encoded], Counter]:
+def encode_examples(examples: list[dict], tokenizer: Any, end_of_turn: int, max_len: int,
+                    report: Callable[[str], None],
+                    max_too_long: float | None = None) -> tuple[list[Encoded], Counter]:
     """Tokenise examples; those longer than ``max_len`` are reported and skipped, never cut.
 
     Returns the encoded examples and the skipped ones counted by database (``db_id``, or

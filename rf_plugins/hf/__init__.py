@@ -8,6 +8,18 @@ from typing import Callable, Iterable, Iterator
 
 from rf_core.api import DEVICE_PATTERN, Option, check_device, hookimpl, to_stderr
 
+# within a batch, a line at most this often (a first batch may take many minutes on a CPU)
+PROGRESS_EVERY_S = 30.0
+
+
+def rate(tokens: int, seconds: float) -> str:
+    """``12.3 tok/s``, with three significant digits (0.19, not 0, on a slow machine); "no
+    tokens yet" rather than a rate of 0 that was never measured."""
+    if tokens <= 0 or seconds <= 0:
+        return "no tokens yet"
+    r = tokens / seconds
+    return f"{r:.0f} tok/s" if r >= 100 else f"{r:.3g} tok/s"
+
 
 
 class HFSampler:
@@ -38,8 +50,12 @@ class HFSampler:
                                           token_budget, window_for)
 
         check_device(device)  # a missing GPU said before the model loads
+        report(f"hf: loading {model}" + (f" with adapter {adapter}" if adapter else "")
+               + f" (device {device}, dtype {dtype})")
+        loading = time.perf_counter()
         tok, mdl, dev = load_for_sampling(model, adapter=adapter, device=device, dtype=dtype,
                                           report=report)
+        report(f"hf: model loaded in {time.perf_counter() - loading:.1f} s on {dev}")
         stops = end_of_turn_ids(tok)
         pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
         cfg = SamplingConfig(k=k, temperature=temperature, top_p=top_p,
@@ -57,21 +73,36 @@ class HFSampler:
             results: list = [None] * len(chunk)
             batches = plan_batches(prompts, k, max_new_tokens, budget, max_batch_prompts)
             for b, batch in enumerate(batches, start=1):
-                out = sample_batch(mdl, [prompts[i] for i in batch], cfg, gen, stats, budget)
+                where = f"batch {b}/{len(batches)}"
+                report(f"{where}: sampling {len(batch)} prompt(s) x {k}, up to "
+                       f"{max_new_tokens} new tokens each")
+                shown = time.perf_counter()
+
+                def on_step(step, finished, rows, where=where):
+                    nonlocal shown
+                    if time.perf_counter() - shown >= PROGRESS_EVERY_S:
+                        shown = time.perf_counter()
+                        report(f"{where}: step {step} of at most {max_new_tokens}, "
+                               f"{finished} of {rows} sequence(s) finished")
+
+                out = sample_batch(mdl, [prompts[i] for i in batch], cfg, gen, stats, budget,
+                                   on_step)
                 for i, samples in zip(batch, out):
                     results[i] = samples
                 if len(batches) > 1:
                     elapsed = time.perf_counter() - start
-                    report(f"batch {b}/{len(batches)}: {stats.sequences} candidate(s), "
-                           f"{stats.new_tokens / max(elapsed, 1e-9):.0f} tok/s")
+                    report(f"{where}: done, {stats.sequences} candidate(s) so far, "
+                           f"{rate(stats.new_tokens, elapsed)}")
             for task, msgs, samples in zip(chunk, messages, results):
+                # seed None: every candidate of a batch comes from one random stream, so no
+                # seed reproduces one candidate (--seed reproduces the whole run)
                 yield attach(task, msgs, decode_answers(tok, samples), sampler=self.name,
-                             model=model, adapter=adapter, temperature=temperature, seed=seed)
+                             model=model, adapter=adapter, temperature=temperature, seed=None)
             done += len(chunk)
             elapsed = time.perf_counter() - start
             report(f"{done} task(s), {stats.sequences} candidate(s), {stats.new_tokens} new "
-                   f"tokens in {elapsed:.1f} s ({stats.new_tokens / max(elapsed, 1e-9):.0f} "
-                   f"tok/s; {stats.new_tokens / max(stats.row_steps, 1):.0%} of decoded rows "
+                   f"tokens in {elapsed:.1f} s ({rate(stats.new_tokens, elapsed)}; "
+                   f"{stats.new_tokens / max(stats.row_steps, 1):.0%} of decoded rows "
                    f"were live; {stats.prefill_tokens:,} of {stats.prompt_tokens:,} prompt "
                    "tokens prefilled)")
 

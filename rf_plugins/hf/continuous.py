@@ -14,7 +14,7 @@ Differences from the hf sampler, all from the library:
   process's global generator), not one per request. All requests of a window are queued before
   the engine starts, so the batches it forms, and so the candidates, are the same for the same
   seed and inputs; a task's candidates depend on the other tasks of its window (as with the hf
-  sampler's batches).
+  sampler's batches), so no seed reproduces one candidate, and candidates record seed null.
 - k greedy candidates (temperature 0): transformers refuses greedy forks, so one answer is
   generated and copied k times (they would be identical anyway).
 - logprob: transformers returns the log-probabilities of the distribution it sampled from,
@@ -39,6 +39,7 @@ from itertools import islice
 from typing import Callable, Iterable, Iterator
 
 from rf_core.api import DEVICE_PATTERN, Generation, Option, RFError, check_device, to_stderr
+from rf_plugins.hf import rate
 
 # On a CPU transformers would size the cache from the machine's RAM (60-90% of it); these
 # budgets keep it to what a few dozen concurrent rows need.
@@ -242,8 +243,12 @@ class CBSampler:
             raise RFError(f"the cb sampler needs transformers' continuous batching: {why}")
         check_device(device)  # a missing GPU said before the model loads
         # LoRA folded into the weights, in memory only, as the hf sampler does
+        report(f"cb: loading {model}" + (f" with adapter {adapter}" if adapter else "")
+               + f" (device {device}, dtype {dtype})")
+        loading = time.perf_counter()
         tok, mdl, _ = load_for_sampling(model, adapter=adapter, device=device, dtype=dtype,
                                         report=report)
+        report(f"cb: model loaded in {time.perf_counter() - loading:.1f} s")
         stops = end_of_turn_ids(tok)
         stats = RunStats()
         it = iter(tasks)
@@ -259,11 +264,12 @@ class CBSampler:
                            block_size=block_size, memory_fraction=memory_fraction,
                            stats=stats)
             for task, msgs, cands in zip(chunk, messages, out):
+                # seed None: a window's candidates share one random stream (see above)
                 yield attach(task, msgs, decode_answers(tok, cands), sampler=self.name,
-                             model=model, adapter=adapter, temperature=temperature, seed=seed)
+                             model=model, adapter=adapter, temperature=temperature, seed=None)
             done += len(chunk)
-            rate = stats.new_tokens / max(stats.seconds, 1e-9)
             report(f"{done} task(s), {stats.sequences} candidate(s), {stats.new_tokens} new "
-                   f"tokens in {stats.seconds:.1f} s ({rate:.0f} tok/s; cache "
+                   f"tokens in {stats.seconds:.1f} s ({rate(stats.new_tokens, stats.seconds)}; "
+                   "cache "
                    f"{stats.engine.get('num_blocks')} blocks, "
                    f"{stats.engine.get('max_batch_tokens')} tokens per step)")

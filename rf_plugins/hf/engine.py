@@ -30,6 +30,7 @@ import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Callable
 
 import torch
 
@@ -318,27 +319,32 @@ def _prefill(model, prompts: list[list[int]], cfg: SamplingConfig, device, cache
 @torch.inference_mode()
 def sample_batch(model, prompts: list[list[int]], cfg: SamplingConfig,
                  gen: torch.Generator | None, stats: Stats | None = None,
-                 token_budget: int | None = None) -> list[list[Generation]]:
+                 token_budget: int | None = None,
+                 on_step: Callable[[int, int, int], None] | None = None,
+                 ) -> list[list[Generation]]:
     """k samples for each prompt of one batch; returns them grouped by prompt, in order.
 
     With ``token_budget``, a batch whose k samples per prompt exceed it runs prompt by prompt,
     and a prompt's k samples in as many runs as the budget needs (each prefills the prompt
     again), so the KV cache stays within the budget whatever k is. Greedy candidates do not
-    depend on the split; sampled ones come from the one stream ``gen``, in run order."""
+    depend on the split; sampled ones come from the one stream ``gen``, in run order.
+    ``on_step(step, finished, rows)`` is called at each host check of the finished rows (every
+    ``cfg.check_every`` decoding steps), so a caller can show progress within a batch."""
     if token_budget is not None and len(prompts) * cfg.k * (
             max(map(len, prompts)) + cfg.max_new_tokens) > token_budget:
         if len(prompts) > 1:
-            return [sample_batch(model, [p], cfg, gen, stats, token_budget)[0]
+            return [sample_batch(model, [p], cfg, gen, stats, token_budget, on_step)[0]
                     for p in prompts]
         chunks = sample_chunks(len(prompts[0]), cfg.k, cfg.max_new_tokens, token_budget)
         if len(chunks) > 1:
             return [[s for n in chunks
-                     for s in sample_batch(model, prompts, replace(cfg, k=n), gen, stats)[0]]]
+                     for s in sample_batch(model, prompts, replace(cfg, k=n), gen, stats,
+                                           on_step=on_step)[0]]]
     with gqa_attention(model) as mask_4d:
-        return _sample_batch(model, prompts, cfg, gen, stats, mask_4d)
+        return _sample_batch(model, prompts, cfg, gen, stats, mask_4d, on_step)
 
 
-def _sample_batch(model, prompts, cfg, gen, stats, mask_4d: bool):
+def _sample_batch(model, prompts, cfg, gen, stats, mask_4d: bool, on_step=None):
     device = next(model.parameters()).device
     k = cfg.k
     n_prompts = len(prompts)
@@ -378,6 +384,8 @@ def _sample_batch(model, prompts, cfg, gen, stats, mask_4d: bool):
         if (step + 1) % cfg.check_every == 0:
             done_h = _host_look(done)
             n_done = sum(done_h)
+            if on_step is not None:
+                on_step(step + 1, n_done + n_seq - len(done_h), n_seq)
             if n_done == len(done_h):
                 break
             if n_done >= cfg.compact_at * len(done_h):

@@ -21,7 +21,7 @@ class FixedSampler:
             text = f"```sql\n{sql}\n```"
             answers = [{"text": text, "logprob": None, "n_tokens": None, "finished": True}] * k
             yield attach(task, task_messages(task), answers, sampler=self.name, model=model,
-                         adapter=adapter, temperature=temperature, seed=seed)
+                         adapter=adapter, temperature=temperature, seed=None)
             n += 1
         report(f"fixed: answered {n} task(s) with {answer}")
 
