@@ -338,9 +338,11 @@ stop_engine() {
 train_opts="--trainer $(q "$TRAINER") --base $(q "$TRAIN_MODEL")$(pass_options --option "$TRAINER_OPTIONS")"
 data_opts="--values $(q "$VALUES")$(pass_options --option "$DATASET_OPTIONS")"
 # Training examples are picked by --verifier with the strict matcher (and the variants, when
-# asked for); dev and validation are always scored by the sqlite verifier with the official
+# asked for) and --for-training: a candidate that agrees with an empty or degenerate gold
+# result, and nowhere else, is unverifiable (correct: null), so its task gets the gold SQL
+# instead. Dev and validation are always scored by the sqlite verifier with the official
 # evaluator's default semantics, so every row of every run is measured the same way.
-select_opts="--verifier $(q "$VERIFIER") --matcher $(q "$SELECT_MATCHER")$(pass_options --option "$VERIFIER_OPTIONS")"
+select_opts="--for-training --verifier $(q "$VERIFIER") --matcher $(q "$SELECT_MATCHER")$(pass_options --option "$VERIFIER_OPTIONS")"
 ((VERIFY_VARIANTS > 0)) && select_opts+=" -o variants $(q "$VERIFY_VARIANTS")"
 filter_opts="--resample $(q "$RESAMPLE")"
 ((MAX_PER_TASK > 0)) && filter_opts+=" --max-per-task $(q "$MAX_PER_TASK")"

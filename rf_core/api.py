@@ -168,6 +168,7 @@ _LAZY = {
     "DEFAULT_VARIANTS_MAX_MB": "rf_core.exec.variants",
     "DEFAULT_VARIANTS_MAX_S": "rf_core.exec.variants",
     "MAX_VARIANTS": "rf_core.exec.variants",
+    "DEFAULT_GOLD_VARIANTS_MAX_S": "rf_core.exec.gold_variants",
     # training helpers shared by trainers
     "canonical_sql": "rf_core.train.examples",
     "encode_examples": "rf_core.train.batching",
@@ -180,7 +181,8 @@ _LAZY = {
 }
 _RENAMED = {"load_model": "load", "resolve_model": "resolve",
             "DEFAULT_VARIANTS_MAX_MB": "DEFAULT_MAX_MB",
-            "DEFAULT_VARIANTS_MAX_S": "DEFAULT_MAX_S"}
+            "DEFAULT_VARIANTS_MAX_S": "DEFAULT_MAX_S",
+            "DEFAULT_GOLD_VARIANTS_MAX_S": "DEFAULT_MAX_S"}
 
 __all__ = ["hookimpl", "RFError", "BadRecord", "BadOption", "UnknownPlugin", "Option",
            "DEVICE_PATTERN", "check_device", "Report",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rf_core.api import (DEFAULT_VARIANTS_MAX_MB, DEFAULT_VARIANTS_MAX_S, MAX_VARIANTS, Option,
-                         hookimpl, verify_tasks)
+from rf_core.api import (DEFAULT_GOLD_VARIANTS_MAX_S, DEFAULT_VARIANTS_MAX_MB,
+                         DEFAULT_VARIANTS_MAX_S, MAX_VARIANTS, Option, hookimpl, verify_tasks)
 
 
 class FolderOption(Option):
@@ -32,16 +32,22 @@ class SQLiteVerifier:
                "its tasks are checked on the original only).", minimum=0),
         FolderOption("variants_dir", str, None, "Variant cache folder (default: the cache "
                      "folder's variants/)."),
+        Option("gold_variants_max_s", float, DEFAULT_GOLD_VARIANTS_MAX_S, "With rf-exec "
+               "--for-training: seconds building one task's gold variant (rows that make an "
+               "empty or degenerate gold result speak) may take; past it the task is "
+               "unverifiable.", minimum=0),
     )
 
     def verify(self, tasks, *, matcher="official", jobs=1, limits=None, report=None,
                variants=0, variants_seed=0, variants_max_mb=DEFAULT_VARIANTS_MAX_MB,
-               variants_max_s=DEFAULT_VARIANTS_MAX_S, variants_dir=None, **_options):
+               variants_max_s=DEFAULT_VARIANTS_MAX_S, variants_dir=None, for_training=False,
+               gold_variants_max_s=DEFAULT_GOLD_VARIANTS_MAX_S, **_options):
         extra = {"limits": limits} if limits is not None else {}
         return verify_tasks(tasks, matcher=matcher, jobs=jobs, verifier=self.name,
                             report=report, variants=variants, variants_seed=variants_seed,
                             variants_max_mb=variants_max_mb, variants_max_s=variants_max_s,
-                            variants_dir=variants_dir, **extra)
+                            variants_dir=variants_dir, for_training=for_training,
+                            gold_variants_max_s=gold_variants_max_s, **extra)
 
 
 @hookimpl

@@ -172,7 +172,7 @@ def test_variant_where_the_gold_fails_or_turns_empty_is_skipped(people_db, tmp_p
     gold = GOLD_ROME
     _, outs = verify.check_job((people_db, gold, [gold, WRONG_COLUMN, "SELECT 1"],
                                 [no_table, empty, fewer]))
-    (_, g_ok, g_verdicts, g_var), (_, w_ok, _, w_var), (_, c_ok, c_verdicts, c_var) = outs
+    (_, g_ok, g_verdicts, g_var, _), (_, w_ok, _, w_var, _), (_, c_ok, c_verdicts, c_var, _) = outs
     assert g_ok is True and g_var == {"used": 1, "passed": 1}
     assert w_ok is False and w_var == {"used": 1, "passed": 0}
     assert c_ok is False and c_var is None and c_verdicts == {"official": False, "lenient": False}

@@ -1,6 +1,7 @@
 """rf-exec: execute gold and candidate SQL and mark each candidate correct or not."""
 
 import time
+from collections import Counter
 
 import click
 
@@ -25,6 +26,13 @@ DEFAULTS = Limits()
               "is recorded in `verdicts`). official: Spider's official evaluator with its "
               "default options (DISTINCT removed); official-keep-distinct: the same with "
               "--keep_distinct; lenient: set of sorted lowercased rows (the reference's).")
+@click.option("--for-training", is_flag=True, help="Verdicts that pick training examples "
+              "(bin/iterate.sh passes it on its train stages only): a task whose gold result "
+              "is empty or degenerate (one row of NULL or 0) gets a gold variant, rows that "
+              "make it return a distinguishing result; a candidate that agrees with the gold "
+              "only where its result is empty or degenerate gets `correct: null` and the "
+              "reason in `unverifiable`. Leave it off for evaluation: Spider's official "
+              "semantics count an empty result equal to an empty gold as correct.")
 @jobs_option
 @click.option("--timeout", type=click.FloatRange(min=0.01), default=DEFAULTS.timeout_s,
               show_default=True, help="Seconds one query may run.")
@@ -40,8 +48,8 @@ DEFAULTS = Limits()
 @legacy_option("--variants-max-mb", "variants_max_mb")
 @legacy_option("--variants-dir", "variants_dir")
 @command(PROG)
-def cli(input_file, skip_bad, max_bad, verifier, matcher, jobs, timeout, max_rows, max_bytes,
-        max_memory_mb, **params):
+def cli(input_file, skip_bad, max_bad, verifier, matcher, for_training, jobs, timeout, max_rows,
+        max_bytes, max_memory_mb, **params):
     """Run each task's gold SQL once and each distinct candidate SQL once, read-only, on the
     task's database; add `exec` and `correct` to candidates and `gold_exec` to the task.
 
@@ -59,14 +67,21 @@ def cli(input_file, skip_bad, max_bad, verifier, matcher, jobs, timeout, max_row
     limits = Limits(timeout_s=timeout, max_rows=max_rows, max_bytes=max_bytes,
                     heap_bytes=max_memory_mb << 20)
     start = time.perf_counter()
-    n_cands = n_correct = n_err = n_timeout = n_rejected = 0
+    n_cands = n_correct = n_err = n_timeout = n_rejected = n_informed = n_unverifiable = 0
+    spoke = Counter()  # candidates by the number of databases where the gold's result spoke
     used = set()  # the rules the verifier says it applied
+    if for_training:  # only when asked: a verifier of before this option never sees it
+        options["for_training"] = True
     for task in impl.verify(pipe.records(), matcher=matcher, jobs=jobs or default_jobs(),
                             limits=limits, report=pipe.note, progress=pipe.progress,
                             **options):
         for c in task.get("candidates") or []:
             n_cands += 1
             n_correct += c.get("correct") is True
+            n_unverifiable += bool(c.get("unverifiable"))
+            if isinstance(c.get("distinguishing"), int):
+                spoke[min(c["distinguishing"], 2)] += 1
+                n_informed += c.get("correct") is True and c["distinguishing"] > 0
             n_rejected += variants_rejected(c)
             ex = c.get("exec") or {}
             n_err += bool(ex) and not ex.get("ok")
@@ -79,7 +94,12 @@ def cli(input_file, skip_bad, max_bad, verifier, matcher, jobs, timeout, max_row
               f"{n_err} error(s), {n_timeout} timeout(s); verifier {verifier}, matcher "
               f"{', '.join(sorted(used)) or matcher}"
               + (f"; variants {variants}: {n_rejected} candidate(s) turned from correct to "
-                 "wrong" if variants else "") + "; "
+                 "wrong" if variants else "")
+              + (f"; the gold's result distinguishing on 0 / 1 / 2+ database(s): {spoke[0]} / "
+                 f"{spoke[1]} / {spoke[2]} candidate(s); {n_informed} of {n_correct} correct "
+                 f"verified on such a database" if spoke else "")
+              + (f"; {n_unverifiable} unverifiable (correct: null)" if for_training else "")
+              + "; "
               f"{time.perf_counter() - start:.1f} s")
 
 

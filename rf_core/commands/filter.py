@@ -24,7 +24,9 @@ PROG = "rf-filter"
 @command(PROG)
 def cli(input_file, skip_bad, max_bad, resample, max_per_task, select):
     """Write one `example` per distinct correct candidate of each task (distinct by
-    sqlglot-canonical SQL, else by whitespace-normalised text)."""
+    sqlglot-canonical SQL, else by whitespace-normalised text). Only `correct: true` is
+    selected: a candidate that `rf-exec --for-training` found unverifiable (`correct: null`)
+    never is."""
     # --tasks scores by the vote, so a vote over no executed candidate is refused
     pipe = Pipe(PROG, input_file, check=check_scored if select else check_executed,
                 skip_bad=skip_bad, max_bad=max_bad)
@@ -37,16 +39,18 @@ def cli(input_file, skip_bad, max_bad, resample, max_per_task, select):
         pipe.finish()
         pipe.note(f"{kept} {select} task(s) kept")
         return
-    tasks = covered = 0
+    tasks = covered = silent = 0
     for task in pipe.records():
         tasks += 1
+        silent += sum(1 for c in task.get("candidates") or [] if c.get("unverifiable"))
         examples = self_examples(task, resample=None if resample == "none" else resample,
                                  max_per_task=max_per_task)
         covered += bool(examples)
         for ex in examples:
             pipe.write(ex)
     pipe.finish()
-    pipe.note(f"{pipe.out.count} example(s) from {covered} of {tasks} task(s)")
+    pipe.note(f"{pipe.out.count} example(s) from {covered} of {tasks} task(s)"
+              + (f"; {silent} unverifiable candidate(s) not selected" if silent else ""))
 
 
 main = cli

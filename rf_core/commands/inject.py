@@ -28,9 +28,11 @@ def _copies(value: str):
 @command(PROG)
 def cli(input_file, skip_bad, max_bad, copies):
     """Write `example` records with the gold SQL for tasks with 0/k correct candidates
-    (tasks with no candidates too). Tasks whose gold query failed are skipped, with a note."""
+    (tasks with no candidates too; a candidate whose `correct` is null, such as one
+    `rf-exec --for-training` found unverifiable, is not correct). Tasks whose gold query
+    failed are skipped, with a note."""
     pipe = Pipe(PROG, input_file, check=check_executed, skip_bad=skip_bad, max_bad=max_bad)
-    injected = 0
+    injected = silent = 0
     for task in pipe.records():
         gold = task.get("gold_exec")
         if gold is not None and not gold.get("ok"):
@@ -41,10 +43,14 @@ def cli(input_file, skip_bad, max_bad, copies):
             continue
         examples = gold_examples(task, copies)
         injected += bool(examples)
+        silent += bool(examples) and any(c.get("unverifiable") for c in task.get("candidates")
+                                         or [])
         for ex in examples:
             pipe.write(ex)
     pipe.finish()
-    pipe.note(f"{pipe.out.count} gold example(s) for {injected} task(s)")
+    pipe.note(f"{pipe.out.count} gold example(s) for {injected} task(s)"
+              + (f", {silent} of them because their agreeing candidates were unverifiable"
+                 if silent else ""))
 
 
 main = cli

@@ -377,6 +377,34 @@ class VariantCache:
         self._cleaned = False
         self._known: dict[str, list[str]] = {}
         self._skipped: dict[str, str] = {}
+        self._folders: dict[str, tuple[str | None, str | None]] = {}
+        self._digests: dict[str, str] = {}
+
+    def _digest(self, db_path: str, source: Path) -> str:
+        if db_path not in self._digests:
+            self._digests[db_path] = _content_hash(source)
+        return self._digests[db_path]
+
+    def folder(self, db_path: str) -> tuple[str | None, str | None]:
+        """(the cache folder of ``db_path``'s variants, named by its content hash, None),
+        or (None, why there is none): where task-specific gold variants go
+        (rf_core.exec.gold_variants). Works whatever ``n`` is."""
+        if db_path not in self._folders:
+            if self._copies is None:
+                self._copies = DatabaseCopies()
+            try:
+                source = Path(self._copies.readable(db_path))
+                size_mb = source.stat().st_size / (1 << 20)
+                if size_mb > self.max_mb:
+                    self._folders[db_path] = (None, f"{size_mb:.0f} MB is over "
+                                                    f"variants_max_mb {self.max_mb:g}")
+                else:
+                    digest = self._digest(db_path, source)
+                    self._folders[db_path] = (
+                        str(self._folder() / f"{Path(db_path).stem}-{digest}"), None)
+            except (DatabaseFileError, OSError) as exc:
+                self._folders[db_path] = (None, f"cannot copy the database: {exc}")
+        return self._folders[db_path]
 
     def _folder(self) -> Path:
         if self._tmp is not None:
@@ -434,7 +462,7 @@ class VariantCache:
                                  f"variant {len(out) + 1} of {self.n}")
         folder = None
         try:
-            digest = _content_hash(source)
+            digest = self._digest(db_path, source)
             folder = self._folder() / f"{Path(db_path).stem}-{digest}"
             for i in range(self.n):
                 target = folder / f"a{ALGORITHM}-s{self.seed}-v{i}.sqlite"

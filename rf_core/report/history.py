@@ -119,16 +119,27 @@ def _timings(run: Path) -> dict[int | str, dict[str, float]]:
 def _train_stats(path: Path) -> dict:
     ev = Evaluation()
     covered = tokens = 0
+    # how informative the check was: selected candidates verified where the gold's result
+    # is distinguishing, and tasks sent to gold injection because nothing could verify them
+    verified = {"selected": 0, "distinguishing": 0, "unverifiable": 0,
+                "injected_unverifiable": 0}
     for task in _records(path):
         ev.add(task)
         cands = task.get("candidates") or []
-        covered += any(c.get("correct") is True for c in cands)
+        correct = [c for c in cands if c.get("correct") is True]
+        covered += bool(correct)
         tokens += sum(c.get("n_tokens") or 0 for c in cands)
+        verified["selected"] += len(correct)
+        verified["distinguishing"] += sum(1 for c in correct
+                                          if (c.get("distinguishing") or 0) > 0)
+        silent = sum(1 for c in cands if c.get("unverifiable"))
+        verified["unverifiable"] += silent
+        verified["injected_unverifiable"] += bool(silent and not correct)
     rep = ev.report()
     return {"tasks": ev.n_tasks, "covered": covered,
             "coverage": round(covered / ev.n_tasks, 4) if ev.n_tasks else None,
             "candidates": ev.candidates, "pass_at_k": rep["pass_at_k"],
-            "sampled_tokens": tokens, "variants": rep["variants"]}
+            "sampled_tokens": tokens, "variants": rep["variants"], "verified": verified}
 
 
 def _dev(path: Path) -> dict | None:
@@ -335,6 +346,14 @@ def report_markdown(history: dict, plots: list[str]) -> str:
             lines.append(f"Iteration {it['iteration']}: the {v['n']} database variants turned "
                          f"{v['rejected']} of {v['checked']} train candidates from correct to "
                          "wrong before selection.")
+        ver = (it.get("train") or {}).get("verified")
+        if ver and ver.get("selected") is not None:
+            lines.append(f"Iteration {it['iteration']}: {ver['distinguishing']} of "
+                         f"{ver['selected']} selected train candidates were verified on at "
+                         "least one database where the gold's result is distinguishing; "
+                         f"{ver['injected_unverifiable']} task(s) went to gold injection "
+                         "because nothing could verify them "
+                         f"({ver['unverifiable']} unverifiable candidate(s)).")
     names = []
     for it in rows(history):
         for kind in ("greedy", "vote"):
