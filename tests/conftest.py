@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import os
 import sqlite3
+import sys
 from pathlib import Path
 
 # No test reaches a model hub: set before anything imports huggingface_hub, which reads it
@@ -82,6 +83,21 @@ def run(cmd: str, args=(), input: bytes | str | list | None = None, env=None) ->
     result = CliRunner().invoke(COMMANDS[cmd], list(args), input=input, env=env,
                                 catch_exceptions=False)
     return Run(result)
+
+
+def install_plugin(site: Path, src: Path, module: str, name: str) -> dict:
+    """Install a plugin the way pip leaves it: ``src`` (the folder holding ``module``) on the
+    path and, in ``site``, a .dist-info registering ``name``; returns the environment (no RF_
+    variables, this venv's commands first on PATH) whose processes see it."""
+    dist = module.replace("_", "-")
+    info = site / f"{module}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[reasonforge]\n{name} = {module}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RF_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(src), env.get("PYTHONPATH", "")])
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
 
 
 def jsonl(records: list[dict]) -> bytes:

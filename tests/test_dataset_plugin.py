@@ -6,7 +6,6 @@ recorded, and both help texts list it among the installed datasets."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import orjson
 
 from rf_core.report.history import _config, _plugins_line
+from conftest import install_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_SRC = Path(__file__).resolve().parent / "dataset_plugin"
@@ -22,16 +22,7 @@ BIN = Path(sys.executable).parent
 
 
 def install(site: Path) -> dict:
-    info = site / "reasonforge_mydb-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: reasonforge-mydb\n"
-                                   "Version: 0.1\n")
-    (info / "entry_points.txt").write_text("[reasonforge]\nmydb = reasonforge_mydb\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RF_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(site), str(PLUGIN_SRC),
-                                         env.get("PYTHONPATH", "")])
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
-    return env
+    return install_plugin(site, PLUGIN_SRC, "reasonforge_mydb", "mydb")
 
 
 def data_root(folder: Path) -> Path:

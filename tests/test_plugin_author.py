@@ -5,12 +5,13 @@ and its settings recorded in the run's config.env and history.json."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import orjson
+
+from conftest import install_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_SRC = Path(__file__).resolve().parent / "sampler_plugin"
@@ -18,18 +19,7 @@ BIN = Path(sys.executable).parent
 
 
 def install(site: Path) -> dict:
-    """Install the plugin the way pip leaves it: the package on the path and a .dist-info
-    with its entry point; returns the environment that sees it."""
-    info = site / "reasonforge_fixed-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: reasonforge-fixed\n"
-                                   "Version: 0.1\n")
-    (info / "entry_points.txt").write_text("[reasonforge]\nfixed = reasonforge_fixed\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RF_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(site), str(PLUGIN_SRC),
-                                         env.get("PYTHONPATH", "")])
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
-    return env
+    return install_plugin(site, PLUGIN_SRC, "reasonforge_fixed", "fixed")
 
 
 def test_listed_with_its_options(tmp_path):
