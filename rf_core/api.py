@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
 
-from rf_core.errors import BadOption, BadRecord, RFError, UnknownPlugin
+from rf_core.errors import BadOption, BadRecord, RFError, UnknownPlugin, UsageError
 from rf_core.plugins.hookspecs import hookimpl
 from rf_core.plugins.options import DEVICE_PATTERN, Option, check_device
 
@@ -184,7 +184,8 @@ _RENAMED = {"load_model": "load", "resolve_model": "resolve",
             "DEFAULT_VARIANTS_MAX_S": "DEFAULT_MAX_S",
             "DEFAULT_GOLD_VARIANTS_MAX_S": "DEFAULT_MAX_S"}
 
-__all__ = ["hookimpl", "RFError", "BadRecord", "BadOption", "UnknownPlugin", "Option",
+__all__ = ["hookimpl", "RFError", "UsageError", "BadRecord", "BadOption", "UnknownPlugin",
+           "Option",
            "DEVICE_PATTERN", "check_device", "Report",
            "Progress", "Sampler", "Verifier", "Trainer", "Dataset", *_LAZY]
 

@@ -14,12 +14,18 @@ class BadRecord(RFError):
         self.reason = message
 
 
-class BadOption(RFError):
+class UsageError(RFError):
+    """A mistake in how the command was called (a flag, an option's value, a plugin name):
+    the command exits 2 with this message. Library code and plugins raise it; only the command
+    layer knows about click."""
+
+
+class BadOption(UsageError):
     """A plugin option's value that the plugin can judge only once it runs (a LoRA target
     the model does not have): a usage error, exit 2. The message names the option."""
 
 
-class UnknownPlugin(RFError):
+class UnknownPlugin(UsageError):
     """A plugin name that no installed plugin registered (a usage error, exit 2)."""
 
     def __init__(self, kind: str, name: str, installed: list[str], notes: list[str] = ()):

@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 import click
 
 from rf_core.records import signals
-from rf_core.errors import BadOption, RFError, UnknownPlugin
+from rf_core.errors import RFError, UsageError
 from rf_core.records.io import ReadStats, RecordWriter, read_records
 
 
@@ -137,7 +137,7 @@ def guard(prog: str):
     except BrokenPipeError:
         _quiet_stdout()
         raise SystemExit(0)
-    except (UnknownPlugin, BadOption) as exc:
+    except UsageError as exc:
         if debug:
             raise
         raise click.UsageError(f"{prog}: {exc}") from None
