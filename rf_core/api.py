@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
 
+from rf_core.data.items import BadItem, DatasetItem
 from rf_core.errors import BadOption, BadRecord, RFError, UnknownPlugin, UsageError
 from rf_core.plugins.hookspecs import hookimpl
 from rf_core.plugins.options import DEVICE_PATTERN, Option, check_device
@@ -97,19 +98,26 @@ class Trainer(Protocol):
 
 @runtime_checkable
 class Dataset(Protocol):
-    """Yields task records (build them with ``make_task``). ``root`` is rf-data's ``--root``
-    (None when not given), ``values`` the sample values per column for the schema context;
-    ``limit`` and ``seed`` pick a sample (``pick(tasks, limit, seed)`` does it as the
-    built-ins do)."""
+    """Yields a ``DatasetItem`` per question (id, db_id, db_path, question, gold_sql, split,
+    optional notes), or a ``BadItem`` for an entry of its source that is not one; rf-data
+    does the rest the same way for every dataset: skips and counts bad items in one line,
+    skips items whose database is missing, takes the ``--limit``/``--seed`` sample, grades
+    hardness and writes the schema context (``describe_database`` with ``--values``).
+    ``root`` is rf-data's ``--root`` (None when not given).
+
+    Escape hatch, kept for one release: a dataset with no ``items`` but a method
+    ``tasks(*, root, split, limit, seed, values, report, **options)`` yielding whole task
+    records (``make_task``; sampled with ``pick(tasks, limit, seed)``) still works; rf-data
+    then does none of the above but ``--exclude``. New datasets implement ``items``."""
 
     name: str
     options: tuple[Option, ...]
 
-    def tasks(self, *, root: str | None, split: str, limit: int | None, seed: int | None,
-              values: int, report: Report, **options: Any) -> Iterator[dict]:
-        """Yield the task records of ``split`` (``make_task``; pass ``values`` on to it),
-        the sample ``pick(tasks, limit, seed)`` chooses. A dataset class may declare
-        ``splits``, the names rf-data accepts (see the README's "Datasets")."""
+    def items(self, *, root: str | None, split: str, report: Report,
+              **options: Any) -> Iterable[DatasetItem | BadItem]:
+        """Yield the items of ``split`` in a fixed order (the sample depends on it). A
+        dataset class may declare ``splits``, the names rf-data accepts (see the README's
+        "Datasets"); a pseudo-split such as ``all`` gives each item its own split."""
 
 
 # name -> module it lives in; loaded on first use (PEP 562)
@@ -187,7 +195,8 @@ _RENAMED = {"load_model": "load", "resolve_model": "resolve",
 __all__ = ["hookimpl", "RFError", "UsageError", "BadRecord", "BadOption", "UnknownPlugin",
            "Option",
            "DEVICE_PATTERN", "check_device", "Report",
-           "Progress", "Sampler", "Verifier", "Trainer", "Dataset", *_LAZY]
+           "Progress", "Sampler", "Verifier", "Trainer", "Dataset", "DatasetItem", "BadItem",
+           *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -6,7 +6,7 @@ from rf_core.plugins import manager as plugins
 from rf_core.commands.common import (Pipe, Seed, check_utf8_path, command, plugin_command,
                                      plugin_kwargs)
 from rf_core.plugins.options import plugin_options
-from rf_core.data.tasks import pick
+from rf_core.data.dataset import Exclusion, dataset_tasks
 from rf_core.records.io import read_records
 
 PROG = "rf-data"
@@ -49,16 +49,12 @@ def cli(dataset, root, split, limit, seed, values, exclude_file, **params):
         raise click.BadParameter(f"dataset {dataset!r} has no split {split!r}; its splits: "
                                  f"{', '.join(splits)}", param_hint="'--split'")
     pipe = Pipe(PROG, None)
-    if exclude_file is None:
-        tasks = impl.tasks(root=root, split=split, limit=limit, seed=seed, values=values,
-                           report=pipe.note, **options)
-    else:
-        excluded = {t["id"] for t in read_records(exclude_file, prog=PROG, kind="task")}
-        every = impl.tasks(root=root, split=split, limit=None, seed=None, values=values,
-                           report=pipe.note, **options)
-        kept = [t for t in every if t["id"] not in excluded]
-        pipe.note(f"left out {len(excluded)} task(s) of {exclude_file.name}")
-        tasks = pick(kept, limit, seed)
+    exclude = None
+    if exclude_file is not None:
+        ids = frozenset(t["id"] for t in read_records(exclude_file, prog=PROG, kind="task"))
+        exclude = Exclusion(ids, exclude_file.name)
+    tasks = dataset_tasks(impl, dataset, root=root, split=split, limit=limit, seed=seed,
+                          values=values, report=pipe.note, options=options, exclude=exclude)
     for task in tasks:
         pipe.write(task)
     pipe.note(f"{pipe.out.count} {dataset} {split} task(s) written")

@@ -26,4 +26,4 @@ def register_trainers(register):
 
 @hookspec
 def register_datasets(register):
-    """Register datasets: objects with ``name`` and ``tasks(**options)`` yielding task records."""
+    """Register datasets: objects with ``name`` and ``items(**options)`` yielding items."""
