@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_tasks(n: int, seed: int, first: bool, data: str = "auto") -> tuple[list[dict], str]:
+    from rf_core.data.dataset import dataset_tasks
     from rf_core.data.tasks import pick
     from rf_core.plugins.manager import get
 
@@ -33,10 +34,11 @@ def load_tasks(n: int, seed: int, first: bool, data: str = "auto") -> tuple[list
     if data == "spider" and not (spider / "dev.json").is_file():
         raise SystemExit(f"sample_bench: Spider not found at {spider} (set RF_SPIDER_ROOT)")
     if data != "demo" and (spider / "dev.json").is_file():
-        tasks = list(get("datasets", "spider").tasks(root=str(spider), split="dev",
-                                                     report=quiet))
+        tasks = list(dataset_tasks(get("datasets", "spider"), "spider", root=str(spider),
+                                   split="dev", report=quiet))
         return (tasks[:n] if first else pick(tasks, n, seed)), "Spider dev-972"
-    tasks = list(get("datasets", "demo").tasks(root=None, split="dev", report=quiet))
+    tasks = list(dataset_tasks(get("datasets", "demo"), "demo", root=None, split="dev",
+                               report=quiet))
     return (tasks[:n] if first else pick(tasks, n, seed)), "demo dev"
 
 

@@ -202,7 +202,7 @@ class FakeSampler:
 
 # the method that makes an object an implementation of each kind
 _METHODS = {"sample": "samplers", "verify": "verifiers", "train": "trainers",
-            "tasks": "datasets"}
+            "items": "datasets", "tasks": "datasets"}
 
 
 def _has_hooks(plugin: Any) -> bool:
@@ -247,7 +247,7 @@ def registered(plugin: Any, *, name: str | None = None) -> Iterator[Any]:
     installed plugin would be, and unregister it afterwards (also when the block fails).
 
     ``plugin`` is a module or object with ``@hookimpl`` hooks, or a bare implementation (an
-    object with ``name`` and ``sample``, ``verify``, ``train`` or ``tasks``), which is
+    object with ``name`` and ``sample``, ``verify``, ``train``, ``items`` or ``tasks``), which is
     registered under its kind's hook. Commands run in this process then find it by name.
     Yields ``plugin``.
 

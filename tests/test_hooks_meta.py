@@ -29,7 +29,7 @@ COMMAND_OF = {
     "register_samplers": ("rf-sample", api.Sampler, "sample"),
     "register_verifiers": ("rf-exec", api.Verifier, "verify"),
     "register_trainers": ("rf-train", api.Trainer, "train"),
-    "register_datasets": ("rf-data", api.Dataset, "tasks"),
+    "register_datasets": ("rf-data", api.Dataset, "items"),
 }
 
 # every fake declares one option, given on the command line, to show options arrive too
@@ -128,15 +128,14 @@ class MetaDataset(Recorder):
         super().__init__()
         self.db_path = db_path
 
-    def tasks(self, **kwargs):
+    def items(self, **kwargs):
         self.calls.append(kwargs)
-        return self._tasks(kwargs["split"], kwargs["limit"])
+        return self._items(kwargs["split"])
 
-    def _tasks(self, split, limit):
-        for i in range(limit if limit is not None else 3):
-            yield api.make_task(id=f"meta/{split}/{i}", dataset=self.name, split=split,
-                                db_id="shop", db_path=self.db_path, question=f"Question {i}?",
-                                gold_sql="SELECT 1", hardness="easy", schema="")
+    def _items(self, split):
+        for i in range(3):
+            yield api.DatasetItem(id=f"meta/{split}/{i}", db_id="shop", db_path=self.db_path,
+                                  question=f"Question {i}?", gold_sql="SELECT 1", split=split)
 
 
 class MetaSampler(FakeSampler):
