@@ -146,7 +146,7 @@ def make_tasks(items: Iterable[DatasetItem], name: str, *, split: str, values: i
         if schema is None:
             continue
         yield make_task(id=item.id, dataset=name, split=item.split, db_id=item.db_id,
-                        db_path=str(path), question=item.question, gold_sql=item.gold_sql,
+                        db_path=str(path), question=str(item.question), gold_sql=item.gold_sql,
                         schema=with_notes(schema, item.notes))
 
 

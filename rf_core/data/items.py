@@ -20,8 +20,10 @@ class DatasetItem:
     rf-data's ``--exclude`` and rf-eval's ``--baseline`` match tasks by it). ``db_id`` names
     the database and ``db_path`` is its SQLite file (a relative path is taken from the
     current folder; the task records carry it absolute). ``question`` is the question's
-    text and ``gold_sql`` its reference query, or None for a question without one (its
-    candidates are then verified as null, and it is not graded). ``split`` is the split
+    text (None where the source has none: the item is then skipped as bad, so a field read
+    from a file can be passed as it is) and ``gold_sql`` its reference query, or None for
+    a question without one (its candidates are then verified as null, and it is not
+    graded). ``split`` is the split
     the question belongs to: a dataset offering a pseudo-split such as ``all`` gives each
     item its own split here, never ``all``. ``notes`` is any extra text the question needs
     (BIRD's evidence, a definition, a unit): it ends the prompt's schema context as SQL
@@ -34,7 +36,7 @@ class DatasetItem:
     id: str
     db_id: str
     db_path: str | os.PathLike[str]
-    question: str
+    question: str | None
     gold_sql: str | None
     split: str
     notes: str | None = None
