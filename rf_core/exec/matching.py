@@ -307,12 +307,15 @@ def as_matcher(entry: object, name: str) -> Matcher:
 
 
 def registered_matchers() -> dict[str, Matcher]:
-    """Every registered matcher by name, in registration order (the plugin manager's
-    ``matchers`` registry: the built-ins and those of installed plugins)."""
+    """Every registered matcher by name (the plugin manager's ``matchers`` registry): the
+    built-ins first, in the order their plugin registers them, then the others by name.
+    This is the order of every candidate's ``verdicts``, however plugins were loaded."""
     from rf_core.plugins import manager
 
-    return {name: as_matcher(entry, name)
-            for name, (_, entry) in manager.registry("matchers").items()}
+    found = manager.registry("matchers")
+    builtin = [name for name, (plugin, _) in found.items() if plugin in manager.DEFAULT_PLUGINS]
+    names = builtin + sorted(set(found) - set(builtin))
+    return {name: as_matcher(found[name][1], name) for name in names}
 
 
 def get_matcher(name: str) -> Matcher:
