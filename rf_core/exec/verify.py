@@ -28,8 +28,10 @@ from rf_core.exec.gold_variants import DEFAULT_MAX_S as DEFAULT_GOLD_MAX_S
 from rf_core.exec.gold_variants import Unbuildable, degenerate, gold_variant
 from rf_core.exec.variants import DEFAULT_MAX_MB, DEFAULT_MAX_S, VariantCache
 
+# The worker's state, set by _init_worker: its executor, the matcher that sets `correct`,
+# and every matcher that gives a verdict.
 _executor: Executor | None = None
-_matcher_name = DEFAULT_MATCHER
+_primary: Matcher | None = None
 _matchers: list[Matcher] = []
 
 
@@ -91,9 +93,9 @@ class Outcome(NamedTuple):
 
 def _init_worker(limits: Limits, matcher: str, matcher_names: tuple = (),
                  max_open: int = 8) -> None:
-    global _executor, _matcher_name, _matchers
+    global _executor, _primary, _matchers
     _executor = Executor(limits, max_open=max_open)
-    _matcher_name = matcher
+    _primary = get_matcher(matcher)
     _matchers = [get_matcher(n) for n in (matcher_names or (matcher,))]
 
 
@@ -148,8 +150,7 @@ def check_job(job: Job | tuple, slot: Slot | None = None,
     databases the candidate was checked on the gold's result was distinguishing,
     "unverifiable": why it is None, or None}; None when the task has no gold SQL.
     """
-    return TaskCheck(Job.of(job), _executor, _matchers, get_matcher(_matcher_name),
-                     slot, killed).run()
+    return TaskCheck(Job.of(job), _executor, _matchers, _primary, slot, killed).run()
 
 
 # The query index under which a task keeps its gold result's mark (Slot.keep): a task sent
