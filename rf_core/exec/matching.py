@@ -78,7 +78,7 @@ _TOKEN = re.compile(rf"(?P<opaque>{_OPAQUE})|(?P<word>\w[$#\w]*)|(?P<char>[\s\S]
 def _tokens(sql: str) -> Iterator[tuple[str, str]]:
     """(kind, text) pieces that join back to ``sql``: kind is opaque, word or char."""
     for m in _TOKEN.finditer(sql):
-        yield m.lastgroup, m.group()
+        yield m.lastgroup or "char", m.group()  # every alternative is a named group
 
 
 def remove_distinct(sql: str) -> str:
@@ -300,7 +300,7 @@ def as_matcher(entry: object, name: str) -> Matcher:
     if match is None:
         if not callable(entry):
             raise TypeError(f"matcher {name!r} has no match(gold_rows, pred_rows, ordered)")
-        return Matcher(name, entry)  # type: ignore[arg-type]
+        return Matcher(name, entry)
     return Matcher(name, match, getattr(entry, "rewrite", _as_written),
                    getattr(entry, "ordered", gold_is_ordered),
                    str(getattr(entry, "description", "") or ""))

@@ -366,32 +366,33 @@ class PoolSupervisor:
         return (not self.exhausted and self.failure is None
                 and self.submitted - self.next_out < self.window)
 
-    def hold_next(self, feed: "_Feed") -> bool:
-        """Take the next job from ``feed`` into ``held``; False when there is none now (not
-        read yet, the input's end, or its failure, which are noted)."""
+    def hold_next(self, feed: "_Feed") -> tuple | None:
+        """Take the next job from ``feed`` into ``held`` and return it; None when there is
+        none now (not read yet, the input's end, or its failure, which are noted)."""
         item = feed.take()
         if item is None:
-            return False
+            return None
         if item[0] == _END:
             self.exhausted = True
-            return False
+            return None
         if item[0] == _FAILED:
             self.failure = item[1]
-            return False
+            return None
         self.held = self.packed((self.submitted, item[1], {}, {}))
         self.submitted += 1
-        return True
+        return self.held
 
     def fill(self, feed: "_Feed") -> None:
         """Hand jobs from ``feed`` to workers while the window has room and a worker can
         take the next one."""
         while self.wants_input():
-            if self.held is None and not self.hold_next(feed):
+            held = self.held or self.hold_next(feed)
+            if held is None:
                 break
-            w = self.worker_for(len(self.held[1]))
+            w = self.worker_for(len(held[1]))
             if w is None:
                 break
-            w.send(*self.held)
+            w.send(*held)
             self.held = None
 
     # -- waiting -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
+from rf_core.errors import RFError
 from rf_core.exec.matching import (DEFAULT_MATCHER, Matcher, get_matcher, query_key,
                                    registered_matchers)
 from rf_core.exec.pool import GRACE_S, Slot, supervised_map
@@ -111,10 +112,15 @@ def _usable(res: Result | None) -> bool:
     return res is not None and res.ok and not res.truncated
 
 
+def _rows(res: Result | None) -> list:
+    """A result's rows (none for a missing or failed one)."""
+    return res.rows if res is not None and res.rows is not None else []
+
+
 def _speaks(res: Result | None) -> bool:
     """Whether a gold result can tell queries apart: usable, and not empty or degenerate
     (one row of only NULL or 0), which any query that finds nothing shares."""
-    return _usable(res) and not degenerate(res.rows)
+    return _usable(res) and not degenerate(_rows(res))
 
 
 def _extra_index(n_cands: int, db: str, key: str) -> int:
@@ -150,6 +156,8 @@ def check_job(job: Job | tuple, slot: Slot | None = None,
     databases the candidate was checked on the gold's result was distinguishing,
     "unverifiable": why it is None, or None}; None when the task has no gold SQL.
     """
+    if _executor is None or _primary is None:
+        raise RFError("check_job runs in a worker set up by _init_worker")
     return TaskCheck(Job.of(job), _executor, _matchers, _primary, slot, killed).run()
 
 
@@ -198,7 +206,7 @@ class TaskCheck:
         # ordered) -> verdict.
         self._seen: dict[tuple, bool] = {}
         self._checked: dict[str, tuple] = {}  # by query_key: the same query passes the same
-        self._reused: dict[str, Any] = {}  # kept outcomes by SQL text, for identical ones
+        self._reused: dict[str | None, Any] = {}  # kept outcomes by SQL text, for identical ones
 
     @property
     def for_training(self) -> bool:
@@ -245,7 +253,7 @@ class TaskCheck:
         return self._extra[key]
 
     def text_and_result(self, m: Matcher, sql: Any, role: str,
-                        as_written: Result) -> tuple[Any, Result]:
+                        as_written: Result | None) -> tuple[Any, Result | None]:
         """The text matcher ``m`` runs for ``sql`` in ``role``, and its result."""
         if not isinstance(sql, str):
             return sql, as_written
@@ -275,22 +283,24 @@ class TaskCheck:
         """The variants the gold's result there can check candidates on: (path, result)."""
         if self._variants is None:
             g_text, g_res, _ = self.gold_side(self.primary)
-            self._variants = []
+            usable: list = []
             for path in self.job.variant_paths:
                 gv = self.run_extra(path, g_text)
                 # A variant where the gold fails, or comes back empty where it was not,
                 # says nothing about the candidates: skip it for this task.
                 if _usable(gv) and not (gv.n_rows == 0 and g_res.n_rows > 0):
-                    self._variants.append((path, gv))
-            if self.for_training and not _speaks(g_res) and not any(
-                    _speaks(gv) for _, gv in self._variants):
-                self.silent = self.add_gold_variant(g_text, g_res)
+                    usable.append((path, gv))
+            spec = self.job.gold_variant
+            if spec is not None and not _speaks(g_res) and not any(
+                    _speaks(gv) for _, gv in usable):
+                self.silent = self.add_gold_variant(spec, g_text, g_res, usable)
+            self._variants = usable
         return self._variants
 
-    def add_gold_variant(self, g_text: str, g_res: Result) -> str | None:
-        """Add the task's gold variant to the usable variants when one can be had; else say
-        why none."""
-        spec = self.job.gold_variant
+    def add_gold_variant(self, spec: GoldVariantSpec, g_text: str, g_res: Result,
+                         usable: list) -> str | None:
+        """Add the task's gold variant to ``usable`` when one can be had; else say why
+        none."""
         base = _silent_reason(g_res)
         if spec.folder is None:
             return f"{base}; no gold variant: {spec.why_not}"
@@ -304,7 +314,7 @@ class TaskCheck:
                                               else "the gold's result there is not "
                                                    "distinguishing")
             return f"{base}; the gold variant did not help: {why}"
-        self._variants.append((path, gv))
+        usable.append((path, gv))
         return None
 
     def variant_check(self, primary_text: str) -> tuple[dict, int]:
@@ -318,7 +328,7 @@ class TaskCheck:
             for path, gv in good:
                 cv = self.run_extra(path, primary_text)
                 passed += _usable(cv) and (cv is gv or bool(
-                    self.primary.match(gv.rows, cv.rows, ordered)))
+                    self.primary.match(_rows(gv), _rows(cv), ordered)))
             self._checked[key] = ({"used": len(good), "passed": passed},
                                   sum(_speaks(gv) for _, gv in good))
         return self._checked[key]
@@ -343,7 +353,7 @@ class TaskCheck:
                 continue
             pair = (m.match, id(g_res), id(c_res), ordered)
             if pair not in self._seen:
-                self._seen[pair] = bool(m.match(g_res.rows, c_res.rows, ordered))
+                self._seen[pair] = bool(m.match(_rows(g_res), _rows(c_res), ordered))
             verdicts[m.name] = self._seen[pair]
         return verdicts, primary_text
 
@@ -355,7 +365,8 @@ class TaskCheck:
         correct: bool | None = bool(verdicts.get(self.primary.name))
         if correct and check is not None:
             correct = check["passed"] == check["used"]
-        if correct and self.for_training and not informed["distinguishing"]:
+        if correct and self.for_training and informed is not None \
+                and not informed["distinguishing"]:
             correct = None
             informed["unverifiable"] = self.silent or _silent_reason(
                 self.gold_side(self.primary)[1])
@@ -368,12 +379,12 @@ class TaskCheck:
         res = self.run_query(i + 1, sql)
         verdicts, primary_text = self.verdicts(sql, res)
         check = None
-        informed = None
+        informed: dict[str, Any] | None = None
         if self.gold is not None:
             informed = {"distinguishing": int(_speaks(self.gold_side(self.primary)[1])),
                         "unverifiable": None}
         if (self.job.variant_paths or self.for_training) and verdicts.get(self.primary.name) \
-                and primary_text is not None:
+                and primary_text is not None and informed is not None:
             used, speaking = self.variant_check(primary_text)
             check = dict(used)
             informed["distinguishing"] += speaking
