@@ -30,7 +30,10 @@ COMMAND_OF = {
     "register_verifiers": ("rf-exec", api.Verifier, "verify"),
     "register_trainers": ("rf-train", api.Trainer, "train"),
     "register_datasets": ("rf-data", api.Dataset, "items"),
+    "register_matchers": ("rf-exec", api.Matcher, "match"),
 }
+# hooks whose implementations take records and keyword arguments (a matcher compares rows)
+RECORD_HOOKS = sorted(set(COMMAND_OF) - {"register_matchers"})
 
 # every fake declares one option, given on the command line, to show options arrive too
 FLAVOUR = (Option("flavour", str, "plain", "A plugin option."),)
@@ -174,7 +177,7 @@ def scenario(hook: str, shop_db: str, tmp_path: Path):
     raise AssertionError(f"no scenario for {hook}")
 
 
-@pytest.mark.parametrize("hook", sorted(COMMAND_OF))
+@pytest.mark.parametrize("hook", RECORD_HOOKS)
 def test_hook_through_its_command(hook, shop_db, tmp_path, validate):
     prog, protocol, method = COMMAND_OF[hook]
     impl, args, stdin, kind, require = scenario(hook, shop_db, tmp_path)
@@ -202,3 +205,28 @@ def test_hook_through_its_command(hook, shop_db, tmp_path, validate):
     validate(records)  # and independently, with jsonschema
     if hook == "register_trainers":
         assert (tmp_path / "adapter" / "adapter.txt").read_text() == "2 example(s)\n"
+
+
+def test_matcher_hook_through_rf_exec(shop_db, validate):
+    """A matcher registered by a plugin is selectable by ``rf-exec --matcher``, judges every
+    candidate (its verdict in ``verdicts``) and gets rows as lists of tuples and a bool."""
+
+    def match(gold, pred, ordered):  # runs in rf-exec's worker: the verdict carries the check
+        return isinstance(ordered, bool) and all(isinstance(r, tuple) for r in [*gold, *pred])
+
+    impl = api.Matcher("meta-matcher", match, description="Right when the types are.")
+    assert isinstance(impl, COMMAND_OF["register_matchers"][1])
+    plugin = plugin_implementing("register_matchers", impl)
+    task = make_task(shop_db, "SELECT 1", ["SELECT 2", None], id="t/0")
+    with registered(plugin, name="meta-register_matchers"):
+        assert [h.name for h in plugins.pm.get_hookcallers(plugin)] == ["register_matchers"]
+        assert plugins.get("matchers", "meta-matcher") is impl
+        result = run_command("rf-exec", ["--matcher", "meta-matcher", "-j", "1"], input=[task])
+    assert result.exit_code == 0, result.stderr
+    records = validate_records(result.stdout, "task", require=("verified_by",))
+    validate(records)
+    assert records[0]["verified_by"]["matcher"] == "meta-matcher"
+    right, no_sql = records[0]["candidates"]
+    assert right["correct"] is True and right["verdicts"]["meta-matcher"] is True
+    assert right["verdicts"]["official"] is False
+    assert no_sql["correct"] is False

@@ -5,8 +5,11 @@ import sqlite3
 
 import pytest
 
-from rf_core.exec.matching import (MATCHERS, get_matcher, gold_is_ordered, lenient_match,
-                              official_match, official_rewrite, query_key, remove_distinct)
+from rf_core.api import UnknownPlugin, hookimpl
+from rf_core.exec.matching import (get_matcher, gold_is_ordered, lenient_match, official_match,
+                                   official_rewrite, query_key, registered_matchers,
+                                   remove_distinct)
+from rf_core.testing import registered
 
 # (name, gold rows, candidate rows, gold has ORDER BY, official verdict, lenient verdict)
 CASES = [
@@ -169,12 +172,20 @@ def test_official_default_against_keep_distinct(people, gold, pred, default, kee
     assert _verdict(people, "official-keep-distinct", gold, pred) is keep
 
 
+class AlwaysPlugin:
+    """Registers a plain comparison function as a matcher, by name."""
+
+    @hookimpl
+    def register_matchers(self, register):
+        register(lambda gold, pred, ordered: True, name="always")
+
+
 def test_registry_names_and_plain_functions():
-    assert {"official", "official-keep-distinct", "lenient"} <= set(MATCHERS)
-    MATCHERS["always"] = lambda gold, pred, ordered: True
-    try:
+    assert list(registered_matchers())[:3] == ["official", "official-keep-distinct", "lenient"]
+    with registered(AlwaysPlugin()):
         m = get_matcher("always")
         assert m.name == "always" and m.rewrite("SELECT DISTINCT a", "gold") == "SELECT DISTINCT a"
         assert m.match([(1,)], [(2,)], False)
-    finally:
-        del MATCHERS["always"]
+        assert "always" in registered_matchers()
+    with pytest.raises(UnknownPlugin, match="unknown matcher 'always'; installed: lenient"):
+        get_matcher("always")

@@ -18,7 +18,8 @@ from rf_core.plugins.hookspecs import hookimpl
 from rf_core.testing import registered
 from conftest import make_task, run
 
-HOOKS = ["register_samplers", "register_verifiers", "register_trainers", "register_datasets"]
+HOOKS = ["register_samplers", "register_verifiers", "register_trainers", "register_datasets",
+         "register_matchers"]
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 

@@ -40,7 +40,7 @@ def test_the_blocker_blocks():
 
 def test_import_rf_core_and_its_api():
     names = ["hookimpl", "Option", "RFError", "attach", "task_messages", "render_messages",
-             "Executor", "Limits", "MATCHERS", "get_matcher", "verify_tasks", "read_records",
+             "Executor", "Limits", "Matcher", "get_matcher", "verify_tasks", "read_records",
              "RecordWriter", "validate", "make_task", "describe_database", "spider_hardness",
              "canonical_sql", "write_atomic", "cache_dir", "resolve_model"]
     code = "import rf_core, rf_core.api as api\n" + "".join(

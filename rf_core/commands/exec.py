@@ -9,7 +9,7 @@ from rf_core.plugins import manager as plugins
 from rf_core.commands.common import (Pipe, command, default_jobs, input_options, jobs_option,
                                      legacy_option, plugin_command, plugin_kwargs)
 from rf_core.plugins.options import plugin_options
-from rf_core.exec.matching import DEFAULT_MATCHER, MATCHERS
+from rf_core.exec.matching import DEFAULT_MATCHER
 from rf_core.exec.sqlite import Limits
 from rf_core.exec.checks import check_exec_input, variants_rejected
 from rf_core.exec.pool import unshared_input
@@ -21,11 +21,12 @@ DEFAULTS = Limits()
 @plugin_command(PROG, "verifiers", "--verifier")
 @input_options
 @click.option("--verifier", default="sqlite", show_default=True, help="Verifier plugin.")
-@click.option("--matcher", type=click.Choice(sorted(MATCHERS)), default=DEFAULT_MATCHER,
-              show_default=True, help="The matcher that sets `correct` (every matcher's verdict "
-              "is recorded in `verdicts`). official: Spider's official evaluator with its "
-              "default options (DISTINCT removed); official-keep-distinct: the same with "
-              "--keep_distinct; lenient: set of sorted lowercased rows (the reference's).")
+@click.option("--matcher", default=DEFAULT_MATCHER, show_default=True, metavar="NAME",
+              help="The matcher that sets `correct` (every registered matcher's verdict is "
+              "recorded in `verdicts`). Built in: official: Spider's official evaluator with "
+              "its default options (DISTINCT removed); official-keep-distinct: the same with "
+              "--keep_distinct; lenient: set of sorted lowercased rows (the reference's). "
+              "Plugins may register more (rf-plugins --names matchers lists them).")
 @click.option("--for-training", is_flag=True, help="Verdicts that pick training examples "
               "(bin/iterate.sh passes it on its train stages only): a task whose gold result "
               "is empty or degenerate (one row of NULL or 0) gets a gold variant, rows that "
@@ -60,6 +61,7 @@ def cli(input_file, skip_bad, max_bad, verifier, matcher, for_training, jobs, ti
     verifier's test-suite variants, ...) are its options: `-o NAME VALUE`.
     """
     impl = plugins.get("verifiers", verifier)
+    plugins.get("matchers", matcher)  # an unknown name: a usage error naming the installed ones
     options = plugin_kwargs(PROG, "verifier", verifier, impl, params)
     # read in the worker pool's input thread: a private reader, never sys.stdin's buffer
     pipe = Pipe(PROG, unshared_input(input_file), check=check_exec_input, skip_bad=skip_bad,

@@ -15,8 +15,9 @@ PROG = "rf-plugins"
               "line (for scripts).")
 @command(PROG)
 def cli(kind):
-    """Print the installed plugins and the samplers, verifiers, trainers and datasets they
-    register (with each one's options, and each dataset's splits), as one JSON document."""
+    """Print the installed plugins and the samplers, verifiers, trainers, datasets and
+    matchers they register (with each one's options, and each dataset's splits), as one JSON
+    document."""
     if kind is not None:
         write_output("".join(f"{name}\n" for name in sorted(plugins.registry(kind))))
         return

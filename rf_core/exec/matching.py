@@ -33,8 +33,10 @@ comparison on the queries as written (no rewriting at all).
 ``lenient``: the reference project's comparison: the set of rows, each row's values turned
 into lowercased strings and sorted. It ignores duplicates, row order, column order and case.
 
-Plugins may add matchers to ``MATCHERS`` (a ``Matcher``, or a plain function
-``(gold_rows, pred_rows, ordered) -> bool``, which then runs the queries as written).
+Matchers are plugins' to add: the ``register_matchers(register)`` hook registers a ``Matcher``
+(or an object with its attributes, or a plain function ``(gold_rows, pred_rows, ordered) ->
+bool``, which then runs the queries as written); these three are registered by the built-in
+plugin ``rf_plugins.matchers``, as a third party would register its own.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ _TOKEN = re.compile(rf"(?P<opaque>{_OPAQUE})|(?P<word>\w[$#\w]*)|(?P<char>[\s\S]
 def _tokens(sql: str) -> Iterator[tuple[str, str]]:
     """(kind, text) pieces that join back to ``sql``: kind is opaque, word or char."""
     for m in _TOKEN.finditer(sql):
-        yield m.lastgroup, m.group()
+        yield m.lastgroup or "char", m.group()  # every alternative is a named group
 
 
 def remove_distinct(sql: str) -> str:
@@ -186,6 +188,9 @@ def _passes_quick_check(gold: Rows, pred: Rows, ordered: bool) -> bool:
 
 
 def official_match(gold: Rows, pred: Rows, ordered: bool) -> bool:
+    """Spider's official evaluator's verdict on two results (``result_eq`` there): both empty
+    match; else equal row and column counts, the quick check, and one column permutation
+    making the rows equal (as lists when ``ordered``, as multisets otherwise)."""
     if not gold and not pred:
         return True
     if len(gold) != len(pred):
@@ -237,6 +242,8 @@ def _lenient_rows(rows: Rows) -> set:
 
 
 def lenient_match(gold: Rows, pred: Rows, ordered: bool = False) -> bool:
+    """The reference project's verdict: equal sets of rows, each row's values lowercased
+    strings, sorted (duplicates, row order, column order and case ignored)."""
     # Equal rows without floats have equal texts (a float 1.0 reads '1.0', an int 1 '1').
     if len(gold) == len(pred) and list(map(tuple, gold)) == list(map(tuple, pred)) \
             and not (_has_float(gold) or _has_float(pred)):
@@ -262,29 +269,58 @@ class Matcher:
     pred_rows, ordered) -> bool``: the verdict on two fetched results (lists of row tuples);
     ``rewrite(sql, role) -> str``: the SQL actually run (default: as written; ``official``
     drops DISTINCT as Spider's evaluator does); ``ordered(gold_sql) -> bool``: whether row
-    order counts (default: the gold query has an outer ORDER BY). A plain function in
-    ``MATCHERS`` is a ``match`` with the defaults (``get_matcher`` wraps it).
+    order counts (default: the gold query has an outer ORDER BY); ``description``: one line
+    for rf-plugins and rf-exec's --help.
+
+    Plugins register matchers with the ``register_matchers(register)`` hook: a ``Matcher``,
+    any object with the same attributes (``name`` and ``match`` required, the others
+    optional), or a plain function ``(gold_rows, pred_rows, ordered) -> bool`` with
+    ``register(fn, name=...)``, which runs the queries as written. ``get_matcher`` turns each
+    into a ``Matcher``.
     """
 
     name: str
     match: Callable[[Rows, Rows, bool], bool]
     rewrite: Callable[[str, str], str] = _as_written
     ordered: Callable[[str], bool] = gold_is_ordered
+    description: str = ""
 
-
-MATCHERS: dict[str, Matcher | Callable[[Rows, Rows, bool], bool]] = {
-    "official": Matcher("official", official_match, official_rewrite),
-    "official-keep-distinct": Matcher("official-keep-distinct", official_match),
-    "lenient": Matcher("lenient", lenient_match),
-}
 
 # rf-exec's default for ``correct`` (what rf-filter trains on), and the matcher reports lead with.
 DEFAULT_MATCHER = "official"
 
 
-def get_matcher(name: str) -> Matcher:
-    """The registered matcher ``name``; a plain comparison function is wrapped."""
-    entry = MATCHERS[name]
+def as_matcher(entry: object, name: str) -> Matcher:
+    """The ``Matcher`` for a registered object ``entry`` called ``name``: a ``Matcher`` as it
+    is; an object with ``match`` (and perhaps ``rewrite``, ``ordered``, ``description``), or
+    a plain comparison function, wrapped with the defaults for what it lacks."""
     if isinstance(entry, Matcher):
         return entry
-    return Matcher(name, entry)
+    match = getattr(entry, "match", None)
+    if match is None:
+        if not callable(entry):
+            raise TypeError(f"matcher {name!r} has no match(gold_rows, pred_rows, ordered)")
+        return Matcher(name, entry)
+    return Matcher(name, match, getattr(entry, "rewrite", _as_written),
+                   getattr(entry, "ordered", gold_is_ordered),
+                   str(getattr(entry, "description", "") or ""))
+
+
+def registered_matchers() -> dict[str, Matcher]:
+    """Every registered matcher by name (the plugin manager's ``matchers`` registry): the
+    built-ins first, in the order their plugin registers them, then the others by name.
+    This is the order of every candidate's ``verdicts``, however plugins were loaded."""
+    from rf_core.plugins import manager
+
+    found = manager.registry("matchers")
+    builtin = [name for name, (plugin, _) in found.items() if plugin in manager.DEFAULT_PLUGINS]
+    names = builtin + sorted(set(found) - set(builtin))
+    return {name: as_matcher(found[name][1], name) for name in names}
+
+
+def get_matcher(name: str) -> Matcher:
+    """The registered matcher ``name``; an unknown name is a usage error (UnknownPlugin)
+    listing the installed ones."""
+    from rf_core.plugins import manager
+
+    return as_matcher(manager.get("matchers", name), name)

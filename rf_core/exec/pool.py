@@ -237,6 +237,242 @@ def unshared_input(stream):
     return open(private, "rb")
 
 
+class PoolSupervisor:
+    """The parent's side of ``supervised_map``, one step per method: ``fill`` hands input
+    jobs to workers, ``receive`` takes a worker's message, ``poll`` reads the workers that
+    are ready and enforces deadlines, ``restart`` replaces a dead or overdue worker and
+    re-sends what it held, ``take_done`` yields results in input order; ``results`` runs
+    them in a loop.
+
+    ``spawn(index)`` makes the worker of that index (default: a forked ``_Worker`` running
+    ``run`` after ``init(*init_args)``); tests pass stand-ins.
+    """
+
+    def __init__(self, run: Callable, *, workers: int, hard_timeout_s: float,
+                 init: Callable | None = None, init_args: tuple = (),
+                 window: int | None = None, queue_depth: int = 2,
+                 spawn: Callable[[int], _Worker] | None = None):
+        self.workers = workers
+        self.hard_timeout_s = hard_timeout_s
+        self.window = window or workers * 8
+        self.queue_depth = queue_depth
+        self.spawn = spawn or self._forker(run, init, init_args)
+        self.pool: list[_Worker] = []  # grows as tasks need workers
+        self.done: dict[int, object] = {}
+        self.parts: dict[int, dict] = {}  # seq -> {query index: outcome kept by Slot.keep}
+        self.crashes: dict[int, int] = {}
+        self.next_out = 0
+        self.submitted = 0
+        self.exhausted = False
+        self.failure: BaseException | None = None  # what reading the input raised
+        self.held: tuple | None = None  # the next job, waiting for a worker that can take it
+
+    def _forker(self, run: Callable, init: Callable | None,
+                init_args: tuple) -> Callable[[int], _Worker]:
+        methods = mp.get_all_start_methods()
+        ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+        try:
+            shared = ctx.RawArray("d", Slot.WIDTH * self.workers)
+        except OSError as exc:  # a file in /dev/shm or the temp folder backs it
+            raise RFError(f"cannot create the workers' shared memory: "
+                          f"{exc.strerror or exc}") from None
+        return lambda index: _Worker(ctx, index, shared, init, init_args, run)
+
+    @staticmethod
+    def packed(task: tuple) -> tuple[tuple, bytes]:
+        """A task (seq, job, killed, kept) and its pickled form, as workers are sent it."""
+        return task, pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
+
+    # -- workers' messages ---------------------------------------------------------------
+
+    def receive(self, w: _Worker) -> None:
+        """Take one message from a worker: a finished task, or one finished query of it."""
+        msg = w.conn.recv()
+        if msg[0] == _PART:
+            _, seq, index, value = msg
+            self.parts.setdefault(seq, {})[index] = value
+        else:
+            _, seq, result = msg
+            self.done[seq] = result
+            self.parts.pop(seq, None)
+            w.tasks.popleft()
+
+    def take_done(self) -> Iterator:
+        """The finished results that every earlier one precedes, in input order."""
+        while self.next_out in self.done:
+            result = self.done.pop(self.next_out)
+            self.next_out += 1
+            yield result
+
+    # -- restarts ------------------------------------------------------------------------
+
+    def crashed(self, seq: int) -> None:
+        """Count a crash on task ``seq``; too many is an error naming its input record."""
+        self.crashes[seq] = self.crashes.get(seq, 0) + 1
+        if self.crashes[seq] > MAX_CRASHES_PER_TASK:
+            raise RFError(f"a worker process died {self.crashes[seq]} times on input "
+                          f"record {seq + 1}")
+
+    def collect(self, w: _Worker) -> None:
+        """Receive what a killed worker had sent (messages in the pipe survive it)."""
+        while w.tasks:
+            try:
+                if not w.conn.poll():
+                    break
+                self.receive(w)
+            except (EOFError, OSError, ValueError):
+                break
+
+    def restart(self, w: _Worker, reason: str | None) -> _Worker:
+        """Replace a worker; collect what it sent, then resend what it still held, with the
+        query it was running (if any) marked killed for ``reason``. Returns the new one."""
+        started, query_index, running_seq = w.slot.read()
+        w.kill()
+        self.collect(w)
+        new = self.spawn(w.index)
+        self.pool[w.index] = new
+        running = started != IDLE and running_seq in {t[0] for t in w.tasks}
+        if reason == "crash" and w.tasks:
+            # the task it was running, or (died between queries) its oldest task
+            self.crashed(running_seq if running else w.tasks[0][0])
+        for seq, job, killed, _ in list(w.tasks) + [t for t, _ in w.backlog]:
+            if running and seq == running_seq:
+                killed = {**killed, query_index: reason or "crash"}
+            new.backlog.append(self.packed((seq, job, killed, self.parts.get(seq, {}))))
+        return new
+
+    # -- handing out jobs ----------------------------------------------------------------
+
+    def worker_for(self, size: int) -> _Worker | None:
+        """An idle worker, else a new one while fewer than ``workers`` run, else one that
+        can queue a job of ``size`` bytes behind its current task."""
+        for w in self.pool:
+            if not w.tasks and not w.backlog:
+                return w
+        if len(self.pool) < self.workers:
+            self.pool.append(self.spawn(len(self.pool)))
+            return self.pool[-1]
+        return next((w for w in self.pool
+                     if not w.backlog and w.can_take(size, self.queue_depth)), None)
+
+    def send_backlogs(self) -> None:
+        """Send each worker what it must run next (re-sent tasks), as far as it can take."""
+        for w in self.pool:
+            while w.backlog and w.can_take(len(w.backlog[0][1]), self.queue_depth):
+                w.send(*w.backlog.popleft())
+
+    def wants_input(self) -> bool:
+        """Whether another job may be taken from the input (the window has room)."""
+        return (not self.exhausted and self.failure is None
+                and self.submitted - self.next_out < self.window)
+
+    def hold_next(self, feed: "_Feed") -> tuple | None:
+        """Take the next job from ``feed`` into ``held`` and return it; None when there is
+        none now (not read yet, the input's end, or its failure, which are noted)."""
+        item = feed.take()
+        if item is None:
+            return None
+        if item[0] == _END:
+            self.exhausted = True
+            return None
+        if item[0] == _FAILED:
+            self.failure = item[1]
+            return None
+        self.held = self.packed((self.submitted, item[1], {}, {}))
+        self.submitted += 1
+        return self.held
+
+    def fill(self, feed: "_Feed") -> None:
+        """Hand jobs from ``feed`` to workers while the window has room and a worker can
+        take the next one."""
+        while self.wants_input():
+            held = self.held or self.hold_next(feed)
+            if held is None:
+                break
+            w = self.worker_for(len(held[1]))
+            if w is None:
+                break
+            w.send(*held)
+            self.held = None
+
+    # -- waiting -------------------------------------------------------------------------
+
+    def finished(self) -> bool:
+        """Whether every job was read, run and handed out."""
+        return (self.exhausted and self.held is None
+                and not any(w.tasks or w.backlog for w in self.pool))
+
+    def poll(self, ready: list, now: float) -> None:
+        """Read every busy worker that is ``ready``; restart one whose query is past its
+        deadline at ``now`` (monotonic) or that died."""
+        for w in [w for w in self.pool if w.tasks]:
+            if w.conn in ready:
+                try:
+                    while w.tasks and w.conn.poll():
+                        self.receive(w)
+                except (EOFError, OSError):
+                    self.restart(w, "crash")
+                continue
+            started, _, _ = w.slot.read()
+            if started != IDLE and now - started > self.hard_timeout_s:
+                self.restart(w, "timeout")
+            elif not w.proc.is_alive():
+                self.restart(w, "crash")
+
+    def wait(self, feed: "_Feed") -> list:
+        """Wait for a busy worker's message or new input; with a query running, wake up in
+        time to enforce its deadline."""
+        busy = [w for w in self.pool if w.tasks]
+        waiting = [w.conn for w in busy]
+        if self.held is None and self.wants_input():
+            waiting.append(feed.fd)
+        ready = wait(waiting, timeout=0.05 if busy or not waiting else None)
+        if feed.fd in ready:
+            feed.drain()
+        return ready
+
+    # -- the whole run -------------------------------------------------------------------
+
+    def loop(self, feed: "_Feed") -> Iterator:
+        """Yield every job's result in input order: fill, yield what is done, wait, poll."""
+        while True:
+            self.send_backlogs()
+            self.fill(feed)
+            yield from self.take_done()
+            if self.failure is not None and self.next_out == self.submitted:
+                raise self.failure
+            if self.finished():
+                return
+            ready = self.wait(feed)
+            self.poll(ready, time.monotonic())
+
+    def results(self, jobs_in: Iterable) -> Iterator:
+        """Run every job of ``jobs_in`` (read in a thread) and yield the results in input
+        order; the workers end with it, however it ends."""
+        feed = _Feed(jobs_in)
+        try:
+            yield from self.loop(feed)
+        except BaseException:  # a signal, an error, or the consumer stopping early
+            for w in self.pool:
+                w.kill()
+            raise
+        finally:
+            feed.close()
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Ask every worker to stop, then stop those that do not within 0.5 s."""
+        for w in self.pool:
+            try:
+                if w.proc.is_alive():
+                    w.conn.send(None)
+            except OSError:
+                pass
+        for w in self.pool:
+            w.proc.join(timeout=0.5)
+            w.kill()
+
+
 def supervised_map(run: Callable, jobs_in: Iterable, *, workers: int, hard_timeout_s: float,
                    init: Callable, init_args: tuple = (), window: int | None = None,
                    queue_depth: int = 2) -> Iterator:
@@ -252,148 +488,7 @@ def supervised_map(run: Callable, jobs_in: Iterable, *, workers: int, hard_timeo
     ``jobs_in`` is iterated in a thread; an exception it raises is raised here after the
     results of every job before it.
     """
-    methods = mp.get_all_start_methods()
-    ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-    try:
-        shared = ctx.RawArray("d", Slot.WIDTH * workers)
-    except OSError as exc:  # a file in /dev/shm or the temp folder backs it
-        raise RFError(f"cannot create the workers' shared memory: {exc.strerror or exc}") \
-            from None
-    window = window or workers * 8
-    pool: list[_Worker] = []  # grows as tasks need workers
-    done: dict[int, object] = {}
-    parts: dict[int, dict] = {}  # seq -> {query index: outcome kept by Slot.keep}
-    crashes: dict[int, int] = {}
-    next_out = 0
-    submitted = 0
-    exhausted = False
-    failure: BaseException | None = None  # what reading the input raised, after `submitted`
-
-    def packed(task: tuple) -> tuple[tuple, bytes]:
-        return task, pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def receive(w: _Worker) -> None:
-        """Take one message from a worker: a finished task, or one finished query of it."""
-        msg = w.conn.recv()
-        if msg[0] == _PART:
-            _, seq, index, value = msg
-            parts.setdefault(seq, {})[index] = value
-        else:
-            _, seq, result = msg
-            done[seq] = result
-            parts.pop(seq, None)
-            w.tasks.popleft()
-
-    def crashed(seq: int) -> None:
-        crashes[seq] = crashes.get(seq, 0) + 1
-        if crashes[seq] > MAX_CRASHES_PER_TASK:
-            raise RFError(f"a worker process died {crashes[seq]} times on input "
-                          f"record {seq + 1}")
-
-    def restart(w: _Worker, reason: str | None) -> None:
-        """Replace a worker; collect what it sent, then resend what it still held, with the
-        query it was running (if any) marked killed for ``reason``."""
-        started, query_index, running_seq = w.slot.read()
-        w.kill()
-        while w.tasks:  # messages already in the pipe survive the worker
-            try:
-                if not w.conn.poll():
-                    break
-                receive(w)
-            except (EOFError, OSError, ValueError):
-                break
-        new = _Worker(ctx, w.index, shared, init, init_args, run)
-        pool[w.index] = new
-        running = started != IDLE and running_seq in {t[0] for t in w.tasks}
-        if reason == "crash" and w.tasks:
-            # the task it was running, or (died between queries) its oldest task
-            crashed(running_seq if running else w.tasks[0][0])
-        for seq, job, killed, _ in list(w.tasks) + [t for t, _ in w.backlog]:
-            if running and seq == running_seq:
-                killed = {**killed, query_index: reason or "crash"}
-            new.backlog.append(packed((seq, job, killed, parts.get(seq, {}))))
-
-    def worker_for(size: int) -> _Worker | None:
-        """An idle worker, else a new one while fewer than ``workers`` run, else one that
-        can queue the job behind its current task."""
-        for w in pool:
-            if not w.tasks and not w.backlog:
-                return w
-        if len(pool) < workers:
-            pool.append(_Worker(ctx, len(pool), shared, init, init_args, run))
-            return pool[-1]
-        return next((w for w in pool if not w.backlog and w.can_take(size, queue_depth)),
-                    None)
-
-    held = None  # the next job from the input, waiting for a worker that can take it
-    feed = _Feed(jobs_in)
-
-    try:
-        while True:
-            for w in pool:
-                while w.backlog and w.can_take(len(w.backlog[0][1]), queue_depth):
-                    w.send(*w.backlog.popleft())
-            while not exhausted and failure is None and submitted - next_out < window:
-                if held is None:
-                    item = feed.take()
-                    if item is None:
-                        break
-                    if item[0] == _END:
-                        exhausted = True
-                        break
-                    if item[0] == _FAILED:
-                        failure = item[1]
-                        break
-                    held = packed((submitted, item[1], {}, {}))
-                    submitted += 1
-                w = worker_for(len(held[1]))
-                if w is None:
-                    break
-                w.send(*held)
-                held = None
-            while next_out in done:
-                yield done.pop(next_out)
-                next_out += 1
-            if failure is not None and next_out == submitted:
-                raise failure
-            busy = [w for w in pool if w.tasks]
-            if (exhausted and not busy and held is None
-                    and not any(w.backlog for w in pool)):
-                return
-            waiting = [w.conn for w in busy]
-            if (not exhausted and failure is None and held is None
-                    and submitted - next_out < window):
-                waiting.append(feed.fd)
-            # with a query running, wake up in time to enforce its deadline
-            ready = wait(waiting, timeout=0.05 if busy or not waiting else None)
-            if feed.fd in ready:
-                feed.drain()
-            now = time.monotonic()
-            for w in busy:
-                if w.conn in ready:
-                    try:
-                        while w.tasks and w.conn.poll():
-                            receive(w)
-                    except (EOFError, OSError):
-                        restart(w, "crash")
-                    continue
-                started, _, _ = w.slot.read()
-                if started != IDLE and now - started > hard_timeout_s:
-                    restart(w, "timeout")
-                elif not w.proc.is_alive():
-                    restart(w, "crash")
-    except BaseException:  # a signal, an error, or the consumer stopping early: no waiting
-        for w in pool:
-            w.kill()
-        raise
-    finally:
-        feed.close()
-        for w in pool:
-            try:
-                if w.proc.is_alive():
-                    w.conn.send(None)
-            except OSError:
-                pass
-        for w in pool:
-            w.proc.join(timeout=0.5)
-            w.kill()
+    supervisor = PoolSupervisor(run, workers=workers, hard_timeout_s=hard_timeout_s,
+                                init=init, init_args=init_args, window=window,
+                                queue_depth=queue_depth)
+    yield from supervisor.results(jobs_in)

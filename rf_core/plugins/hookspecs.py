@@ -27,3 +27,9 @@ def register_trainers(register):
 @hookspec
 def register_datasets(register):
     """Register datasets: objects with ``name`` and ``items(**options)`` yielding items."""
+
+
+@hookspec
+def register_matchers(register):
+    """Register matchers: objects with ``name``, ``description`` and ``match(gold_rows,
+    pred_rows, ordered)`` (optionally ``rewrite(sql, role)`` and ``ordered(gold_sql)``)."""

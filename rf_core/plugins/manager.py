@@ -27,6 +27,7 @@ from rf_core.errors import RFError, UnknownPlugin
 DEFAULT_PLUGINS = (
     "rf_plugins.datasets",
     "rf_plugins.sqlite_verifier",
+    "rf_plugins.matchers",
     "rf_plugins.hf",
     "rf_plugins.vllm",
     "rf_plugins.openai_sampler",
@@ -35,7 +36,7 @@ DEFAULT_PLUGINS = (
     "rf_plugins.peft_trainer",
 )
 
-KINDS = ("samplers", "verifiers", "trainers", "datasets")
+KINDS = ("samplers", "verifiers", "trainers", "datasets", "matchers")
 
 pm = pluggy.PluginManager("reasonforge")
 pm.add_hookspecs(hookspecs)
