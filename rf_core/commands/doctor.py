@@ -27,6 +27,7 @@ def trainer_plan(name: str, impl: Any, max_len: int,
         return None
 
     def plan(config: dict, free_bytes: int | None) -> dict:
+        """The trainer's plan, with the --max-len and the trainer it was made for."""
         result = method(config, free_bytes=free_bytes, max_len=max_len, **options)
         return {**result, "max_len": max_len, "trainer": name}
 

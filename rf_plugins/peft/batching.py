@@ -28,6 +28,7 @@ class Encoded:
 
     @property
     def n_completion(self) -> int:
+        """Tokens of the completion, the ones the loss is on."""
         return len(self.input_ids) - self.n_prompt
 
 

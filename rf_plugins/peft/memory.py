@@ -183,6 +183,7 @@ def plan_memory(free_bytes: int, shape: ModelShape, *, pending_bytes: int = 0,
     completion = _round_down(int(available * logit_share / shape.logit_bytes), 16)
 
     def budget(ckpt: bool) -> int:
+        """Padded tokens that fit the activations' share, with or without checkpointing."""
         tokens = int(act / shape.activation_bytes(dropout, ckpt, dtype_bytes))
         return min(max_tokens, _round_down(tokens, granule))
 

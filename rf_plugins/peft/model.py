@@ -35,6 +35,7 @@ class CompletionLoss:
                 self.head = base.get_output_embeddings()
 
             def forward(self, input_ids, attention_mask, targets, weights):
+                """sum(weight * NLL) over the completion tokens of a micro-batch."""
                 hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask,
                                       use_cache=False).last_hidden_state
                 # position t predicts token t + 1; targets holds -100 where there is no loss
