@@ -45,7 +45,7 @@ def held_out_loss(model: str, adapter: str | None, examples: list[dict]) -> floa
     import torch
 
     from rf_core.model.loading import end_of_turn_id, load
-    from rf_core.train.batching import encode_examples
+    from rf_plugins.peft.batching import encode_examples
 
     tok, mdl = load(model, dtype=torch.float32, device="cpu", adapter=adapter)
     encoded, _ = encode_examples(examples, tok, end_of_turn_id(tok), 1 << 20, lambda m: None)

@@ -149,10 +149,11 @@ def warm_up(args, device, dtype) -> None:
 
 
 def run_rf(examples, args, device, tmp: Path) -> dict:
-    import rf_plugins.peft_trainer as pt
+    from rf_plugins.peft import model as parts
+    from rf_plugins.peft.trainer import PeftTrainer
 
     counter = Counter()
-    original = pt._collate
+    original = parts.collate
 
     def counting_collate(batch, pad_id, dev):
         out = original(batch, pad_id, dev)
@@ -160,10 +161,10 @@ def run_rf(examples, args, device, tmp: Path) -> dict:
         return out
 
     reset_peak(device)
-    pt._collate = counting_collate
+    parts.collate = counting_collate
     try:
         start = time.perf_counter()
-        result = pt.PeftTrainer().train(
+        result = PeftTrainer().train(
             examples, base=args.model, out=str(tmp / "rf-adapter"), rank=LORA["rank"],
             alpha=LORA["alpha"], dropout=LORA["dropout"], target=LORA["target"], lr=args.lr,
             epochs=args.epochs, warmup=WARMUP, weight_decay=WEIGHT_DECAY,
@@ -173,7 +174,7 @@ def run_rf(examples, args, device, tmp: Path) -> dict:
             report=lambda m: say(f"rf-train: {m}"))
         end_to_end = time.perf_counter() - start
     finally:
-        pt._collate = original
+        parts.collate = original
     if result["tokens"] != counter.real:
         say(f"warning: rf-train reports {result['tokens']} tokens, the bench counted "
             f"{counter.real}")
@@ -194,7 +195,7 @@ def run_hf(examples, args, device, dtype, tmp: Path) -> dict:
     from transformers.utils import logging as hf_logging
 
     from rf_core.model.loading import end_of_turn_id, load
-    from rf_core.train.batching import encode_examples
+    from rf_plugins.peft.batching import encode_examples
 
     hf_logging.set_verbosity_error()
     reset_peak(device)
@@ -291,7 +292,7 @@ def main() -> int:
     import transformers
 
     from rf_core.model.loading import end_of_turn_id
-    from rf_core.train.batching import encode_examples
+    from rf_plugins.peft.batching import encode_examples
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -83,7 +83,23 @@ class Verifier(Protocol):
 @runtime_checkable
 class Trainer(Protocol):
     """Trains an adapter on ``examples`` from the ``base`` model into the folder ``out``
-    and returns what rf-train prints (a JSON-able dict)."""
+    and returns what rf-train prints (a JSON-able dict).
+
+    Optional: a trainer may also offer rf-doctor its memory plan (``rf-doctor --trainer NAME
+    -o NAME VALUE``) with a method::
+
+        def memory_plan(self, config: dict, *, free_bytes: int | None, max_len: int,
+                        **options: Any) -> dict
+
+    ``config``: the model's config.json, as a dict (the model is not loaded); ``free_bytes``:
+    the GPU memory to plan for (None: no GPU, a CPU run); ``max_len``: rf-train's
+    ``--max-len``; ``options``: the trainer's declared options, as rf-train passes them. It
+    returns a JSON-able dict with at least ``device`` ("cuda" or "cpu"),
+    ``micro_batch_tokens``, ``completion_tokens`` (or None), ``grad_checkpointing`` and
+    ``reason``; it may add ``free_gb`` and the values of the options the plan depends on
+    (rf-doctor's table shows those). The method is not a member of this Protocol: a trainer
+    without it is still a Trainer, and rf-doctor then says it has no plan to show.
+    """
 
     name: str
     options: tuple[Option, ...]
@@ -93,7 +109,9 @@ class Trainer(Protocol):
               resume: bool, force: bool, report: Report, progress: Progress,
               **options: Any) -> dict:
         """Train from ``base`` on ``examples`` (rf-filter's and rf-inject's records) and
-        save the adapter in the folder ``out``; return what rf-train prints."""
+        save the adapter in the folder ``out``; return what rf-train prints. rf-train's
+        defaults for ``epochs``, ``lr``, ``batch_size``, ``max_len`` and ``seed`` are
+        ``TRAIN_DEFAULTS``."""
 
 
 @runtime_checkable
@@ -179,15 +197,9 @@ _LAZY = {
     "DEFAULT_VARIANTS_MAX_S": "rf_core.exec.variants",
     "MAX_VARIANTS": "rf_core.exec.variants",
     "DEFAULT_GOLD_VARIANTS_MAX_S": "rf_core.exec.gold_variants",
-    # training helpers shared by trainers
+    # what trainers share
     "canonical_sql": "rf_core.train.examples",
-    "encode_examples": "rf_core.train.batching",
-    "plan_steps": "rf_core.train.batching",
-    "micro_batches": "rf_core.train.batching",
-    "halve": "rf_core.train.batching",
-    "cosine_with_warmup": "rf_core.train.batching",
-    "ModelShape": "rf_core.train.memory",
-    "plan_memory": "rf_core.train.memory",
+    "TRAIN_DEFAULTS": "rf_core.train.defaults",
 }
 _RENAMED = {"load_model": "load", "resolve_model": "resolve",
             "DEFAULT_VARIANTS_MAX_MB": "DEFAULT_MAX_MB",

@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from conftest import run
+from rf_core.api import Option
 from rf_core.model.environment import choose_sampler
 
 
@@ -44,6 +45,89 @@ def test_plans_for_a_gpu_it_does_not_have(tiny_model, tmp_path):
     small = orjson.loads(run("rf-doctor", ["-m", tiny_model, "--spider-root", spider,
                                            "--gpu-memory", "1.2"]).stdout)["train_plan"]
     assert small["micro_batch_tokens"] < big["micro_batch_tokens"]
+
+
+def test_the_plan_takes_the_trainers_options(tiny_model, tmp_path):
+    spider = str(fake_spider(tmp_path))
+    args = ["-m", tiny_model, "--spider-root", spider, "--gpu-memory", "1.5"]
+    default = run("rf-doctor", args)
+    plan = orjson.loads(default.stdout)["train_plan"]
+    assert (plan["rank"], plan["dropout"], plan["max_len"], plan["trainer"]) == \
+        (16, 0.15, 2048, "peft")
+    assert "(1.5 GB free, rank 16, dropout 0.15)" in table_row(default.stderr,
+                                                               "rf-train micro-batch")
+    r = run("rf-doctor", [*args, "-o", "rank", "8", "-o", "dropout", "0", "--max-len", "512"])
+    assert r.code == 0, r.stderr
+    smaller = orjson.loads(r.stdout)["train_plan"]
+    assert (smaller["rank"], smaller["dropout"], smaller["max_len"]) == (8, 0.0, 512)
+    # no dropout: smaller activations, more tokens per micro-batch
+    assert smaller["budget_without_checkpointing"] > plan["budget_without_checkpointing"]
+    bad = run("rf-doctor", [*args, "-o", "rnk", "8"])
+    assert bad.code == 2 and "trainer 'peft' has no option 'rnk'" in bad.stderr
+    gone = run("rf-doctor", [*args, "--rank", "8"])  # the trainer's option, not a flag
+    assert gone.code == 2
+
+
+class _PlanningTrainer:
+    """A trainer whose memory plan records what rf-doctor asked it."""
+    name = "planner"
+    options = (Option("width", int, 3, "A setting the plan depends on."),)
+    asked: list = []
+
+    def train(self, examples, **kwargs):
+        raise AssertionError("rf-doctor never trains")
+
+    def memory_plan(self, config, *, free_bytes, max_len, **options):
+        self.asked.append((config["num_hidden_layers"], free_bytes, max_len, options))
+        return {"device": "cuda", "free_gb": 2.0, "micro_batch_tokens": 1024,
+                "completion_tokens": None, "grad_checkpointing": True, "reason": "planned",
+                "width": options["width"]}
+
+
+class _PlanlessTrainer:
+    name = "planless"
+
+    def train(self, examples, **kwargs):
+        raise AssertionError("rf-doctor never trains")
+
+
+def test_the_plan_is_the_chosen_trainers_own(tiny_model, tmp_path):
+    from rf_core.testing import registered
+
+    args = ["-m", tiny_model, "--spider-root", str(fake_spider(tmp_path)), "--gpu-memory", "2"]
+    _PlanningTrainer.asked = []
+    with registered(_PlanningTrainer()):
+        r = run("rf-doctor", [*args, "--trainer", "planner", "-o", "width", "5",
+                              "--max-len", "100"])
+    assert r.code == 0, r.stderr
+    assert _PlanningTrainer.asked == [(2, 2_000_000_000, 100, {"width": 5})]
+    plan = orjson.loads(r.stdout)["train_plan"]
+    assert plan["micro_batch_tokens"] == 1024 and plan["trainer"] == "planner"
+    assert table_row(r.stderr, "rf-train micro-batch") == "1,024 tokens (2.0 GB free, width 5)"
+    assert table_row(r.stderr, "rf-train checkpointing") == "on: planned"
+    with registered(_PlanlessTrainer()):
+        r = run("rf-doctor", [*args, "--trainer", "planless"])
+    assert r.code == 0, r.stderr
+    info = orjson.loads(r.stdout)
+    assert "train_plan" not in info and table_row(r.stderr, "rf-train micro-batch") is None
+    assert "trainer 'planless' offers no memory plan" in info["warnings"]
+    r = run("rf-doctor", [*args, "--trainer", "nosuch"])
+    assert r.code == 2 and "nosuch" in r.stderr
+
+
+def test_the_survey_imports_no_trainer_code():
+    """The plan comes in through ``survey(plan=...)``: rf_core.model never imports
+    rf_core.train, nor the peft plugin."""
+    import ast
+    from pathlib import Path
+
+    import rf_core.model
+
+    for path in Path(rf_core.model.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.startswith(("rf_core.train", "rf_plugins")) for n in names), path
 
 
 def test_empty_model_cache_and_no_spider_say_what_is_missing(tmp_path, monkeypatch):

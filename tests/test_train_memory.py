@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rf_core.train.memory import ModelShape, plan_before_loading, plan_memory
-from rf_core.train.batching import Encoded, halve, micro_batches
+from rf_plugins.peft.batching import Encoded, halve, micro_batches
+from rf_plugins.peft.memory import ModelShape, plan_before_loading, plan_memory
 
 MIB = 1 << 20
 # Qwen2.5-Coder-1.5B-Instruct as rf-model converts it (untied output layer: 1.78B parameters)
@@ -106,9 +106,9 @@ def test_halve_splits_every_micro_batch_until_one_row():
 def _fail_once(monkeypatch, at_call: int):
     import torch
 
-    import rf_plugins.peft_trainer as pt
+    from rf_plugins.peft.model import CompletionLoss
 
-    original = pt._CompletionLoss.build
+    original = CompletionLoss.build
     calls = {"n": 0}
 
     def build(peft_model):
@@ -124,7 +124,7 @@ def _fail_once(monkeypatch, at_call: int):
         module.forward = flaky
         return module
 
-    monkeypatch.setattr(pt._CompletionLoss, "build", staticmethod(build))
+    monkeypatch.setattr(CompletionLoss, "build", staticmethod(build))
     return calls
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run
-from rf_core.train import memory
+from rf_plugins.peft import memory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,8 @@ def _train(tiny_model, out, *args):
 def _lengths(tiny_model) -> list[int]:
     from transformers import AutoTokenizer
 
-    from rf_core.api import encode_examples, end_of_turn_id
+    from rf_core.api import end_of_turn_id
+    from rf_plugins.peft.batching import encode_examples
     from test_train import examples
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
@@ -91,9 +92,9 @@ def test_the_largest_micro_batch_is_one_that_ran_after_out_of_memory_halving(
         tiny_model, tmp_path, monkeypatch):
     import torch
 
-    import rf_plugins.peft_trainer as pt
+    from rf_plugins.peft.model import CompletionLoss
 
-    original = pt._CompletionLoss.build
+    original = CompletionLoss.build
 
     def build(peft_model):  # every micro-batch of more than one row runs out of memory
         module = original(peft_model)
@@ -107,7 +108,7 @@ def test_the_largest_micro_batch_is_one_that_ran_after_out_of_memory_halving(
         module.forward = small_only
         return module
 
-    monkeypatch.setattr(pt._CompletionLoss, "build", staticmethod(build))
+    monkeypatch.setattr(CompletionLoss, "build", staticmethod(build))
     rep = _train(tiny_model, tmp_path / "a")
     assert rep["oom_retries"] == 2  # 4 rows -> 2 x 2 -> 4 x 1
     assert rep["largest_micro_batch_rows"] == 1
@@ -116,12 +117,12 @@ def test_the_largest_micro_batch_is_one_that_ran_after_out_of_memory_halving(
 
 def test_the_peak_is_read_from_the_cuda_allocator(monkeypatch):
     torch = pytest.importorskip("torch")
-    import rf_plugins.peft_trainer as pt
+    from rf_plugins.peft.model import peak_memory
 
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda dev: 7_000_000_000)
     monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda dev: 9_000_000_000)
-    assert pt._peak_memory(torch.device("cuda:0")) == (7_000_000_000, 9_000_000_000)
-    assert pt._peak_memory(torch.device("cpu")) == (None, None)
+    assert peak_memory(torch.device("cuda:0")) == (7_000_000_000, 9_000_000_000)
+    assert peak_memory(torch.device("cpu")) == (None, None)
 
 
 def test_the_schema_documents_the_new_fields():

@@ -12,6 +12,7 @@ from rf_core.commands.common import (FiniteFloat, Pipe, Seed, check_utf8_path, c
                                      plugin_kwargs)
 from rf_core.plugins.options import plugin_options
 from rf_core.errors import RFError
+from rf_core.train.defaults import TRAIN_DEFAULTS
 
 PROG = "rf-train"
 
@@ -46,16 +47,20 @@ def _out_folder(ctx, param, value):
 @click.option("--base", required=True, help="Base model (folder, hub id, .gguf, rf-model name).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), callback=_out_folder,
               help="Adapter folder to write (with the tokenizer).")
-@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=1e-4, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+@click.option("--epochs", type=click.IntRange(min=1), default=TRAIN_DEFAULTS.epochs,
+              show_default=True)
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=TRAIN_DEFAULTS.lr,
+              show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=TRAIN_DEFAULTS.batch_size,
+              show_default=True,
               help="Examples per optimizer step (over all processes).")
-@click.option("--max-len", type=click.IntRange(min=8), default=2048, show_default=True,
+@click.option("--max-len", type=click.IntRange(min=8), default=TRAIN_DEFAULTS.max_len,
+              show_default=True,
               help="Longer examples are reported and skipped, never truncated.")
 @click.option("--max-too-long", type=FiniteFloat(min=0, max=100), default=None,
               metavar="PCT", help="Stop before training when more than PCT% of the examples "
               "are longer than --max-len (default: skip them, with a count by database).")
-@click.option("--seed", type=Seed(), default=0, show_default=True)
+@click.option("--seed", type=Seed(), default=TRAIN_DEFAULTS.seed, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint of --out.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @plugin_options

@@ -1,7 +1,8 @@
 """What a run will use on this machine, found out before it starts: Python, torch and its
 CUDA, each GPU's memory, package versions, the engine ``--sampler auto`` picks and the
-attention each sampler engine gets, rf-train's micro-batch plan for a model, and whether the
-data and the model are there; and the CUDA allocator setting rf-sample and rf-train default to.
+attention each sampler engine gets, a trainer's micro-batch plan for a model (rf-doctor
+passes in the trainer plugin's), and whether the data and the model are there; and the CUDA
+allocator setting rf-sample and rf-train default to.
 
 rf-doctor prints it; bench/gpu_check.sh records it at the top of its results.
 """
@@ -16,6 +17,7 @@ import os
 import platform
 import sys
 from pathlib import Path
+from typing import Callable, Iterable
 
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "vllm", "gguf", "matplotlib")
 NEEDED = ("torch", "transformers", "peft")
@@ -177,47 +179,61 @@ def model_config(location: str) -> dict:
     return json.loads((config_folder(location) / "config.json").read_text())
 
 
-def train_plan(config: dict, free_bytes: int | None, *, rank: int, dropout: float,
-               max_len: int) -> dict:
-    """rf-train's micro-batch budget and checkpointing decision for a model not yet loaded:
-    from ``free_bytes`` of GPU memory, or its fixed CPU budget when there is no GPU."""
-    from rf_core.train.memory import ModelShape, plan_before_loading
-
-    shape = ModelShape.from_config(config)
-    if free_bytes is None:
-        return {"device": "cpu", "micro_batch_tokens": 4096, "completion_tokens": None,
-                "grad_checkpointing": False,
-                "reason": "on a CPU the budget is fixed and auto means off"}
-    plan = plan_before_loading(free_bytes, shape, rank=rank, dropout=dropout,
-                               longest=max_len)
-    return {"device": "cuda", "free_gb": round(free_bytes / 1e9, 1), **plan.as_dict()}
-
-
 def spider_ok(root: Path) -> bool:
     return (root / "dev.json").is_file() and (root / "database").is_dir()
 
 
+# rf-doctor's memory plan for a model: (its config.json, the GPU memory to plan for or None
+# on a CPU) -> what the trainer's ``memory_plan`` returns, or None where it offers none
+TrainPlan = Callable[[dict, int | None], dict | None]
+# what every memory plan has (rf_core.api.Trainer); other keys are the options it depends on
+PLAN_KEYS = ("device", "free_gb", "micro_batch_tokens", "completion_tokens",
+             "grad_checkpointing", "reason")
+
+
 def survey(model: str | None, spider_root: str, *, gpu_memory_gb: float | None = None,
-           rank: int = 16, dropout: float = 0.15, max_len: int = 2048,
-           need_spider: bool = True) -> dict:
+           plan: TrainPlan | None = None, need_spider: bool = True) -> dict:
     """Everything rf-doctor reports, and a list of what is missing (empty when all is there).
 
-    ``gpu_memory_gb``: plan rf-train for a GPU with that much free memory instead of the
-    GPUs present (to see what a machine one does not have would do).
+    ``plan``: the trainer's memory plan, asked for the model when it is there (rf-doctor
+    passes the chosen trainer's); ``gpu_memory_gb``: plan for a GPU with that much free
+    memory instead of the GPUs present (to see what a machine one does not have would do).
     """
-    from rf_core.model.loading import CATALOG, cache_dir, config_folder, resolve, status
-    from rf_core.errors import RFError
-
     missing: list[str] = []
     warnings: list[str] = []
     info: dict = {"python": platform.python_version(), "executable": sys.executable,
                   "platform": platform.platform()}
+    absent = _packages(info, missing)
+    devices = _torch_and_gpus(info, warnings, absent)
+    cuda = bool(devices)
+    _samplers(info, warnings, cuda, absent)
+    location = _model(info, missing, model)
+    if location and not missing:
+        _model_details(info, location, cuda)
+        if plan is not None:
+            free = (int(gpu_memory_gb * 1e9) if gpu_memory_gb is not None
+                    else devices[0]["free_bytes"] if devices else None)
+            info["train_plan"] = plan(model_config(location), free)
+    _spider(info, missing, spider_root, need_spider)
+    info["warnings"] = warnings
+    info["missing"] = missing
+    info["ok"] = not missing
+    return info
+
+
+def _packages(info: dict, missing: list[str]) -> list[str]:
+    """Each package's version into ``info``; returns the needed ones that are absent."""
     versions = {name: package_version(name) for name in PACKAGES}
     info["packages"] = versions
     absent = [name for name in NEEDED
               if versions[name] is None or importlib.util.find_spec(name) is None]
     missing += [f"the {name} package: pip install 'reasonforge[models]'" for name in absent]
-    torch_info: dict = {"version": versions["torch"], "build": None, "cuda": None}
+    return absent
+
+
+def _torch_and_gpus(info: dict, warnings: list[str], absent: list[str]) -> list[dict]:
+    """torch's build and each GPU into ``info``; returns the GPUs (none without torch)."""
+    torch_info: dict = {"version": info["packages"]["torch"], "build": None, "cuda": None}
     devices: list[dict] = []
     if "torch" not in absent:
         import torch
@@ -234,12 +250,16 @@ def survey(model: str | None, spider_root: str, *, gpu_memory_gb: float | None =
                      "total_gb": round(g["total_bytes"] / 1e9, 1)} for g in devices]
     if not devices:
         warnings.append("no CUDA GPU: sampling and training run on the CPU")
-    cuda = bool(devices)
+    return devices
+
+
+def _samplers(info: dict, warnings: list[str], cuda: bool, absent: list[str]) -> None:
+    """The engine ``--sampler auto`` picks and the attention each sampler engine gets."""
     vllm = importlib.util.find_spec("vllm") is not None
     cb = "transformers" not in absent and continuous_batching_available()
     flash = flash_attention() if cuda and cb else None  # cb runs no flash attention on a CPU
     info["sampler_auto"], info["sampler_auto_reason"] = auto_choice(cuda, vllm, cb, flash)
-    # what each engine's attention will be; hf's is the model's, filled in below
+    # what each engine's attention will be; hf's is the model's, filled in later
     info["attention"] = {"hf": None, "cb": cb_attention(flash) if cb else None,
                          "vllm": "vLLM's own, chosen when its engine starts" if vllm else None}
     if cuda and cb and flash is None:
@@ -248,60 +268,54 @@ def survey(model: str | None, spider_root: str, *, gpu_memory_gb: float | None =
                         "batch; --sampler auto picks hf here (flash-attn would give cb "
                         "paged flash attention)")
 
+
+def _model(info: dict, missing: list[str], model: str | None) -> str | None:
+    """The model cache and the model asked for (else the default or a cached one) into
+    ``info``; returns its local folder, None (and a line in ``missing``) when it is not
+    there."""
+    from rf_core.errors import RFError
+    from rf_core.model.loading import CATALOG, cache_dir, config_folder, resolve, status
+
     cached = [row["name"] for row in status() if row["path"]]
     info["model_cache"] = {"dir": str(cache_dir() / "models"), "converted": cached}
     if model is None:
         model = DEFAULT_MODEL if DEFAULT_MODEL in cached or not cached else cached[0]
     info["model"] = {"name": model, "path": None}
-    location = None
     try:
         location = resolve(model)
         if not config_folder(location).is_dir():  # random:DIR: DIR
             raise RFError(f"model {model!r} is not a local folder (no model hub here)")
-        info["model"]["path"] = location
     except RFError as exc:
         hint = "" if model in CATALOG else " (pass --model with a transformers folder)"
         missing.append(f"the model: {exc}{hint}")
-    if location and not missing:
-        import torch
+        return None
+    info["model"]["path"] = location
+    return location
 
-        dtype = torch.bfloat16 if cuda else torch.float32
-        config = model_config(location)
-        info["model"]["attention"] = attention_implementation(location, dtype)
-        info["attention"]["hf"] = info["model"]["attention"]
-        free = (int(gpu_memory_gb * 1e9) if gpu_memory_gb is not None
-                else devices[0]["free_bytes"] if devices else None)
-        info["train_plan"] = train_plan(config, free, rank=rank, dropout=dropout,
-                                        max_len=max_len)
-        info["train_plan"].update({"rank": rank, "dropout": dropout, "max_len": max_len})
 
+def _model_details(info: dict, location: str, cuda: bool) -> None:
+    """The attention implementation the hf sampler gets for the model."""
+    import torch
+
+    dtype = torch.bfloat16 if cuda else torch.float32
+    info["model"]["attention"] = attention_implementation(location, dtype)
+    info["attention"]["hf"] = info["model"]["attention"]
+
+
+def _spider(info: dict, missing: list[str], spider_root: str, need_spider: bool) -> None:
+    """Whether Spider is at ``spider_root``; missing only where it is needed."""
     root = Path(spider_root).expanduser()
     info["spider"] = {"root": str(root), "present": spider_ok(root)}
     if need_spider and not info["spider"]["present"]:
         missing.append(f"Spider 1.0 at {root} (dev.json and database/): pass --spider-root "
                        "or set RF_SPIDER_ROOT")
-    info["warnings"] = warnings
-    info["missing"] = missing
-    info["ok"] = not missing
-    return info
 
 
-def table(info: dict) -> str:
-    """The survey as a readable two-column table."""
-    gb = lambda b: f"{b / 1e9:.1f} GB"  # noqa: E731
+def table(info: dict, plan_options: Iterable[str] = ()) -> str:
+    """The survey as a readable two-column table. ``plan_options``: the trainer's options
+    whose values the train plan's row shows (those the plan carries)."""
     rows = [("python", f"{info['python']} ({info['executable']})")]
-    t = info["torch"]
-    rows.append(("torch", f"{t['version'] or 'MISSING'}"
-                 + (f" ({t['build']} build" + (f", CUDA {t['cuda']})" if t["cuda"] else ")")
-                    if t["build"] else "")))
-    for g in info["gpus"]:
-        rows.append((f"gpu {g['index']}", f"{g['name']}: {gb(g['free_bytes'])} free of "
-                     f"{gb(g['total_bytes'])} (compute {g['capability']})"))
-    if not info["gpus"]:
-        rows.append(("gpu", "none"))
-    for name, version in info["packages"].items():
-        if name != "torch":
-            rows.append((name, version or "not installed"))
+    rows += _environment_rows(info)
     rows.append(("sampler auto", f"{info['sampler_auto']} ({info.get('sampler_auto_reason')}; "
                  f"the rule: {AUTO_RULE})"))
     m = info["model"]
@@ -310,14 +324,7 @@ def table(info: dict) -> str:
         if attention:
             rows.append((f"attention ({engine} sampler)", attention))
     if info.get("train_plan"):
-        p = info["train_plan"]
-        where = (f"{p['free_gb']} GB free" if p["device"] == "cuda" else "CPU")
-        rows.append(("rf-train micro-batch", f"{p['micro_batch_tokens']:,} tokens"
-                     + (f", {p['completion_tokens']:,} completion tokens"
-                        if p["completion_tokens"] else "")
-                     + f" ({where}, r={p['rank']}, dropout {p['dropout']})"))
-        rows.append(("rf-train checkpointing",
-                     f"{'on' if p['grad_checkpointing'] else 'off'}: {p['reason']}"))
+        rows += _plan_rows(info["train_plan"], plan_options)
     cache = info["model_cache"]
     rows.append(("model cache", f"{cache['dir']}: "
                  + (", ".join(cache["converted"]) or "empty")))
@@ -328,6 +335,38 @@ def table(info: dict) -> str:
     lines += [f"warning: {w}" for w in info["warnings"]]
     lines += [f"missing: {m}" for m in info["missing"]]
     return "\n".join(lines)
+
+
+def _environment_rows(info: dict) -> list[tuple[str, str]]:
+    """The table's rows for torch, the GPUs and the other packages."""
+    def gb(b: int) -> str:
+        return f"{b / 1e9:.1f} GB"
+
+    t = info["torch"]
+    rows = [("torch", f"{t['version'] or 'MISSING'}"
+             + (f" ({t['build']} build" + (f", CUDA {t['cuda']})" if t["cuda"] else ")")
+                if t["build"] else ""))]
+    for g in info["gpus"]:
+        rows.append((f"gpu {g['index']}", f"{g['name']}: {gb(g['free_bytes'])} free of "
+                     f"{gb(g['total_bytes'])} (compute {g['capability']})"))
+    if not info["gpus"]:
+        rows.append(("gpu", "none"))
+    for name, version in info["packages"].items():
+        if name != "torch":
+            rows.append((name, version or "not installed"))
+    return rows
+
+
+def _plan_rows(p: dict, plan_options: Iterable[str]) -> list[tuple[str, str]]:
+    """The table's rows for the trainer's micro-batch plan."""
+    where = f"{p['free_gb']} GB free" if p["device"] == "cuda" else "CPU"
+    used = "".join(f", {name} {p[name]}" for name in plan_options
+                   if name in p and name not in PLAN_KEYS)
+    return [("rf-train micro-batch", f"{p['micro_batch_tokens']:,} tokens"
+             + (f", {p['completion_tokens']:,} completion tokens"
+                if p["completion_tokens"] else "") + f" ({where}{used})"),
+            ("rf-train checkpointing",
+             f"{'on' if p['grad_checkpointing'] else 'off'}: {p['reason']}")]
 
 
 def default_spider_root() -> str:

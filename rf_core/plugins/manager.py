@@ -33,7 +33,7 @@ DEFAULT_PLUGINS = (
     "rf_plugins.openai_sampler",
     "rf_plugins.replay_sampler",
     "rf_plugins.auto",
-    "rf_plugins.peft_trainer",
+    "rf_plugins.peft",
 )
 
 KINDS = ("samplers", "verifiers", "trainers", "datasets", "matchers")

@@ -1,1 +1,1 @@
-"""Training helpers shared by trainers: examples, token batching, memory sizing."""
+"""What any trainer shares: example selection (rf-filter, rf-inject) and rf-train's defaults."""

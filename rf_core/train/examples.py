@@ -24,6 +24,7 @@ def canonical_sql(sql: str) -> str:
 
 
 def n_correct(task: dict) -> int:
+    """How many of the task's candidates are correct."""
     return sum(1 for c in task.get("candidates") or [] if c.get("correct") is True)
 
 

@@ -2,8 +2,8 @@
 gradient checkpointing is needed, from free accelerator memory and the model's shapes.
 
 Pure arithmetic, no torch: the trainer feeds it ``torch.cuda.mem_get_info`` and the model's
-config; rf-doctor feeds it the same for a model it has not loaded; the tests feed it the
-memory of an 80 GB H100, a 141 GB H200 and a 24 GB card.
+config; rf-doctor (through ``memory_plan``) feeds it the same for a model it has not loaded;
+the tests feed it the memory of an 80 GB H100, a 141 GB H200 and a 24 GB card.
 
 Activation figures are bytes kept for the backward pass per token and decoder layer, measured
 on a CPU with ``torch.autograd.graph.saved_tensors_hooks`` (bf16, LoRA r=16 on all linear
@@ -30,6 +30,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import SimpleNamespace
+
+from rf_core.api import TRAIN_DEFAULTS
+from rf_plugins.peft.options import CPU_TOKENS, DEFAULTS
 
 GIB = 1 << 30
 
@@ -76,6 +79,8 @@ GRANULE = 256
 
 @dataclass(frozen=True)
 class ModelShape:
+    """The sizes of a decoder that the plan reads: layers, widths, vocabulary, tied head."""
+
     layers: int
     hidden: int
     intermediate: int
@@ -132,6 +137,8 @@ class ModelShape:
 
 @dataclass(frozen=True)
 class MemoryPlan:
+    """The budgets and the checkpointing decision for one device, and why."""
+
     token_budget: int            # padded tokens (rows x longest row) per micro-batch
     completion_budget: int       # completion tokens (output-layer rows) per micro-batch
     checkpointing: bool
@@ -140,6 +147,7 @@ class MemoryPlan:
     reason: str
 
     def as_dict(self) -> dict:
+        """The plan as rf-doctor prints it."""
         return {"micro_batch_tokens": self.token_budget,
                 "completion_tokens": self.completion_budget,
                 "grad_checkpointing": self.checkpointing,
@@ -148,7 +156,8 @@ class MemoryPlan:
 
 
 def plan_memory(free_bytes: int, shape: ModelShape, *, pending_bytes: int = 0,
-                dropout: float = 0.15, mode: str = "auto", longest: int = 2048,
+                dropout: float = DEFAULTS["dropout"], mode: str = "auto",
+                longest: int = TRAIN_DEFAULTS.max_len,
                 dtype_bytes: int = 2, efficient_tokens: int = EFFICIENT_TOKENS,
                 usable: float = USABLE_SHARE, reserve_bytes: int = RESERVE_BYTES,
                 logit_share: float = LOGIT_SHARE, max_tokens: int = MAX_TOKENS,
@@ -174,6 +183,7 @@ def plan_memory(free_bytes: int, shape: ModelShape, *, pending_bytes: int = 0,
     completion = _round_down(int(available * logit_share / shape.logit_bytes), 16)
 
     def budget(ckpt: bool) -> int:
+        """Padded tokens that fit the activations' share, with or without checkpointing."""
         tokens = int(act / shape.activation_bytes(dropout, ckpt, dtype_bytes))
         return min(max_tokens, _round_down(tokens, granule))
 
@@ -201,10 +211,24 @@ def _round_down(n: int, granule: int) -> int:
     return max(0, n // granule * granule)
 
 
-def plan_before_loading(free_bytes: int, shape: ModelShape, *, rank: int = 16,
+def plan_before_loading(free_bytes: int, shape: ModelShape, *, rank: int = DEFAULTS["rank"],
                         dtype_bytes: int = 2, **options) -> MemoryPlan:
     """``plan_memory`` for a model not loaded yet: its weights and the adapter's weights,
     gradients and AdamW moments still to be allocated."""
     pending = shape.params * dtype_bytes + shape.lora_params(rank) * LORA_STATE_BYTES
     return plan_memory(free_bytes, shape, pending_bytes=pending, dtype_bytes=dtype_bytes,
                        **options)
+
+
+def memory_plan(config: dict, *, free_bytes: int | None, max_len: int, rank: int,
+                dropout: float) -> dict:
+    """The trainer's micro-batch budget and checkpointing decision for a model not loaded yet,
+    from its config.json: from ``free_bytes`` of GPU memory, or the fixed CPU budget when
+    there is no GPU (None)."""
+    if free_bytes is None:
+        return {"device": "cpu", "micro_batch_tokens": CPU_TOKENS, "completion_tokens": None,
+                "grad_checkpointing": False,
+                "reason": "on a CPU the budget is fixed and auto means off"}
+    plan = plan_before_loading(free_bytes, ModelShape.from_config(config), rank=rank,
+                               dropout=dropout, longest=max_len)
+    return {"device": "cuda", "free_gb": round(free_bytes / 1e9, 1), **plan.as_dict()}

@@ -1,9 +1,9 @@
-"""Pieces of LoRA fine-tuning that any trainer plugin can reuse: tokenised examples,
-length-grouped steps, and the completion-only loss.
+"""The peft trainer's examples and steps: tokenised examples, length-grouped optimizer steps,
+micro-batches within a step, and the learning-rate schedule.
 
-Examples are rendered with rf_core.model.chat, the same functions the samplers use, so the model is
-trained on exactly the prompt it is sampled with, and its completion ends with the end-of-turn
-token that sampling stops at.
+Examples are rendered with rf_core.api's ``encode_example``, the function the samplers' prompts
+come from, so the model is trained on exactly the prompt it is sampled with, and its completion
+ends with the end-of-turn token that sampling stops at.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from rf_core.model.chat import encode_example
-from rf_core.errors import RFError
+from rf_core.api import RFError, encode_example
 
 
 @dataclass
 class Encoded:
+    """One tokenised example: prompt and completion ids, the prompt's length, its weight."""
+
     index: int
     input_ids: list[int]
     n_prompt: int
@@ -27,6 +28,7 @@ class Encoded:
 
     @property
     def n_completion(self) -> int:
+        """Tokens of the completion, the ones the loss is on."""
         return len(self.input_ids) - self.n_prompt
 
 
@@ -40,7 +42,8 @@ def encode_examples(examples: list[dict], tokenizer: Any, end_of_turn: int, max_
     that is an RFError naming the databases, before any training: a limit that drops the
     largest schemas' questions silently would train on none of them.
     """
-    out, too_long = [], Counter()
+    out: list[Encoded] = []
+    too_long: Counter[str] = Counter()
     for i, ex in enumerate(examples):
         prompt, answer = encode_example(tokenizer, ex["messages"], ex["completion"], end_of_turn)
         if len(prompt) + len(answer) > max_len:
@@ -90,7 +93,9 @@ def micro_batches(step: list[Encoded], token_budget: int,
     ``token_budget`` and whose completion tokens (the output layer's rows) fit
     ``completion_budget``. An example larger than a budget gets a micro-batch of its own."""
     ordered = sorted(step, key=lambda e: len(e.input_ids))
-    out, current, completion = [], [], 0
+    out: list[list[Encoded]] = []
+    current: list[Encoded] = []
+    completion = 0
     for ex in ordered:
         if current and ((len(current) + 1) * len(ex.input_ids) > token_budget
                         or (completion_budget is not None
