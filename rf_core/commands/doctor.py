@@ -4,7 +4,9 @@ import click
 import orjson
 
 from rf_core.model import environment
-from rf_core.commands.common import DataError, FiniteFloat, binary_stdout, command
+from rf_core.commands.errors import DataError, command
+from rf_core.commands.output import binary_stdout
+from rf_core.commands.params import FiniteFloat
 
 PROG = "rf-doctor"
 
