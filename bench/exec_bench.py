@@ -312,19 +312,20 @@ def variants_table(rf_exec: str, tasks_path: str, tmp: str, n_cands: int,
     """rf-exec --jobs 2 with --variants 4 (variants cached) and with --variants 4
     --for-training (gold variants cached too) against --variants 0."""
     cache = os.path.join(tmp, "variants")
-    cold = measure([rf_exec, tasks_path, "--jobs", "2", "--variants", "4",
-                    "--variants-dir", cache], os.path.join(tmp, "v_cold.jsonl"))
+    cold = measure([rf_exec, tasks_path, "--jobs", "2", "-o", "variants", "4",
+                    "-o", "variants_dir", cache], os.path.join(tmp, "v_cold.jsonl"))
     print(f"  variants: first run (builds them): {cold['wall']:.2f} s", file=sys.stderr,
           flush=True)
-    training = [rf_exec, tasks_path, "--jobs", "2", "--variants", "4", "--variants-dir", cache,
-                "--for-training", "--matcher", "official-keep-distinct"]
+    training = [rf_exec, tasks_path, "--jobs", "2", "-o", "variants", "4", "-o", "variants_dir",
+                cache, "--for-training", "--matcher", "official-keep-distinct"]
     cold_gold = measure(training, os.path.join(tmp, "v_cold_gold.jsonl"))
     print(f"  variants: first --for-training run (builds gold variants): "
           f"{cold_gold['wall']:.2f} s", file=sys.stderr, flush=True)
     methods = {
         "rf-exec --jobs 2 --variants 0": [rf_exec, tasks_path, "--jobs", "2"],
         "rf-exec --jobs 2 --variants 4 (variants cached)":
-            [rf_exec, tasks_path, "--jobs", "2", "--variants", "4", "--variants-dir", cache],
+            [rf_exec, tasks_path, "--jobs", "2", "-o", "variants", "4", "-o", "variants_dir",
+             cache],
         "rf-exec --jobs 2 --variants 4 --for-training (gold variants cached too)": training,
     }
     outputs = {m: os.path.join(tmp, f"v{i}.jsonl") for i, m in enumerate(methods)}

@@ -154,7 +154,7 @@ def test_jobs_out_of_range_is_a_usage_error(shop_db, jobs):
 
 
 def test_the_largest_jobs_value_is_accepted(shop_db):
-    from rf_core.commands.common import max_jobs
+    from rf_core.commands.params import max_jobs
 
     r = run("rf-exec", ["--jobs", str(max_jobs())],
             input=[make_task(shop_db, "SELECT 1", ["SELECT 1"])])

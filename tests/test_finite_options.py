@@ -136,7 +136,7 @@ def test_option_conversion_rejects_non_finite(text):
 
 
 def test_every_seed_option_is_64_bit_signed():
-    from rf_core.commands.common import Seed
+    from rf_core.commands.params import Seed
 
     seeds = [(prog, path) for prog, top in _scripts() for path, cmd in _leaves(top)
              for p in cmd.params if p.name == "seed"]

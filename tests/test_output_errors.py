@@ -230,7 +230,7 @@ def test_report_refuses_a_best_that_is_a_folder(tmp_path):
 
 
 def test_a_non_utf8_path_is_refused_before_any_work():
-    from rf_core.commands.common import check_utf8_path
+    from rf_core.commands.params import check_utf8_path
 
     check_utf8_path("out/ok-é", "--out")
     bad = os.fsdecode(b"out/\xff")

@@ -54,8 +54,8 @@ def test_report_counts_train_candidates_the_variants_rejected(shop_db, tmp_path)
     run_dir = tmp_path / "run"
     _iteration(run_dir, 0, shop_db, 6)
     train = [make_task(shop_db, GOLD, [GOLD, "SELECT 5"], id=f"t/{k}") for k in range(3)]
-    executed = run("rf-exec", ["--variants", "2", "--variants-dir", str(tmp_path / "cache")],
-                   input=train)
+    executed = run("rf-exec", ["-o", "variants", "2", "-o", "variants_dir",
+                               str(tmp_path / "cache")], input=train)
     assert executed.code == 0, executed.stderr
     (run_dir / "iter1").mkdir()
     (run_dir / "iter1" / "train.jsonl").write_bytes(executed.stdout)

@@ -3,9 +3,10 @@
 import click
 
 from rf_core.plugins import manager as plugins
-from rf_core.commands.common import (Pipe, Seed, check_utf8_path, command, plugin_command,
-                                     plugin_kwargs)
-from rf_core.plugins.options import plugin_options
+from rf_core.commands.errors import command
+from rf_core.commands.params import Seed, check_utf8_path
+from rf_core.commands.pipe import Pipe
+from rf_core.commands.plugin_cli import plugin_command, plugin_kwargs, plugin_options
 from rf_core.data.dataset import Exclusion, dataset_tasks
 from rf_core.records.io import read_records
 

@@ -7,11 +7,13 @@ from typing import Any
 import click
 import orjson
 
-from rf_core.commands.common import (DataError, FiniteFloat, binary_stdout, command,
-                                     plugin_command, plugin_kwargs)
 from rf_core.model import environment
+from rf_core.commands.errors import DataError, command
+from rf_core.commands.output import binary_stdout
+from rf_core.commands.params import FiniteFloat
+from rf_core.commands.plugin_cli import plugin_command, plugin_kwargs, plugin_options
 from rf_core.plugins import manager as plugins
-from rf_core.plugins.options import declared, plugin_options
+from rf_core.plugins.options import declared
 from rf_core.train.defaults import TRAIN_DEFAULTS
 
 PROG = "rf-doctor"

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import click
 
-from rf_core.commands.common import Pipe, command, input_options
+from rf_core.commands.errors import command
+from rf_core.commands.params import input_options
+from rf_core.commands.pipe import Pipe
 from rf_core.errors import BadRecord, RFError
 from rf_core.report.evaluate import Evaluation, markdown
 from rf_core.records.files import write_atomic

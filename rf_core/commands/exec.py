@@ -6,9 +6,10 @@ from collections import Counter
 import click
 
 from rf_core.plugins import manager as plugins
-from rf_core.commands.common import (Pipe, command, default_jobs, input_options, jobs_option,
-                                     legacy_option, plugin_command, plugin_kwargs)
-from rf_core.plugins.options import plugin_options
+from rf_core.commands.errors import command
+from rf_core.commands.params import default_jobs, input_options, jobs_option
+from rf_core.commands.pipe import Pipe
+from rf_core.commands.plugin_cli import plugin_command, plugin_kwargs, plugin_options
 from rf_core.exec.matching import DEFAULT_MATCHER
 from rf_core.exec.sqlite import Limits
 from rf_core.exec.checks import check_exec_input, variants_rejected
@@ -44,10 +45,6 @@ DEFAULTS = Limits()
 @click.option("--max-memory-mb", type=click.IntRange(min=16), default=DEFAULTS.heap_bytes >> 20,
               show_default=True, help="SQLite heap limit per worker process.")
 @plugin_options
-@legacy_option("--variants", "variants")
-@legacy_option("--variants-seed", "variants_seed")
-@legacy_option("--variants-max-mb", "variants_max_mb")
-@legacy_option("--variants-dir", "variants_dir")
 @command(PROG)
 def cli(input_file, skip_bad, max_bad, verifier, matcher, for_training, jobs, timeout, max_rows,
         max_bytes, max_memory_mb, **params):

@@ -2,7 +2,9 @@
 
 import click
 
-from rf_core.commands.common import Pipe, command, input_options
+from rf_core.commands.errors import command
+from rf_core.commands.params import input_options
+from rf_core.commands.pipe import Pipe
 from rf_core.train.examples import gold_examples
 from rf_core.exec.checks import check_executed
 

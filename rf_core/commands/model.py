@@ -7,7 +7,8 @@ import click
 import orjson
 
 from rf_core.model import loading as models
-from rf_core.commands.common import Output, command, write_output
+from rf_core.commands.errors import command
+from rf_core.commands.output import Output, write_output
 from rf_core.model.engines import stop_engine
 
 PROG = "rf-model"

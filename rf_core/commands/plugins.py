@@ -4,7 +4,8 @@ import click
 import orjson
 
 from rf_core.plugins import manager as plugins
-from rf_core.commands.common import command, write_output
+from rf_core.commands.errors import command
+from rf_core.commands.output import write_output
 
 PROG = "rf-plugins"
 

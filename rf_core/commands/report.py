@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 import orjson
 
-from rf_core.commands.common import command
+from rf_core.commands.errors import command
 from rf_core.errors import RFError
 from rf_core.records.files import write_atomic
 from rf_core.report.history import build_history, plots, report_markdown

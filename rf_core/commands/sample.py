@@ -6,9 +6,11 @@ import click
 
 from rf_core.model import environment
 from rf_core.plugins import manager as plugins
-from rf_core.commands.common import (FiniteFloat, Pipe, Seed, command, input_options,
-                                     legacy_option, plugin_command, plugin_kwargs)
-from rf_core.plugins.options import plugin_options
+from rf_core.commands.errors import command
+from rf_core.commands.params import FiniteFloat, Seed, input_options
+from rf_core.commands.pipe import Pipe
+from rf_core.commands.plugin_cli import (legacy_option, plugin_command, plugin_kwargs,
+                                         plugin_options)
 
 PROG = "rf-sample"
 

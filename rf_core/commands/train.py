@@ -7,10 +7,10 @@ import click
 
 from rf_core.model import environment
 from rf_core.plugins import manager as plugins
-from rf_core.commands.common import (FiniteFloat, Pipe, Seed, check_utf8_path, command,
-                                     input_options, legacy_option, plugin_command,
-                                     plugin_kwargs)
-from rf_core.plugins.options import plugin_options
+from rf_core.commands.errors import command
+from rf_core.commands.params import FiniteFloat, Seed, check_utf8_path, input_options
+from rf_core.commands.pipe import Pipe
+from rf_core.commands.plugin_cli import plugin_command, plugin_kwargs, plugin_options
 from rf_core.errors import RFError
 from rf_core.train.defaults import TRAIN_DEFAULTS
 
@@ -64,19 +64,6 @@ def _out_folder(ctx, param, value):
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint of --out.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @plugin_options
-@legacy_option("--rank", "rank")
-@legacy_option("--alpha", "alpha")
-@legacy_option("--dropout", "dropout")
-@legacy_option("--target", "target")
-@legacy_option("--warmup", "warmup")
-@legacy_option("--weight-decay", "weight_decay")
-@legacy_option("--micro-batch-tokens", "micro_batch_tokens")
-@legacy_option("--grad-checkpointing", "grad_checkpointing")
-@legacy_option("--dtype", "dtype")
-@legacy_option("--device", "device")
-@legacy_option("--max-bad-steps", "max_bad_steps")
-@legacy_option("--save-every", "save_every")
-@legacy_option("--merge", "merge", is_flag=True, flag_value="true")
 @command(PROG)
 def cli(input_file, skip_bad, max_bad, trainer, base, out, epochs, lr, batch_size, max_len,
         max_too_long, seed, resume, force, **params):

@@ -23,11 +23,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
-import click
-
-from rf_core.errors import RFError
+from rf_core.errors import RFError, UsageError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -123,7 +121,7 @@ def resolve(impl: Any, given: Iterable[tuple[str, str]], *, kind: str, name: str
             ) -> dict[str, Any]:
     """Every declared option of ``impl``: defaults, overridden by ``given`` (name, text) pairs.
 
-    An unknown name or a bad value raises click.UsageError naming the valid options.
+    An unknown name or a bad value raises UsageError (exit 2) naming the valid options.
     """
     spec = {o.name: o for o in declared(impl)}
     values = {o.name: o.default for o in spec.values()}
@@ -131,38 +129,9 @@ def resolve(impl: Any, given: Iterable[tuple[str, str]], *, kind: str, name: str
     for key, text in given:
         key = key.replace("-", "_")
         if key not in spec:
-            raise click.UsageError(f"{kind} {name!r} has no option {key!r}; its options: "
-                                   f"{valid}")
+            raise UsageError(f"{kind} {name!r} has no option {key!r}; its options: {valid}")
         try:
             values[key] = spec[key].convert(text)
         except ValueError as exc:
-            raise click.UsageError(f"option {key!r} of {kind} {name!r}: {exc}") from None
+            raise UsageError(f"option {key!r} of {kind} {name!r}: {exc}") from None
     return values
-
-
-def _split_assignment(ctx, param, value):
-    pairs = []
-    for item in value:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE")
-        pairs.append((key, text))
-    return tuple(pairs)
-
-
-def plugin_options(fn: Callable) -> Callable:
-    """``-o NAME VALUE`` and ``--option NAME=VALUE`` (both repeatable) as ``plugin_option``
-    and ``plugin_assign`` arguments; ``given_options(...)`` joins them in order."""
-    fn = click.option("--option", "plugin_assign", multiple=True, metavar="NAME=VALUE",
-                      callback=_split_assignment,
-                      help="A plugin option as NAME=VALUE (repeatable).")(fn)
-    fn = click.option("-o", "plugin_option", type=(str, str), multiple=True,
-                      metavar="NAME VALUE",
-                      help="An option of the chosen plugin (repeatable); `rf-plugins` lists "
-                           "each plugin's options.")(fn)
-    return fn
-
-
-def given_options(plugin_option, plugin_assign, legacy: Iterable[tuple[str, str]] = ()
-                  ) -> list[tuple[str, str]]:
-    return [*legacy, *plugin_option, *plugin_assign]

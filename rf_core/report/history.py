@@ -244,6 +244,8 @@ def best_iteration(iterations: list[dict]) -> dict | None:
 
 
 def build_history(run: Path) -> dict:
+    """history.json of a bin/iterate.sh run folder: its settings, one entry per iteration
+    (and the SFT baseline's), the sampler engines used and the best iteration."""
     run = Path(run)
     timings = _timings(run)
     folders = [p for p in run.glob("iter*") if p.is_dir() and p.name[4:].isdigit()]
@@ -293,53 +295,64 @@ def _ex_cell(dev: dict | None) -> str:
     return cell
 
 
-def report_markdown(history: dict, plots: list[str]) -> str:
+def _description(history: dict) -> str:
+    """The line under the title: the run's settings and how to read an EX cell."""
     cfg = history["config"]
-    vote_k = cfg.get("vote", "0")
-    with_vote = vote_k not in ("", "0")
-    with_val = any((it.get("val") or {}).get("greedy") for it in rows(history))
-    lines = [f"# ReasonForge run: {cfg.get('model', '?')} on {cfg.get('dataset', '?')}", "",
-             f"Preset {cfg.get('preset', '?')}; {cfg.get('train_size', '?')} train tasks, "
-             f"k={cfg.get('k', '?')} at T={cfg.get('temperature', '?')}; dev size "
-             f"{cfg.get('dev_size', '?')} (0 = all); matcher: "
-             f"{_matcher(history)}"
-             + (f"; {plugins}" if (plugins := _plugins_line(
-                 cfg, history.get("sampler_engines"))) else "")
-             + ". EX cells: EX [95% Wilson interval]; from iteration 1 on, "
-             "the difference from the base model in points [95% paired bootstrap interval].",
-             "",
-             "| iteration | train coverage | examples self / gold | dev EX greedy | "
-             + (f"dev EX vote@{vote_k} | " if with_vote else "")
+    plugins = _plugins_line(cfg, history.get("sampler_engines"))
+    return (f"Preset {cfg.get('preset', '?')}; {cfg.get('train_size', '?')} train tasks, "
+            f"k={cfg.get('k', '?')} at T={cfg.get('temperature', '?')}; dev size "
+            f"{cfg.get('dev_size', '?')} (0 = all); matcher: {_matcher(history)}"
+            + (f"; {plugins}" if plugins else "")
+            + ". EX cells: EX [95% Wilson interval]; from iteration 1 on, "
+            "the difference from the base model in points [95% paired bootstrap interval].")
+
+
+def _summary_table(history: dict, vote_k: str | None, with_val: bool) -> list[str]:
+    """The table of iterations: coverage, examples, dev EX (greedy, vote@k where the run
+    voted, validation where it has one), training loss and speed, stage time."""
+    lines = ["| iteration | train coverage | examples self / gold | dev EX greedy | "
+             + (f"dev EX vote@{vote_k} | " if vote_k else "")
              + ("val EX greedy | " if with_val else "")
              + "train loss first -> last | train tok/s | stage time s |",
-             "|---|---|---|---|---|---|---|" + ("---|" if with_vote else "")
+             "|---|---|---|---|---|---|---|" + ("---|" if vote_k else "")
              + ("---|" if with_val else "")]
-    for it in rows(history):
-        train = it.get("train") or {}
-        ex = it.get("examples") or {}
-        tr = it.get("training") or {}
-        greedy_dev = it["dev"].get("greedy")
-        vote_dev = it["dev"].get("vote")
-        cov = train.get("coverage")
-        loss = (f"{tr['loss_first']:.3f} -> {tr['loss_last']:.3f}"
-                if tr.get("loss_first") is not None else "")
-        label = _label(it, history)
-        coverage = ("" if cov is None else
-                    f"{100 * cov:.1f}% ({train['covered']}/{train['tasks']})")
-        sources = f"{ex['self']} / {ex['gold']}" if ex else ""
-        voted = _ex_cell(vote_dev) if vote_dev else ""
-        seconds = sum(it["timings_s"].values())
-        vote_cell = f"{voted} | " if with_vote else ""
-        val = (it.get("val") or {}).get("greedy")
-        val_cell = (_ex_cell(val) if val else "") + " | " if with_val else ""
-        lines.append(f"| {label} | {coverage} | {sources} | {_ex_cell(greedy_dev)} | {vote_cell}"
-                     f"{val_cell}{loss} | {tr.get('tokens_per_s') or ''} | {seconds:.0f} |")
+    return lines + [_summary_row(it, history, vote_k, with_val) for it in rows(history)]
+
+
+def _summary_row(it: dict, history: dict, vote_k: str | None, with_val: bool) -> str:
+    """One iteration's row of the summary table."""
+    train = it.get("train") or {}
+    ex = it.get("examples") or {}
+    tr = it.get("training") or {}
+    cov = train.get("coverage")
+    loss = (f"{tr['loss_first']:.3f} -> {tr['loss_last']:.3f}"
+            if tr.get("loss_first") is not None else "")
+    coverage = "" if cov is None else f"{100 * cov:.1f}% ({train['covered']}/{train['tasks']})"
+    sources = f"{ex['self']} / {ex['gold']}" if ex else ""
+    vote_dev = it["dev"].get("vote")
+    vote_cell = f"{_ex_cell(vote_dev) if vote_dev else ''} | " if vote_k else ""
+    val = (it.get("val") or {}).get("greedy")
+    val_cell = (_ex_cell(val) if val else "") + " | " if with_val else ""
+    seconds = sum(it["timings_s"].values())
+    return (f"| {_label(it, history)} | {coverage} | {sources} | "
+            f"{_ex_cell(it['dev'].get('greedy'))} | {vote_cell}{val_cell}{loss} | "
+            f"{tr.get('tokens_per_s') or ''} | {seconds:.0f} |")
+
+
+def _best_lines(history: dict) -> list[str]:
+    """Which iteration is best, and that dev EX played no part in choosing it."""
     best = history.get("best")
-    if best:
-        lines += ["", f"Best iteration by validation EX (greedy): **{best['iteration']}** "
-                  f"({_pct(best['val_ex'])}); the run folder's `best` points at it. Dev EX "
-                  "was not used to choose it."]
-    lines.append("")
+    if not best:
+        return []
+    return ["", f"Best iteration by validation EX (greedy): **{best['iteration']}** "
+            f"({_pct(best['val_ex'])}); the run folder's `best` points at it. Dev EX "
+            "was not used to choose it."]
+
+
+def _check_lines(history: dict) -> list[str]:
+    """Per iteration, what the database variants rejected and how many selected train
+    candidates a distinguishing database verified."""
+    lines = []
     for it in history["iterations"]:
         v = (it.get("train") or {}).get("variants")
         if v:
@@ -354,40 +367,72 @@ def report_markdown(history: dict, plots: list[str]) -> str:
                          f"{ver['injected_unverifiable']} task(s) went to gold injection "
                          "because nothing could verify them "
                          f"({ver['unverifiable']} unverifiable candidate(s)).")
-    names = []
+    return lines
+
+
+def _matcher_names(history: dict) -> list[str]:
+    """Every matcher any row's dev reports name, in the order first seen."""
+    names: list[str] = []
     for it in rows(history):
         for kind in ("greedy", "vote"):
             for m in ((it["dev"].get(kind) or {}).get("by_matcher") or {}):
                 if m not in names:
                     names.append(m)
-    if names:
-        kinds = ["greedy"] + (["vote"] if with_vote else [])
-        lines += ["", "Dev EX under every matcher (original database only; "
-                  "EX [95% interval]; pass@k of the largest k where k > 1):", "",
-                  "| iteration | " + " | ".join(f"{m} ({k})" for k in kinds for m in names)
-                  + " |", "|---|" + "---|" * (len(names) * len(kinds))]
-        for it in rows(history):
-            cells = []
-            for k in kinds:
-                by = (it["dev"].get(k) or {}).get("by_matcher") or {}
-                for m in names:
-                    b = by.get(m)
-                    cell = _ex_cell({"ex": b["ex"], "ex_ci95": b.get("ex_ci95")}) if b else ""
-                    pk = (b or {}).get("pass_at_k") or {}
-                    top = max(pk, key=int, default=None)
-                    if top is not None and int(top) > 1:
-                        cell += f"; pass@{top} {_pct(pk[top])}"
-                    cells.append(cell)
-            lines.append(f"| {_label(it, history)} | " + " | ".join(cells) + " |")
-    lines += ["", "Dev EX (greedy) by hardness:", "",
-              "| iteration | easy | medium | hard | extra |", "|---|---|---|---|---|"]
+    return names
+
+
+def _matcher_cell(verdict: dict | None) -> str:
+    """One matcher's dev EX with its interval, and pass@k of the largest k where k > 1."""
+    cell = (_ex_cell({"ex": verdict["ex"], "ex_ci95": verdict.get("ex_ci95")})
+            if verdict else "")
+    pk = (verdict or {}).get("pass_at_k") or {}
+    top = max(pk, key=int, default=None)
+    if top is not None and int(top) > 1:
+        cell += f"; pass@{top} {_pct(pk[top])}"
+    return cell
+
+
+def _matcher_table(history: dict, with_vote: bool) -> list[str]:
+    """Dev EX of every row under every matcher (none where no report names a matcher)."""
+    names = _matcher_names(history)
+    if not names:
+        return []
+    kinds = ["greedy"] + (["vote"] if with_vote else [])
+    lines = ["", "Dev EX under every matcher (original database only; "
+             "EX [95% interval]; pass@k of the largest k where k > 1):", "",
+             "| iteration | " + " | ".join(f"{m} ({k})" for k in kinds for m in names)
+             + " |", "|---|" + "---|" * (len(names) * len(kinds))]
     for it in rows(history):
-        g = it["dev"].get("greedy") or {}
-        by = g.get("by_hardness") or {}
+        cells = [_matcher_cell(((it["dev"].get(k) or {}).get("by_matcher") or {}).get(m))
+                 for k in kinds for m in names]
+        lines.append(f"| {_label(it, history)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _hardness_table(history: dict) -> list[str]:
+    """Dev EX (greedy) of every row by Spider hardness."""
+    lines = ["", "Dev EX (greedy) by hardness:", "",
+             "| iteration | easy | medium | hard | extra |", "|---|---|---|---|---|"]
+    for it in rows(history):
+        by = (it["dev"].get("greedy") or {}).get("by_hardness") or {}
         cells = [f"{_pct(by[h]['ex'])} ({by[h]['correct']}/{by[h]['n']})" if h in by else ""
                  for h in HARDNESS]
         lines.append(f"| {_label(it, history)} | " + " | ".join(cells) + " |")
-    lines.append("")
+    return lines
+
+
+def report_markdown(history: dict, plots: list[str]) -> str:
+    """report.md of a run from its ``build_history``: the summary table, the best iteration,
+    what the train-stage checks did, dev EX by matcher and by hardness, then the ``plots``."""
+    cfg = history["config"]
+    vote_k = cfg.get("vote", "0")
+    with_vote = vote_k not in ("", "0")
+    with_val = any((it.get("val") or {}).get("greedy") for it in rows(history))
+    lines = [f"# ReasonForge run: {cfg.get('model', '?')} on {cfg.get('dataset', '?')}", "",
+             _description(history), "",
+             *_summary_table(history, vote_k if with_vote else None, with_val),
+             *_best_lines(history), "", *_check_lines(history),
+             *_matcher_table(history, with_vote), *_hardness_table(history), ""]
     for p in plots:
         lines += [f"![{Path(p).stem}]({Path(p).name})", ""]
     return "\n".join(lines)
