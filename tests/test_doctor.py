@@ -6,7 +6,6 @@ import orjson
 import pytest
 
 from conftest import run
-from rf_core.model.environment import choose_sampler
 
 
 def fake_spider(tmp_path):
@@ -60,15 +59,6 @@ def test_empty_model_cache_and_no_spider_say_what_is_missing(tmp_path, monkeypat
     # the demo data needs no Spider
     r = run("rf-doctor", ["--spider-root", str(tmp_path / "nowhere"), "--no-spider"])
     assert r.code == 1 and "Spider" not in r.stderr.split("missing:", 1)[1]
-
-
-def test_sampler_auto_picks_cb_only_with_flash_attention():
-    assert choose_sampler(cuda=True, vllm_installed=True) == "vllm"
-    assert choose_sampler(cuda=True, vllm_installed=False) == "hf"
-    assert choose_sampler(cuda=True, vllm_installed=False, flash="flash_attention_2") == "cb"
-    assert choose_sampler(cuda=True, vllm_installed=False, cb_available=False,
-                          flash="flash_attention_2") == "hf"
-    assert choose_sampler(cuda=False, vllm_installed=True) == "hf"
 
 
 H100 = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "free_bytes": 84_000_000_000,

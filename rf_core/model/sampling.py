@@ -61,16 +61,24 @@ def _window(loaded: Any) -> int:
     return max(1, int(window)) if isinstance(window, int) else DEFAULT_WINDOW
 
 
-def _generate(engine: Any, loaded: Any, messages: list, chunk: list[dict],
-              tally: Tally) -> list[list[dict]]:
+def _rows(engine: Any, loaded: Any, messages: list, chunk: list[dict],
+          tally: Tally) -> Iterator[list[dict]]:
+    """The engine's answer lists for one window, as they come (a list, or an iterator that
+    yields them as they are done); the time spent waiting for them goes to ``tally``."""
     began = time.perf_counter()
-    rows = loaded.generate(messages, first=tally.tasks, tasks=chunk)
+    n = 0
+    for answers in loaded.generate(messages, first=tally.tasks, tasks=chunk):
+        tally.seconds += time.perf_counter() - began
+        n += 1
+        if n > len(messages) or not isinstance(answers, list):
+            raise RFError(f"sampler {engine.name!r} gave more answer lists than the "
+                          f"{len(messages)} conversation(s), or one that is not a list")
+        yield answers
+        began = time.perf_counter()
     tally.seconds += time.perf_counter() - began
-    rows = list(rows)
-    if len(rows) != len(messages) or not all(isinstance(r, list) for r in rows):
-        raise RFError(f"sampler {engine.name!r} returned {len(rows)} answer list(s) for "
-                      f"{len(messages)} conversation(s)")
-    return rows
+    if n != len(messages):
+        raise RFError(f"sampler {engine.name!r} answered {n} of {len(messages)} "
+                      "conversation(s)")
 
 
 def run_engine(engine: Any, tasks: Iterable[dict], request: Any, *, options: dict,
@@ -85,11 +93,10 @@ def run_engine(engine: Any, tasks: Iterable[dict], request: Any, *, options: dic
     it = iter(tasks)
     while chunk := list(islice(it, window)):
         messages = [task_messages(t) for t in chunk]
-        rows = _generate(engine, loaded, messages, chunk, tally)
-        for task, msgs, answers in zip(chunk, messages, rows):
+        for i, answers in enumerate(_rows(engine, loaded, messages, chunk, tally)):
             tally.add(answers)
             # seed None: an answer carries its own seed where one reproduces it
-            yield attach(task, msgs, answers, sampler=engine.name, model=model,
+            yield attach(chunk[i], messages[i], answers, sampler=engine.name, model=model,
                          adapter=request.adapter, temperature=request.temperature, seed=None)
         report(tally.line(detail() if callable(detail) else None))
     close = getattr(loaded, "close", None)
@@ -136,7 +143,10 @@ def _available(engine: Any) -> tuple[bool, str]:
     check = getattr(engine, "available", None)
     if not callable(check):
         return True, ""
-    ok, why = check()
+    try:
+        ok, why = check()
+    except ImportError as exc:  # a package the engine needs (torch ...) is not installed
+        return False, f"{exc.name or exc} not installed"
     return bool(ok), str(why or "")
 
 
