@@ -80,6 +80,13 @@ def doctor_on_a_gpu(monkeypatch, tiny_model, tmp_path, flash):
     monkeypatch.setattr(environment, "gpus", lambda: [dict(H100)])
     monkeypatch.setattr(environment, "flash_attention", lambda: flash)
     monkeypatch.setattr(environment, "continuous_batching_available", lambda: True)
+    # --sampler auto asks the engines themselves
+    torch = pytest.importorskip("torch")
+    from rf_plugins.hf import continuous
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(continuous, "flash_attention", lambda: flash)
+    monkeypatch.setattr(continuous, "available", lambda: None)
     r = run("rf-doctor", ["--model", tiny_model, "--spider-root", str(fake_spider(tmp_path))])
     assert r.code == 0, r.stderr
     return orjson.loads(r.stdout), r.stderr
