@@ -60,10 +60,10 @@ def attach(task: dict, messages: list[dict], answers: list[dict], *, sampler: st
     """
     task["messages"] = messages
     task["candidates"] = [
-        {"sql": a["sql"] if "sql" in a else extract_sql(a["text"]), "text": a["text"], "sampler": sampler, "model": model,
-         "adapter": adapter, "temperature": temperature, "seed": a.get("seed", seed),
-         "logprob": a.get("logprob"), "n_tokens": a.get("n_tokens"),
-         "finished": a.get("finished")}
+        {"sql": a["sql"] if "sql" in a else extract_sql(a["text"]), "text": a["text"],
+         "sampler": sampler, "model": model, "adapter": adapter, "temperature": temperature,
+         "seed": a.get("seed", seed), "logprob": a.get("logprob"),
+         "n_tokens": a.get("n_tokens"), "finished": a.get("finished")}
         for a in answers]
     for key in STALE:
         task.pop(key, None)
