@@ -35,7 +35,7 @@ def rate(tokens: int, seconds: float) -> str:
 @dataclass
 class Tally:
     """What the rate line counts: tasks, candidates, new tokens (a stop token counts as
-    generated), and seconds spent in ``generate``."""
+    generated; answers without a token count add none), and seconds spent in ``generate``."""
 
     tasks: int = 0
     candidates: int = 0
@@ -46,8 +46,8 @@ class Tally:
         """Count one task's answers."""
         self.tasks += 1
         self.candidates += len(answers)
-        self.new_tokens += sum((a.get("n_tokens") or 0) + bool(a.get("finished"))
-                               for a in answers)
+        self.new_tokens += sum(a["n_tokens"] + bool(a.get("finished")) for a in answers
+                               if isinstance(a.get("n_tokens"), int))
 
     def line(self, detail: str | None = None) -> str:
         """``N task(s), M candidate(s), T new tokens in S s (R tok/s; detail)``."""
