@@ -188,6 +188,7 @@ class _Client:
         return _Transient(f"connection failed ({_one_line(reason, 120) or type(reason).__name__})")
 
     def take_notes(self) -> list[str]:
+        """The notes gathered by worker threads since the last call."""
         with self._lock:
             notes, self.notes = self.notes, []
         return notes
@@ -447,11 +448,14 @@ class _Run:
         return redo
 
     def flush_notes(self) -> None:
+        """Report the client's notes (retries ...), from the main thread."""
         for note in self.client.take_notes():
             self.report(f"openai: {note}")
 
 
 class OpenAISampler:
+    """Any OpenAI-compatible chat-completions server, behind rf-sample."""
+
     name = "openai"
     description = "any OpenAI-compatible chat-completions server (vLLM, SGLang, llama.cpp ...)"
     options = (
@@ -522,4 +526,5 @@ class _OpenAIRun:
 
 @hookimpl
 def register_samplers(register):
+    """openai."""
     register(OpenAISampler())

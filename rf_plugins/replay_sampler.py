@@ -86,6 +86,7 @@ class _Predictions:
         return raw.rstrip("\n")
 
     def next_for(self, task: dict) -> list[tuple[str, bool]]:
+        """The answer for ``task``: its line, checked against its database."""
         sql, tab, db_id = self._line(task).partition("\t")
         if tab and task.get("db_id") is not None and db_id.strip() != task["db_id"]:
             raise RFError(f"-o file {self.path}: line {self.line} is for database "
@@ -94,6 +95,7 @@ class _Predictions:
         return [(sql, True)]
 
     def finish(self) -> None:
+        """Close the file; RFError where it has lines left over."""
         rest = 0 if self.lines is not None else sum(1 for line in self.fh if line.strip())
         self.fh.close()
         if rest:
@@ -103,6 +105,8 @@ class _Predictions:
 
 
 class ReplaySampler:
+    """Candidates given in the input, not sampled from a model."""
+
     name = "replay"
     description = ("candidates given in the input (a task field, or a predictions file), "
                    "for smoke tests and for scoring SQL made elsewhere")
@@ -169,4 +173,5 @@ class _Replay:
 
 @hookimpl
 def register_samplers(register):
+    """replay."""
     register(ReplaySampler())

@@ -28,6 +28,7 @@ class _AutoRuleHelp(click.Option):
     declarations when the help is shown, not when the command is imported."""
 
     def get_help_record(self, ctx):
+        """The help line, with the rule as the installed engines declare it."""
         self.help = f"Sampler plugin; auto: {environment.auto_rule()}."
         return super().get_help_record(ctx)
 
@@ -67,6 +68,7 @@ def cli(input_file, skip_bad, max_bad, sampler, model, adapter, k, temperature, 
     pipe = Pipe(PROG, input_file, require=("question",), skip_bad=skip_bad, max_bad=max_bad)
 
     def selected():
+        """The input's tasks, this shard's only."""
         for i, task in enumerate(pipe.records()):
             if shard is None or i % shard[1] == shard[0]:
                 yield task

@@ -48,6 +48,8 @@ CPU_BATCH_TOKENS = 1024
 
 @dataclass
 class RunStats:
+    """What the engine runs did, for the rate line's detail and the benchmarks."""
+
     prompts: int = 0
     sequences: int = 0
     new_tokens: int = 0         # generated tokens, stop tokens included (as the hf engine counts)
@@ -61,7 +63,8 @@ def available() -> str | None:
     """None when this transformers has the continuous batching API used here, else why not."""
     try:
         import transformers
-        from transformers.generation.configuration_utils import ContinuousBatchingConfig  # noqa: F401
+        from transformers.generation.configuration_utils import (  # noqa: F401
+            ContinuousBatchingConfig)
         from transformers.generation.continuous_batching import ContinuousBatchingManager
     except ImportError as exc:
         return f"no continuous batching in this transformers ({exc})"
@@ -104,6 +107,7 @@ class _ErrorsAreOurs(logging.Filter):
     rf-sample reports it in one line (RF_DEBUG=1 keeps the engine's own log)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the engine's records below ERROR."""
         return record.levelno < logging.ERROR
 
 

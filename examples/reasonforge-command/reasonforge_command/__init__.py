@@ -10,12 +10,15 @@ from rf_core.api import Option, RFError, SampleRequest, hookimpl, sample_seed
 
 
 class CommandSampler:
+    """A sampler engine whose answers come from a local command."""
+
     name = "command"
     description = "asks a local command (-o command CMD) for each answer"
     options = (Option("command", str, None, "The command to run, e.g. 'python answer.py'."),
                Option("timeout", float, 60.0, "Seconds one answer may take.", minimum=0.001))
 
     def load(self, request: SampleRequest, *, command=None, timeout=60.0, **_ignored):
+        """Check the command; this engine loads no model."""
         if not command:
             raise RFError("the command sampler needs -o command CMD")
         self.request, self.argv, self.timeout = request, shlex.split(command), timeout
@@ -33,6 +36,7 @@ class CommandSampler:
                 "finished": True, "seed": seed}
 
     def generate(self, conversations: list[list[dict]], *, first: int, **_context):
+        """k answers per conversation, each from one run of the command with its own seed."""
         seed = self.request.seed
         return [[self._answer(messages, sample_seed(seed, first + i, j))
                  for j in range(self.request.k)] for i, messages in enumerate(conversations)]
@@ -40,4 +44,5 @@ class CommandSampler:
 
 @hookimpl
 def register_samplers(register):
+    """command."""
     register(CommandSampler())
