@@ -147,6 +147,7 @@ def run_cb(model, prompts, args, stops, device) -> dict:
 def run_plugin(name: str, tasks: list[dict], args) -> dict:
     """A sampler plugin end to end, as rf-sample runs it (vllm: in its own process, so its
     memory is not seen here)."""
+    from rf_core.model.sampling import sample_tasks
     from rf_core.plugins.manager import get
 
     sampler = get("samplers", name)
@@ -158,10 +159,10 @@ def run_plugin(name: str, tasks: list[dict], args) -> dict:
 
     options = {o.name: o.default for o in getattr(sampler, "options", ())}
     start = time.perf_counter()
-    out = list(sampler.sample([dict(t) for t in tasks], model=args.model, adapter=None,
-                              k=args.k, temperature=args.temperature, top_p=args.top_p,
-                              max_new_tokens=args.max_new_tokens, seed=0, report=report,
-                              **options))
+    out = list(sample_tasks(sampler, [dict(t) for t in tasks], model=args.model, adapter=None,
+                            k=args.k, temperature=args.temperature, top_p=args.top_p,
+                            max_new_tokens=args.max_new_tokens, seed=0, report=report,
+                            **options))
     wall = time.perf_counter() - start
     # the vllm sampler says "engine started in 41.3 s"; other plugins load their model inside
     started = [float(m.group(1)) for n in notes

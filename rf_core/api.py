@@ -8,7 +8,9 @@ would. Names are loaded on first use, so importing this module costs nothing and
 neither torch nor sqlglot; the model functions import torch when called.
 
 The four plugin kinds, with the exact keyword arguments each receives, are the Protocol
-classes below: ``Sampler``, ``Verifier``, ``Trainer`` and ``Dataset``. Every method also
+classes below: ``SamplerEngine`` (with ``SampleRequest`` and ``LoadedEngine``; the
+record-level ``Sampler`` is kept one release as an escape hatch), ``Verifier``, ``Trainer``
+and ``Dataset``. Every method also
 receives the plugin's own declared options (see ``Option``) as keyword arguments, and must
 accept ``**options`` so that arguments added in later releases do not break it.
 
@@ -20,6 +22,7 @@ A verifier that adds to the built-in one (another matcher, extra checks) calls
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
 
 from rf_core.data.items import BadItem, DatasetItem
@@ -45,9 +48,84 @@ class Progress(Protocol):
         """``n`` more units done."""
 
 
+# a conversation: the chat messages of one task's prompt, [{"role", "content"}, ...]
+Conversation = list[dict]
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """What rf-sample asks of a sampler engine, the same for every conversation of one run.
+
+    ``model``: rf-sample's --model (a folder, hub id, .gguf file or ``rf-model`` name);
+    ``adapter``: a PEFT LoRA adapter folder or None; ``k``: answers per conversation;
+    ``temperature`` (0: greedy), ``top_p``, ``max_new_tokens``; ``seed``: rf-sample's --seed
+    (derive per-sample seeds with ``sample_seed(seed, first + i, j)``).
+    """
+
+    model: str
+    adapter: str | None = None
+    k: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int = 0
+
+
+@runtime_checkable
+class SamplerEngine(Protocol):
+    """A sampler engine: generates k answers for each of a batch of conversations; the core
+    does the rest (reading tasks in windows, rendering prompts with ``task_messages``, turning
+    answers into candidates with ``attach``, progress, and the rate line: tasks, candidates,
+    new tokens, seconds, tok/s). Registered with ``register_samplers`` like any sampler; an
+    object with ``load`` is an engine.
+
+    Optional declarations, read with defaults where absent:
+    ``priority`` (int; ``--sampler auto`` tries engines from the highest down; None or absent:
+    auto never picks it), ``rule`` (when auto picks it, in words: "a CUDA GPU with flash
+    attention"; shown in rf-sample's help and rf-doctor) and ``available()``.
+    """
+
+    name: str
+    options: tuple[Option, ...]
+
+    def available(self) -> tuple[bool, str]:
+        """Whether ``--sampler auto`` should pick this engine on this machine, and why (or
+        why not) in a few words ("no CUDA GPU"); cheap, and never loads a model."""
+
+    def load(self, request: SampleRequest, *, report: Report,
+             **options: Any) -> LoadedEngine:
+        """Get ready for ``request`` (load the model, start a server ...) and return what
+        generates: another object, or the engine itself. ``options`` are the engine's own
+        declared options; ``report`` says a line on stderr."""
+
+
+@runtime_checkable
+class LoadedEngine(Protocol):
+    """An engine loaded for one request (``SamplerEngine.load``).
+
+    Optional: ``window`` (int, conversations per ``generate`` call, default 1024),
+    ``candidate_model`` (the model name candidates record, default the request's ``model``),
+    ``detail()`` (a few words added to each rate line, e.g. a cache hit rate) and ``close()``
+    (called once after the last window; may report a summary or raise RFError)."""
+
+    def generate(self, conversations: list[Conversation], *, first: int,
+                 **context: Any) -> list[list[dict]]:
+        """k answers for each conversation, in order: each ``{"text", "logprob", "n_tokens",
+        "finished", "seed"}`` (``logprob``: the sum of the sampled tokens' log-probabilities
+        or None; ``n_tokens``: generated tokens, stop token excluded, or None; ``finished``:
+        a stop token ended it; ``seed``: the seed that reproduces this one answer, or None)
+        and, for answers that are SQL already, ``"sql"`` (used as given, not extracted).
+        ``first`` is the index of ``conversations[0]`` among the run's tasks (for
+        ``sample_seed``). ``context`` carries ``tasks``, the task records of the batch (for
+        engines that answer from the input); accept ``**context`` so that later releases
+        may pass more."""
+
+
 @runtime_checkable
 class Sampler(Protocol):
-    """Adds ``messages`` and k ``candidates`` to each task (use ``attach``), in input order."""
+    """A record-level sampler: the escape hatch, kept for one release (write a
+    ``SamplerEngine`` instead). Adds ``messages`` and k ``candidates`` to each task (use
+    ``attach``), in input order."""
 
     name: str
     options: tuple[Option, ...]
@@ -209,8 +287,8 @@ _RENAMED = {"load_model": "load", "resolve_model": "resolve",
 __all__ = ["hookimpl", "RFError", "UsageError", "BadRecord", "BadOption", "UnknownPlugin",
            "Option",
            "DEVICE_PATTERN", "check_device", "Report",
-           "Progress", "Sampler", "Verifier", "Trainer", "Dataset", "DatasetItem", "BadItem",
-           *_LAZY]
+           "Progress", "Conversation", "SampleRequest", "SamplerEngine", "LoadedEngine",
+           "Sampler", "Verifier", "Trainer", "Dataset", "DatasetItem", "BadItem", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -201,8 +201,8 @@ class FakeSampler:
 # -- plugins registered for a test ------------------------------------------------------------
 
 # the method that makes an object an implementation of each kind
-_METHODS = {"sample": "samplers", "verify": "verifiers", "train": "trainers",
-            "items": "datasets", "tasks": "datasets"}
+_METHODS = {"load": "samplers", "sample": "samplers", "verify": "verifiers",
+            "train": "trainers", "items": "datasets", "tasks": "datasets", "match": "matchers"}
 
 
 def _has_hooks(plugin: Any) -> bool:

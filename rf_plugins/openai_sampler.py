@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Callable, Iterable, Iterator
 
-from rf_core.api import Option, RFError, hookimpl, to_stderr
+from rf_core.api import Option, RFError, SampleRequest, hookimpl, to_stderr
 
 MAX_DELAY = 60.0  # seconds: the longest wait between two tries, Retry-After included
 WINDOW_PER_REQUEST = 4  # tasks read ahead per request in flight: bounds memory when one lags
@@ -188,6 +188,7 @@ class _Client:
         return _Transient(f"connection failed ({_one_line(reason, 120) or type(reason).__name__})")
 
     def take_notes(self) -> list[str]:
+        """The notes gathered by worker threads since the last call."""
         with self._lock:
             notes, self.notes = self.notes, []
         return notes
@@ -281,7 +282,6 @@ class _Pending:
     """A task waiting for its answers: ``left`` requests are still out."""
 
     index: int
-    task: dict
     messages: list
     answers: list
     left: int = 0
@@ -309,6 +309,7 @@ class _Run:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.requests = 0
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rf-openai")
 
     # -- what is sent ------------------------------------------------------------------
     def requests_for(self, entry: _Pending) -> list[tuple[_Pending, int, int]]:
@@ -359,31 +360,28 @@ class _Run:
             self.refusal = why
 
     # -- the loop ------------------------------------------------------------------------
-    def stream(self, tasks: Iterable[dict], attach: Callable) -> Iterator[dict]:
-        from rf_core.api import task_messages
-
-        it = enumerate(tasks)
+    def stream(self, conversations: Iterable[tuple[int, list]]) -> Iterator[list]:
+        """The answers of each (index, messages), in order, each as soon as it and every
+        earlier one are done. An error or an abandoned stream stops the run's requests."""
+        it = iter(conversations)
         pending: deque[_Pending] = deque()
         queue: deque[tuple[_Pending, int, int]] = deque()
         inflight: dict[Future, tuple[_Pending, int, int]] = {}
         window = self.concurrency * WINDOW_PER_REQUEST
         exhausted = False
-        pool = ThreadPoolExecutor(max_workers=self.concurrency,
-                                  thread_name_prefix="rf-openai")
         try:
             while True:
                 # the first request goes alone: its answer says how to send the others
                 while len(inflight) < (1 if self.probe is not None else self.concurrency):
                     if queue:
                         spec = self.next_request(queue)
-                        inflight[pool.submit(self.call, *spec)] = spec
+                        inflight[self.pool.submit(self.call, *spec)] = spec
                     elif not exhausted and len(pending) < window:
                         nxt = next(it, None)
                         if nxt is None:
                             exhausted = True
                             continue
-                        i, task = nxt
-                        entry = _Pending(i, task, task_messages(task), [None] * self.k)
+                        entry = _Pending(nxt[0], nxt[1], [None] * self.k)
                         pending.append(entry)
                         specs = self.requests_for(entry)
                         entry.left = len(specs)
@@ -397,12 +395,15 @@ class _Run:
                     queue.extendleft(reversed(self.settle(fut, inflight.pop(fut))))
                 self.flush_notes()
                 while pending and pending[0].left == 0:
-                    entry = pending.popleft()
-                    yield attach(entry.task, entry.messages, entry.answers)
-        finally:
-            # an error or a closed downstream pipe: drop what is queued, stop retrying
-            self.client.stopped.set()
-            pool.shutdown(wait=False, cancel_futures=True)
+                    yield pending.popleft().answers
+        except BaseException:
+            self.stop()  # an error or a closed downstream pipe: drop what is queued
+            raise
+
+    def stop(self) -> None:
+        """Drop what is queued and stop retrying."""
+        self.client.stopped.set()
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     def next_request(self, queue: deque) -> tuple[_Pending, int, int]:
         """The next request to send; one queued with n=k before the server refused n is
@@ -447,11 +448,14 @@ class _Run:
         return redo
 
     def flush_notes(self) -> None:
+        """Report the client's notes (retries ...), from the main thread."""
         for note in self.client.take_notes():
             self.report(f"openai: {note}")
 
 
 class OpenAISampler:
+    """Any OpenAI-compatible chat-completions server, behind rf-sample."""
+
     name = "openai"
     description = "any OpenAI-compatible chat-completions server (vLLM, SGLang, llama.cpp ...)"
     options = (
@@ -470,45 +474,57 @@ class OpenAISampler:
                "next one, with jitter (a longer Retry-After is honoured).", minimum=0),
     )
 
-    def sample(self, tasks: Iterable[dict], *, model: str, adapter: str | None = None,
-               k: int = 1, temperature: float = 0.0, top_p: float = 1.0,
-               max_new_tokens: int = 256, seed: int = 0,
-               base_url: str = "http://127.0.0.1:8000/v1", served_model: str | None = None,
-               api_key_env: str = "OPENAI_API_KEY",
-               concurrency: int = 8, timeout: float = 600.0, max_retries: int = 5,
-               backoff: float = 1.0, report: Callable[[str], None] = to_stderr,
-               **_ignored) -> Iterator[dict]:
-        from rf_core.api import attach
-
-        if adapter:
+    def load(self, request: SampleRequest, *, report: Callable[[str], None] = to_stderr,
+             base_url: str = "http://127.0.0.1:8000/v1", served_model: str | None = None,
+             api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
+             timeout: float = 600.0, max_retries: int = 5, backoff: float = 1.0,
+             **_ignored) -> "_OpenAIRun":
+        """A client for the server; nothing is sent until the first conversation."""
+        if request.adapter:
             raise RFError("the openai sampler cannot apply --adapter: serve the adapter on "
                           "the server (vLLM: --enable-lora --lora-modules NAME=PATH) and ask "
                           "for it with --model NAME or -o served_model NAME")
-        served = served_model or model
+        served = served_model or request.model
         client = _Client(base_url, served, api_key_env, timeout, max_retries, backoff)
-        run = _Run(client, k=k, temperature=temperature, top_p=top_p,
-                   max_new_tokens=max_new_tokens, seed=seed, concurrency=concurrency,
-                   report=report)
+        run = _Run(client, k=request.k, temperature=request.temperature, top_p=request.top_p,
+                   max_new_tokens=request.max_new_tokens, seed=request.seed,
+                   concurrency=concurrency, report=report)
+        return _OpenAIRun(run, served, report)
 
-        def put(task, messages, answers):
-            return attach(task, messages, answers, sampler=self.name, model=served,
-                          adapter=None, temperature=temperature, seed=None)
 
-        start = time.perf_counter()
-        done = 0
-        for task in run.stream(tasks, put):
-            done += 1
-            yield task
-        elapsed = time.perf_counter() - start
+class _OpenAIRun:
+    """The loaded client: conversations answered with up to ``concurrency`` requests in
+    flight; a window of conversations streams out in order as they are done."""
+
+    def __init__(self, run: _Run, served: str, report: Callable[[str], None]):
+        self.run = run
+        self.candidate_model = served  # candidates name the model the server served
+        self.window = run.concurrency * WINDOW_PER_REQUEST
+        self.report = report
+        self.tasks = 0
+        self.start = time.perf_counter()
+
+    def generate(self, conversations: list, *, first: int, **_context) -> Iterator[list]:
+        """k answers per conversation, each with the seed its request carried."""
+        for answers in self.run.stream(enumerate(conversations, first)):
+            self.tasks += 1
+            yield answers
+
+    def close(self) -> None:
+        """Say how many requests went to the server and its token counts."""
+        run, client = self.run, self.run.client
+        run.pool.shutdown(wait=False)
+        elapsed = time.perf_counter() - self.start
         retried = f"; {_retries(client.retries)}" if client.retries else ""
         # no token counts from the server: no rate, rather than a rate of 0
         rate = (f"{run.completion_tokens / elapsed:.3g} tok/s" if run.completion_tokens and
                 elapsed > 0 else "no completion token counts from the server")
-        report(f"openai: {done} task(s), {run.requests} request(s) to {client.url}{retried}; "
-               f"{run.prompt_tokens:,} prompt + {run.completion_tokens:,} completion tokens "
-               f"in {elapsed:.1f} s ({rate})")
+        self.report(f"openai: {self.tasks} task(s), {run.requests} request(s) to {client.url}"
+                    f"{retried}; {run.prompt_tokens:,} prompt + {run.completion_tokens:,} "
+                    f"completion tokens in {elapsed:.1f} s ({rate})")
 
 
 @hookimpl
 def register_samplers(register):
+    """openai."""
     register(OpenAISampler())

@@ -11,9 +11,9 @@ Written as a third-party plugin would be: it imports only rf_core.api and the st
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable, Iterator
+from typing import Callable
 
-from rf_core.api import Option, RFError, hookimpl, to_stderr
+from rf_core.api import Option, RFError, SampleRequest, hookimpl, to_stderr
 
 _INDEX = re.compile(r"/(\d+)$")
 
@@ -86,6 +86,7 @@ class _Predictions:
         return raw.rstrip("\n")
 
     def next_for(self, task: dict) -> list[tuple[str, bool]]:
+        """The answer for ``task``: its line, checked against its database."""
         sql, tab, db_id = self._line(task).partition("\t")
         if tab and task.get("db_id") is not None and db_id.strip() != task["db_id"]:
             raise RFError(f"-o file {self.path}: line {self.line} is for database "
@@ -94,6 +95,7 @@ class _Predictions:
         return [(sql, True)]
 
     def finish(self) -> None:
+        """Close the file; RFError where it has lines left over."""
         rest = 0 if self.lines is not None else sum(1 for line in self.fh if line.strip())
         self.fh.close()
         if rest:
@@ -103,6 +105,8 @@ class _Predictions:
 
 
 class ReplaySampler:
+    """Candidates given in the input, not sampled from a model."""
+
     name = "replay"
     description = ("candidates given in the input (a task field, or a predictions file), "
                    "for smoke tests and for scoring SQL made elsewhere")
@@ -121,35 +125,53 @@ class ReplaySampler:
                "the SQL from them as rf-sample does (default: run them as given)."),
     )
 
-    def sample(self, tasks: Iterable[dict], *, model: str, adapter: str | None = None,
-               k: int = 1, temperature: float = 0.0, field: str = "predictions",
-               file: str | None = None, match: str = "position", extract: bool = False,
-               report: Callable[[str], None] = to_stderr, **_ignored) -> Iterator[dict]:
-        from rf_core.api import attach, task_messages
+    def load(self, request: SampleRequest, *, report: Callable[[str], None] = to_stderr,
+             field: str = "predictions", file: str | None = None, match: str = "position",
+             extract: bool = False, **_ignored) -> "_Replay":
+        """Open the predictions file, if any; -k, the model and the sampling settings are
+        not used."""
+        return _Replay(field, _Predictions(file, match) if file else None, extract, report)
 
-        predictions = _Predictions(file, match) if file else None
-        n_tasks = n_candidates = 0
+
+class _Replay:
+    """A replay run: each task's given answers, as the rate line and candidates count them."""
+
+    def __init__(self, field: str, predictions: _Predictions | None, extract: bool,
+                 report: Callable[[str], None]):
+        self.field = field
+        self.predictions = predictions
+        self.extract = extract
+        self.report = report
+        self.tasks = self.candidates = 0
+
+    def generate(self, conversations: list, *, tasks: list[dict], **_context) -> list[list]:
+        """The given answers of each task; SQL given as such is run as given."""
+        rows = []
         for task in tasks:
-            given = predictions.next_for(task) if predictions else _answers(task, field)
-            answers = [{"text": text, "logprob": None, "n_tokens": None, "finished": None}
-                       for text, _ in given]
-            # nothing was sampled: no seed reproduces these candidates
-            attach(task, task_messages(task), answers, sampler=self.name, model=model,
-                   adapter=adapter, temperature=temperature, seed=None)
-            if not extract:
-                for cand, (text, is_sql) in zip(task["candidates"], given):
-                    if is_sql:
-                        cand["sql"] = text.strip() or None
-            n_tasks += 1
-            n_candidates += len(answers)
-            yield task
-        if predictions:
-            predictions.finish()
-        source = f"-o file {file}" if file else f"field {field!r}"
-        report(f"replay: {n_candidates} candidate(s) for {n_tasks} task(s) from {source} "
-               "(-k is not used: every given answer is a candidate)")
+            given = (self.predictions.next_for(task) if self.predictions
+                     else _answers(task, self.field))
+            answers = []
+            for text, is_sql in given:
+                answer = {"text": text, "logprob": None, "n_tokens": None, "finished": None}
+                if is_sql and not self.extract:
+                    answer["sql"] = text.strip() or None
+                answers.append(answer)
+            rows.append(answers)
+            self.tasks += 1
+            self.candidates += len(answers)
+        return rows
+
+    def close(self) -> None:
+        """Check that a predictions file had no lines left; say where the answers came from."""
+        if self.predictions:
+            self.predictions.finish()
+        source = f"-o file {self.predictions.path}" if self.predictions else \
+            f"field {self.field!r}"
+        self.report(f"replay: {self.candidates} candidate(s) for {self.tasks} task(s) from "
+                    f"{source} (-k is not used: every given answer is a candidate)")
 
 
 @hookimpl
 def register_samplers(register):
+    """replay."""
     register(ReplaySampler())

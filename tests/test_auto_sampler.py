@@ -9,7 +9,6 @@ import orjson
 import pytest
 
 from conftest import make_task, run
-from rf_core.model.environment import auto_choice, choose_sampler
 
 
 def tasks(db: str, n: int = 2) -> list[dict]:
@@ -19,6 +18,35 @@ def tasks(db: str, n: int = 2) -> list[dict]:
 
 NO_FLASH = ("CUDA GPU, vLLM not installed, no flash attention: continuous batching would run "
             "paged|sdpa, quadratic in the batch")
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """probe_auto_choice on a faked machine: torch's CUDA, vLLM's presence, transformers'
+    continuous batching and the flash attention probe are set by the test; the engines'
+    own declarations (available(), priority) make the choice."""
+    import importlib.util
+
+    torch = pytest.importorskip("torch")
+    from rf_core.model import environment
+    from rf_plugins.hf import continuous
+
+    real_find_spec = importlib.util.find_spec
+    asked = []
+
+    def probe(cuda: bool, vllm: bool, flash: str | None = None, cb: bool = True):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (
+            (object() if vllm else None) if name == "vllm" else real_find_spec(name, *a)))
+        monkeypatch.setattr(continuous, "available", lambda: (
+            None if cb else "no continuous batching in this transformers"))
+        monkeypatch.setattr(continuous, "flash_attention",
+                            lambda: asked.append("flash") or flash)
+        asked.clear()
+        return environment.probe_auto_choice()
+
+    probe.asked = asked
+    return probe
 
 
 @pytest.mark.parametrize("cuda,vllm,cb,flash,engine,why", [
@@ -31,39 +59,40 @@ NO_FLASH = ("CUDA GPU, vLLM not installed, no flash attention: continuous batchi
      "CUDA GPU, vLLM not installed, continuous batching on paged|flash_attention_3"),
     (True, False, True, None, "hf", NO_FLASH),
     (True, False, False, "flash_attention_2", "hf",
-     "CUDA GPU, but neither vLLM nor transformers' continuous batching"),
+     "CUDA GPU, vLLM not installed, no continuous batching in this transformers"),
     (False, True, True, "flash_attention_2", "hf", "no CUDA GPU"),
     (False, False, True, None, "hf", "no CUDA GPU"),
 ])
-def test_the_choice(cuda, vllm, cb, flash, engine, why):
-    assert auto_choice(cuda, vllm, cb, flash) == (engine, why)
-    assert choose_sampler(cuda=cuda, vllm_installed=vllm, cb_available=cb, flash=flash) == engine
+def test_the_choice(machine, cuda, vllm, cb, flash, engine, why):
+    assert machine(cuda=cuda, vllm=vllm, cb=cb, flash=flash) == (engine, why)
 
 
-@pytest.fixture
-def machine(monkeypatch):
-    """probe_auto_choice on a faked machine: torch's CUDA, vLLM's presence, transformers'
-    continuous batching and the flash attention probe are set by the test."""
-    import importlib.util
-
-    torch = pytest.importorskip("torch")
+def test_the_rule_and_the_choice_come_from_the_engines_declarations():
+    """A third party's engine with a higher priority is tried first, and named in the rule;
+    one that is not available is passed over, its reason said."""
     from rf_core.model import environment
+    from rf_core.testing import registered
 
-    real_find_spec = importlib.util.find_spec
-    asked = []
+    class Mine:
+        name, options, priority, rule = "mine", (), 99, "a file named mine.ok"
 
-    def probe(cuda: bool, vllm: bool, flash: str | None = None, cb: bool = True):
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (
-            (object() if vllm else None) if name == "vllm" else real_find_spec(name, *a)))
-        monkeypatch.setattr(environment, "continuous_batching_available", lambda: cb)
-        monkeypatch.setattr(environment, "flash_attention",
-                            lambda: asked.append("flash") or flash)
-        asked.clear()
-        return environment.probe_auto_choice()
+        def __init__(self, ok):
+            self.ok = ok
 
-    probe.asked = asked
-    return probe
+        def available(self):
+            return self.ok, "mine.ok found" if self.ok else "no mine.ok"
+
+        def load(self, request, **options):
+            return self
+
+    with registered(Mine(True)):
+        assert environment.auto_rule().startswith("mine (a file named mine.ok), else vllm (")
+        assert environment.probe_auto_choice() == ("mine", "mine.ok found")
+    with registered(Mine(False)):
+        engine, why = environment.probe_auto_choice()
+        assert engine != "mine" and why.startswith("no mine.ok")
+    assert environment.auto_rule() == ("vllm (vLLM installed and a CUDA GPU), else cb (a CUDA "
+                                       "GPU with flash attention), else hf")
 
 
 def test_the_probe_picks_hf_on_a_gpu_without_flash_attention(machine):
@@ -95,7 +124,7 @@ def test_no_flash_attention_is_found_here_and_nothing_is_downloaded(monkeypatch)
     import huggingface_hub.constants as hub
     from transformers.utils import import_utils
 
-    from rf_core.model.environment import flash_attention
+    from rf_plugins.hf.continuous import flash_attention
 
     monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
     asked = []
@@ -114,7 +143,7 @@ def test_a_cached_hub_kernel_counts_only_with_the_hub_offline(monkeypatch):
     import huggingface_hub.constants as hub
     from transformers.utils import import_utils
 
-    from rf_core.model.environment import flash_attention
+    from rf_plugins.hf.continuous import flash_attention
 
     # FA2 from the kernels hub's cache, no package
     monkeypatch.setattr(import_utils, "is_flash_attn_3_available",
@@ -144,7 +173,7 @@ def test_auto_is_the_default_and_picks_hf_without_a_gpu(tiny_model, shop_db, val
 @pytest.fixture
 def picks(monkeypatch):
     """Make auto pick a given engine, as probe_auto_choice would on another machine."""
-    from rf_plugins.auto import AutoSampler
+    from rf_core.plugins.auto import AutoSampler
 
     def pick(engine: str, why: str):
         monkeypatch.setattr(AutoSampler, "choose", staticmethod(lambda: (engine, why)))
@@ -227,11 +256,11 @@ def test_the_run_history_names_the_engine_auto_used(tmp_path):
 
 
 def test_the_help_and_the_description_say_the_rule():
-    from rf_core.model.environment import AUTO_RULE
+    from rf_core.model.environment import auto_rule
+    from rf_core.plugins.auto import AutoSampler
 
-    from rf_plugins.auto import AutoSampler
-
+    AUTO_RULE = auto_rule()
     assert "cb (a CUDA GPU with flash attention)" in AUTO_RULE
-    assert AUTO_RULE in AutoSampler.description
+    assert AUTO_RULE in AutoSampler().description
     assert " ".join(AUTO_RULE.split()) in " ".join(run("rf-sample", ["--help"]).stdout.decode()
                                                   .split())

@@ -7,7 +7,6 @@ import pytest
 
 from conftest import run
 from rf_core.api import Option
-from rf_core.model.environment import choose_sampler
 
 
 def fake_spider(tmp_path):
@@ -146,15 +145,6 @@ def test_empty_model_cache_and_no_spider_say_what_is_missing(tmp_path, monkeypat
     assert r.code == 1 and "Spider" not in r.stderr.split("missing:", 1)[1]
 
 
-def test_sampler_auto_picks_cb_only_with_flash_attention():
-    assert choose_sampler(cuda=True, vllm_installed=True) == "vllm"
-    assert choose_sampler(cuda=True, vllm_installed=False) == "hf"
-    assert choose_sampler(cuda=True, vllm_installed=False, flash="flash_attention_2") == "cb"
-    assert choose_sampler(cuda=True, vllm_installed=False, cb_available=False,
-                          flash="flash_attention_2") == "hf"
-    assert choose_sampler(cuda=False, vllm_installed=True) == "hf"
-
-
 H100 = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "free_bytes": 84_000_000_000,
         "total_bytes": 85_000_000_000, "capability": "9.0"}
 
@@ -174,6 +164,13 @@ def doctor_on_a_gpu(monkeypatch, tiny_model, tmp_path, flash):
     monkeypatch.setattr(environment, "gpus", lambda: [dict(H100)])
     monkeypatch.setattr(environment, "flash_attention", lambda: flash)
     monkeypatch.setattr(environment, "continuous_batching_available", lambda: True)
+    # --sampler auto asks the engines themselves
+    torch = pytest.importorskip("torch")
+    from rf_plugins.hf import continuous
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(continuous, "flash_attention", lambda: flash)
+    monkeypatch.setattr(continuous, "available", lambda: None)
     r = run("rf-doctor", ["--model", tiny_model, "--spider-root", str(fake_spider(tmp_path))])
     assert r.code == 0, r.stderr
     return orjson.loads(r.stdout), r.stderr

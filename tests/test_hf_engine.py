@@ -366,6 +366,7 @@ def test_merged_adapter_gives_the_unmerged_greedy_output(tiny_model, tmp_path):
 def test_hf_sampler_samples_with_the_adapter_merged(tiny_model, tmp_path, monkeypatch):
     pytest.importorskip("peft")
     from rf_core.model.loading import load
+    from rf_core.model.sampling import sample_tasks
     from rf_plugins.hf import HFSampler
 
     adapter = random_adapter(tiny_model, tmp_path / "adapter")
@@ -376,8 +377,8 @@ def test_hf_sampler_samples_with_the_adapter_merged(tiny_model, tmp_path, monkey
                         lambda model, *a, **kw: models.append(model) or real(model, *a, **kw))
     task = {"id": "t/0", "db_id": "shop", "question": "How many products are there?",
             "schema": "CREATE TABLE product (id INTEGER PRIMARY KEY, name TEXT)"}
-    out = list(HFSampler().sample([task], model=tiny_model, adapter=str(adapter),
-                                  max_new_tokens=12, report=lambda m: None))
+    out = list(sample_tasks(HFSampler(), [task], model=tiny_model, adapter=str(adapter),
+                            max_new_tokens=12, report=lambda m: None))
     assert models and all(not hasattr(m, "peft_config") for m in models)
     assert snapshot(adapter) == before
     # the same text as the unmerged adapter gives

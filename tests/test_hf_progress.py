@@ -16,6 +16,7 @@ def test_loading_and_batch_progress_come_before_the_first_batch_ends(tiny_model,
                                                                      monkeypatch):
     import rf_plugins.hf as hf
     import rf_plugins.hf.engine as engine
+    from rf_core.model.sampling import sample_tasks
     from rf_core.plugins import manager
 
     lines: list[str] = []
@@ -30,8 +31,8 @@ def test_loading_and_batch_progress_come_before_the_first_batch_ends(tiny_model,
     monkeypatch.setattr(hf, "PROGRESS_EVERY_S", 0.0)  # every host check: no waiting in tests
     tasks = [make_task(shop_db, "SELECT 1", id=f"p/{i}", question=f"Question {i}?")
              for i in range(3)]
-    out = list(manager.get("samplers", "hf").sample(
-        tasks, model=tiny_model, k=2, temperature=1.0, top_p=1.0, max_new_tokens=16, seed=5,
+    out = list(sample_tasks(
+        manager.get("samplers", "hf"), tasks, model=tiny_model, k=2, temperature=1.0, top_p=1.0, max_new_tokens=16, seed=5,
         report=lines.append, batch_tokens=64))  # a small budget: several batches
     assert [len(t["candidates"]) for t in out] == [2, 2, 2]
     first_end = lines.index("<batch ended>")
@@ -52,7 +53,7 @@ def test_loading_and_batch_progress_come_before_the_first_batch_ends(tiny_model,
     (123456, 10.0, "12346 tok/s"), (37, 2.0, "18.5 tok/s"),
 ])
 def test_rates_are_measured_or_not_shown(tokens, seconds, text):
-    from rf_plugins.hf import rate
+    from rf_core.model.sampling import rate
 
     assert rate(tokens, seconds) == text
 

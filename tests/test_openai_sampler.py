@@ -337,6 +337,7 @@ def test_order_kept_when_answers_come_out_of_order(server, shop_db):
 def test_streams_tasks_as_they_are_done(server, shop_db):
     """The first task comes out while a later one is still being answered, and the input is
     read lazily (a bounded window ahead), not all at once."""
+    from rf_core.model.sampling import sample_tasks
     from rf_core.plugins import manager
 
     server.delay = lambda body: 2.0 if task_index(body) == 1 else 0.0
@@ -348,9 +349,9 @@ def test_streams_tasks_as_they_are_done(server, shop_db):
             yield t
 
     impl = manager.get("samplers", "openai")
-    out = impl.sample(stream(), model="fake", k=1, temperature=0.0, top_p=1.0,
-                      max_new_tokens=8, seed=0, base_url=server.url, concurrency=2,
-                      report=lambda message: None)
+    out = sample_tasks(impl, stream(), model="fake", k=1, temperature=0.0, top_p=1.0,
+                       max_new_tokens=8, seed=0, base_url=server.url, concurrency=2,
+                       report=lambda message: None)
     start = time.monotonic()
     first = next(out)
     assert first["id"] == "o/0"

@@ -110,26 +110,12 @@ def plugin_options(fn: Callable) -> Callable:
     return fn
 
 
-def legacy_option(flag: str, option: str, **kwargs: Any) -> Callable:
-    """A flag kept for one release: hidden, and passed to the plugin as its option
-    ``option`` with a deprecation line on stderr (see ``plugin_kwargs``)."""
-    return click.option(flag, f"legacy_{option}", default=None, hidden=True, **kwargs)
-
-
 def plugin_kwargs(prog: str, kind: str, name: str, impl: Any, params: dict) -> dict:
-    """The chosen plugin's options from ``-o``/``--option`` and deprecated flags, checked
-    against what the plugin declares (usage error, exit 2, naming the valid ones)."""
+    """The chosen plugin's options from ``-o``/``--option``, checked against what the plugin
+    declares (usage error, exit 2, naming the valid ones)."""
     from rf_core.plugins.options import resolve
 
-    given = []
-    for key, value in params.items():
-        if key.startswith("legacy_") and value is not None:
-            option = key[len("legacy_"):]
-            flag = "--" + option.replace("_", "-")
-            click.echo(f"{prog}: warning: {flag} is deprecated and goes in the next release; "
-                       f"use -o {option} {value}", err=True)
-            given.append((option, str(value)))
-    given += list(params.get("plugin_option") or ())
+    given = list(params.get("plugin_option") or ())
     given += list(params.get("plugin_assign") or ())
     try:
         return resolve(impl, given, kind=kind, name=name)

@@ -5,12 +5,12 @@ import re
 import click
 
 from rf_core.model import environment
+from rf_core.model.sampling import sample_tasks
 from rf_core.plugins import manager as plugins
 from rf_core.commands.errors import command
 from rf_core.commands.params import FiniteFloat, Seed, input_options
 from rf_core.commands.pipe import Pipe
-from rf_core.commands.plugin_cli import (legacy_option, plugin_command, plugin_kwargs,
-                                         plugin_options)
+from rf_core.commands.plugin_cli import plugin_command, plugin_kwargs, plugin_options
 
 PROG = "rf-sample"
 
@@ -24,10 +24,20 @@ def _shard(ctx, param, value):
     return int(m.group(1)), int(m.group(2))
 
 
+class _AutoRuleHelp(click.Option):
+    """--sampler's help, which quotes auto's rule: built from the installed engines'
+    declarations when the help is shown, not when the command is imported."""
+
+    def get_help_record(self, ctx):
+        """The help line, with the rule as the installed engines declare it."""
+        self.help = f"Sampler plugin; auto: {environment.auto_rule()}."
+        return super().get_help_record(ctx)
+
+
 @plugin_command(PROG, "samplers", "--sampler")
 @input_options
-@click.option("--sampler", default="auto", show_default=True,
-              help=f"Sampler plugin; auto: {environment.AUTO_RULE}.")
+@click.option("--sampler", default="auto", show_default=True, cls=_AutoRuleHelp,
+              help="Sampler plugin; auto: the first available engine by priority.")
 @click.option("--model", "-m", required=True,
               help="Transformers folder, hub id, .gguf file, or an `rf-model` name.")
 @click.option("--adapter", default=None, help="A PEFT LoRA adapter folder to apply.")
@@ -43,10 +53,6 @@ def _shard(ctx, param, value):
 @click.option("--shard", callback=_shard, default=None, metavar="I/N",
               help="Keep every N-th task starting at I, so N processes can split a file.")
 @plugin_options
-@legacy_option("--device", "device")
-@legacy_option("--dtype", "dtype")
-@legacy_option("--batch-tokens", "batch_tokens")
-@legacy_option("--tensor-parallel-size", "tensor_parallel_size")
 @command(PROG)
 def cli(input_file, skip_bad, max_bad, sampler, model, adapter, k, temperature, top_p,
         max_new_tokens, seed, shard, **params):
@@ -63,14 +69,15 @@ def cli(input_file, skip_bad, max_bad, sampler, model, adapter, k, temperature, 
     pipe = Pipe(PROG, input_file, require=("question",), skip_bad=skip_bad, max_bad=max_bad)
 
     def selected():
+        """The input's tasks, this shard's only."""
         for i, task in enumerate(pipe.records()):
             if shard is None or i % shard[1] == shard[0]:
                 yield task
 
-    for task in impl.sample(selected(), model=model, adapter=adapter, k=k,
-                            temperature=temperature, top_p=top_p,
-                            max_new_tokens=max_new_tokens, seed=seed, report=pipe.note,
-                            progress=pipe.progress, **options):
+    for task in sample_tasks(impl, selected(), model=model, adapter=adapter, k=k,
+                             temperature=temperature, top_p=top_p,
+                             max_new_tokens=max_new_tokens, seed=seed, report=pipe.note,
+                             progress=pipe.progress, **options):
         pipe.write(task)
     pipe.finish()
 

@@ -68,36 +68,25 @@ def gpus() -> list[dict]:
     return out
 
 
-# --sampler auto's rule, the one statement of it: auto_choice implements it, and rf-sample's
-# help, the auto plugin's description and rf-doctor's table quote it.
-AUTO_RULE = ("vllm (vLLM installed and a CUDA GPU), else cb (a CUDA GPU with flash attention), "
-             "else hf")
 # cb's attention when no flash attention is found: the step's requests gathered into one
 # sequence under a block-diagonal mask, so every query scores every request's keys (quadratic
 # in the batch), and the mask keeps CUDA graphs off.
 CB_SDPA = "paged|sdpa"
 
 
-def choose_sampler(cuda: bool, vllm_installed: bool, cb_available: bool = True,
-                   flash: str | None = None) -> str:
-    """The engine rf-sample's ``--sampler auto`` picks (``AUTO_RULE``)."""
-    return auto_choice(cuda, vllm_installed, cb_available, flash)[0]
+def auto_rule() -> str:
+    """``--sampler auto``'s rule in words, built from the installed engines' declarations."""
+    from rf_core.plugins import auto
+
+    return auto.rule()
 
 
-def auto_choice(cuda: bool, vllm_installed: bool, cb_available: bool = True,
-                flash: str | None = None) -> tuple[str, str]:
-    """``AUTO_RULE``'s engine and why, as rf-sample's choice line says it. ``flash``: the flash
-    attention continuous batching would switch to (``flash_attention``), None without one."""
-    if not cuda:
-        return "hf", "no CUDA GPU"
-    if vllm_installed:
-        return "vllm", "CUDA GPU, vLLM installed"
-    if not cb_available:
-        return "hf", "CUDA GPU, but neither vLLM nor transformers' continuous batching"
-    if flash is None:
-        return "hf", ("CUDA GPU, vLLM not installed, no flash attention: continuous batching "
-                      f"would run {CB_SDPA}, quadratic in the batch")
-    return "cb", f"CUDA GPU, vLLM not installed, continuous batching on {cb_attention(flash)}"
+def probe_auto_choice() -> tuple[str, str]:
+    """The engine ``--sampler auto`` picks on this machine, and why: each installed engine
+    says whether it is available (see ``rf_core.api.SamplerEngine``)."""
+    from rf_core.plugins import auto
+
+    return auto.probe()
 
 
 def cb_attention(flash: str | None) -> str:
@@ -146,17 +135,6 @@ def flash_attention() -> str | None:
     finally:
         quiet.setLevel(level)
     return None
-
-
-def probe_auto_choice() -> tuple[str, str]:
-    """``auto_choice`` on this machine. Imports torch; transformers and the flash attention
-    probe only where there is a GPU and no vLLM."""
-    import torch
-
-    cuda = torch.cuda.is_available()
-    vllm = cuda and importlib.util.find_spec("vllm") is not None
-    cb = cuda and not vllm and continuous_batching_available()
-    return auto_choice(cuda, vllm, cb, flash_attention() if cb else None)
 
 
 def attention_implementation(location: str, dtype) -> str:
@@ -258,7 +236,7 @@ def _samplers(info: dict, warnings: list[str], cuda: bool, absent: list[str]) ->
     vllm = importlib.util.find_spec("vllm") is not None
     cb = "transformers" not in absent and continuous_batching_available()
     flash = flash_attention() if cuda and cb else None  # cb runs no flash attention on a CPU
-    info["sampler_auto"], info["sampler_auto_reason"] = auto_choice(cuda, vllm, cb, flash)
+    info["sampler_auto"], info["sampler_auto_reason"] = probe_auto_choice()
     # what each engine's attention will be; hf's is the model's, filled in later
     info["attention"] = {"hf": None, "cb": cb_attention(flash) if cb else None,
                          "vllm": "vLLM's own, chosen when its engine starts" if vllm else None}
@@ -317,7 +295,7 @@ def table(info: dict, plan_options: Iterable[str] = ()) -> str:
     rows = [("python", f"{info['python']} ({info['executable']})")]
     rows += _environment_rows(info)
     rows.append(("sampler auto", f"{info['sampler_auto']} ({info.get('sampler_auto_reason')}; "
-                 f"the rule: {AUTO_RULE})"))
+                 f"the rule: {auto_rule()})"))
     m = info["model"]
     rows.append(("model", f"{m['name']} -> {m['path'] or 'MISSING'}"))
     for engine, attention in (info.get("attention") or {}).items():

@@ -11,7 +11,9 @@ hookimpl = HookimplMarker("reasonforge")
 
 @hookspec
 def register_samplers(register):
-    """Register samplers: objects with ``name`` and ``sample(tasks, **options)``."""
+    """Register samplers: engines (``name``, ``load(request, **options)`` returning an object
+    with ``generate(conversations, first=...)``; see ``rf_core.api.SamplerEngine``), or, kept
+    one release as an escape hatch, record-level samplers with ``sample(tasks, **options)``."""
 
 
 @hookspec

@@ -32,7 +32,7 @@ DEFAULT_PLUGINS = (
     "rf_plugins.vllm",
     "rf_plugins.openai_sampler",
     "rf_plugins.replay_sampler",
-    "rf_plugins.auto",
+    "rf_core.plugins.auto",
     "rf_plugins.peft",
 )
 

@@ -35,11 +35,10 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field, fields
-from itertools import islice
-from typing import Callable, Iterable, Iterator
+from typing import Callable
 
-from rf_core.api import DEVICE_PATTERN, Generation, Option, RFError, check_device, to_stderr
-from rf_plugins.hf import rate
+from rf_core.api import (DEVICE_PATTERN, Generation, Option, RFError, SampleRequest,
+                         check_device, to_stderr)
 
 # On a CPU transformers would size the cache from the machine's RAM (60-90% of it); these
 # budgets keep it to what a few dozen concurrent rows need.
@@ -49,6 +48,8 @@ CPU_BATCH_TOKENS = 1024
 
 @dataclass
 class RunStats:
+    """What the engine runs did, for the rate line's detail and the benchmarks."""
+
     prompts: int = 0
     sequences: int = 0
     new_tokens: int = 0         # generated tokens, stop tokens included (as the hf engine counts)
@@ -62,7 +63,8 @@ def available() -> str | None:
     """None when this transformers has the continuous batching API used here, else why not."""
     try:
         import transformers
-        from transformers.generation.configuration_utils import ContinuousBatchingConfig  # noqa: F401
+        from transformers.generation.configuration_utils import (  # noqa: F401
+            ContinuousBatchingConfig)
         from transformers.generation.continuous_batching import ContinuousBatchingManager
     except ImportError as exc:
         return f"no continuous batching in this transformers ({exc})"
@@ -71,11 +73,41 @@ def available() -> str | None:
     return None
 
 
+def flash_attention() -> str | None:
+    """The flash attention transformers' continuous batching switches a model to on this
+    machine: "flash_attention_3" or "flash_attention_2", else None.
+
+    transformers (5.17 to 5.25) tries FA3, then FA2, each from its package (flash-attn-3's
+    ``flash_attn_interface``, flash-attn's ``flash_attn``) or else from the kernels hub; this
+    asks the same functions in the same order. The hub's kernels count only with the hub
+    offline (``HF_HUB_OFFLINE=1``), that is from the local cache: nothing is downloaded to
+    answer (the GPU machines have no network).
+    """
+    try:
+        import huggingface_hub.constants as hub
+        from transformers.utils import import_utils
+    except ImportError:
+        return None
+    cached_kernels = bool(hub.HF_HUB_OFFLINE)
+    quiet = logging.getLogger("kernels")  # a warning per kernel looked up offline
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        for version in (3, 2):
+            check = getattr(import_utils, f"is_flash_attn_{version}_available", None)
+            if check is not None and check(kernels_fallback_ok=cached_kernels):
+                return f"flash_attention_{version}"
+    finally:
+        quiet.setLevel(level)
+    return None
+
+
 class _ErrorsAreOurs(logging.Filter):
     """The engine logs a failed request or loop with a traceback, then hands the error to us;
     rf-sample reports it in one line (RF_DEBUG=1 keeps the engine's own log)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the engine's records below ERROR."""
         return record.levelno < logging.ERROR
 
 
@@ -117,14 +149,11 @@ def _cb_config(device, *, seed: int, max_batch_tokens: int | None, num_blocks: i
     return ContinuousBatchingConfig(**kwargs)
 
 
-def generate(model, prompts: list[list[int]], *, k: int, temperature: float, top_p: float,
-             max_new_tokens: int, stop_ids: list[int], seed: int,
-             max_batch_tokens: int | None = None, num_blocks: int | None = None,
-             block_size: int | None = None, memory_fraction: float | None = None,
-             stats: RunStats | None = None) -> list[list[Generation]]:
-    """k candidates for each prompt (token id lists), grouped by prompt, in order: one engine
-    run; every request is queued before it starts, so the same seed gives the same batches."""
-    import torch
+def _configs(model, prompts: list[list[int]], *, forks: int, temperature: float,
+             top_p: float, max_new_tokens: int, stop_ids: list[int], seed: int,
+             max_batch_tokens: int | None, num_blocks: int | None, block_size: int | None,
+             memory_fraction: float | None) -> dict:
+    """The keyword arguments of ``init_continuous_batching`` for one engine run."""
     from transformers import GenerationConfig
 
     try:
@@ -132,11 +161,7 @@ def generate(model, prompts: list[list[int]], *, k: int, temperature: float, top
     except ImportError:  # only hints: the engine picks its defaults without them
         WorkloadHints = None
 
-    if not prompts:
-        return []
     greedy = temperature <= 0
-    # greedy answers are all alike, and transformers refuses k greedy forks: one, copied k times
-    forks = 1 if greedy else k
     sampling = {} if greedy else {"temperature": temperature, "top_p": top_p, "top_k": 0}
     gen_config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=not greedy,
                                   num_return_sequences=forks, eos_token_id=list(stop_ids),
@@ -147,59 +172,83 @@ def generate(model, prompts: list[list[int]], *, k: int, temperature: float, top
     hints = None if WorkloadHints is None else WorkloadHints(
         max_prompt_length=max(map(len, prompts)), max_generated_length=max_new_tokens,
         num_requests=len(prompts) * forks)
-    start = time.perf_counter()
+    return {"generation_config": gen_config, "continuous_batching_config": cb_config,
+            "workload_hints": hints}
+
+
+def _receive(manager, total: int) -> dict:
+    """Every finished request's output by request id, until ``total`` have come."""
     results = {}
+    while len(results) < total:
+        out = manager.get_result(timeout=1)
+        if out is None:
+            if not manager.is_running():
+                why = manager.background_thread_status.fatal_error
+                raise RFError(f"cb: the generation loop stopped with {len(results)} of "
+                              f"{total} candidates done: "
+                              f"{_failure(str(why)) if why else 'no error given'}")
+            continue
+        if out.is_finished():
+            if out.error is not None:
+                raise RFError(f"cb: request {out.request_id} failed: {_failure(out.error)}")
+            results[out.request_id] = out
+    return results
+
+
+def _run(manager, prompts: list[list[int]], forks: int, max_new_tokens: int,
+         stats: RunStats | None) -> tuple[list, dict, dict]:
+    """One engine run: (request ids, each id's forks' ids, outputs by id)."""
+    complete = False
+    try:
+        began = time.perf_counter()
+        manager.warmup()  # builds the cache (and captures CUDA graphs where used)
+        if stats is not None:
+            stats.start_seconds += time.perf_counter() - began
+        # queued before the loop starts, so its first step sees all of them
+        ids = manager.add_requests(inputs=prompts, max_new_tokens=max_new_tokens)
+        wanted = {rid: [rid] + [f"{rid}__child#{j}" for j in range(forks - 1)] for rid in ids}
+        manager.start()
+        results = _receive(manager, len(ids) * forks)
+        complete = True
+    finally:
+        # a hard stop when interrupted: the engine's thread must not outlive the command
+        manager.stop(block=True, timeout=None if complete else 30, hard_stop=not complete)
+        manager.destroy()
+        if stats is not None:
+            resolved = manager.continuous_batching_config
+            stats.engine = {name: getattr(resolved, name, None) for name in (
+                "num_blocks", "max_batch_tokens", "max_requests_per_batch", "page_size",
+                "block_size", "max_memory_percent")}
+    return ids, wanted, results
+
+
+def generate(model, prompts: list[list[int]], *, k: int, temperature: float, top_p: float,
+             max_new_tokens: int, stop_ids: list[int], seed: int,
+             max_batch_tokens: int | None = None, num_blocks: int | None = None,
+             block_size: int | None = None, memory_fraction: float | None = None,
+             stats: RunStats | None = None) -> list[list[Generation]]:
+    """k candidates for each prompt (token id lists), grouped by prompt, in order: one engine
+    run; every request is queued before it starts, so the same seed gives the same batches."""
+    import torch
+
+    if not prompts:
+        return []
+    # greedy answers are all alike, and transformers refuses k greedy forks: one, copied k times
+    forks = 1 if temperature <= 0 else k
+    configs = _configs(model, prompts, forks=forks, temperature=temperature, top_p=top_p,
+                       max_new_tokens=max_new_tokens, stop_ids=stop_ids, seed=seed,
+                       max_batch_tokens=max_batch_tokens, num_blocks=num_blocks,
+                       block_size=block_size, memory_fraction=memory_fraction)
+    start = time.perf_counter()
     # no_grad, not inference_mode: transformers 5.17 runs its loop outside inference mode, on a
     # cache built here, and inference tensors refuse the loop's in-place updates
     with torch.no_grad(), _quiet_engine_errors():
-        manager = model.init_continuous_batching(generation_config=gen_config,
-                                                 continuous_batching_config=cb_config,
-                                                 workload_hints=hints)
-        complete = False
-        try:
-            began = time.perf_counter()
-            manager.warmup()  # builds the cache (and captures CUDA graphs where used)
-            if stats is not None:
-                stats.start_seconds += time.perf_counter() - began
-            # queued before the loop starts, so its first step sees all of them
-            ids = manager.add_requests(inputs=prompts, max_new_tokens=max_new_tokens)
-            wanted = {rid: [rid] + [f"{rid}__child#{j}" for j in range(forks - 1)]
-                      for rid in ids}
-            total = len(ids) * forks
-            manager.start()
-            while len(results) < total:
-                out = manager.get_result(timeout=1)
-                if out is None:
-                    if not manager.is_running():
-                        why = manager.background_thread_status.fatal_error
-                        raise RFError(f"cb: the generation loop stopped with {len(results)} of "
-                                      f"{total} candidates done: "
-                                      f"{_failure(str(why)) if why else 'no error given'}")
-                    continue
-                if out.is_finished():
-                    if out.error is not None:
-                        raise RFError(f"cb: request {out.request_id} failed: "
-                                      f"{_failure(out.error)}")
-                    results[out.request_id] = out
-            complete = True
-        finally:
-            # a hard stop when interrupted: the engine's thread must not outlive the command
-            manager.stop(block=True, timeout=None if complete else 30, hard_stop=not complete)
-            manager.destroy()
-            if stats is not None:
-                resolved = manager.continuous_batching_config
-                stats.engine = {name: getattr(resolved, name, None) for name in (
-                    "num_blocks", "max_batch_tokens", "max_requests_per_batch", "page_size",
-                    "block_size", "max_memory_percent")}
+        manager = model.init_continuous_batching(**configs)
+        ids, wanted, results = _run(manager, prompts, forks, max_new_tokens, stats)
     stops = set(stop_ids)
-    grouped = []
-    for rid in ids:
-        row = []
-        for name in wanted[rid]:
-            out = results[name]
-            row.append(Generation.from_ids(out.generated_tokens,
-                                           float(sum(out.logprobs or [0.0])), stops))
-        grouped.append(row * (k // forks))
+    grouped = [[Generation.from_ids(results[name].generated_tokens,
+                                    float(sum(results[name].logprobs or [0.0])), stops)
+                for name in wanted[rid]] * (k // forks) for rid in ids]
     if stats is not None:
         stats.prompts += len(prompts)
         stats.sequences += len(prompts) * k
@@ -210,7 +259,11 @@ def generate(model, prompts: list[list[int]], *, k: int, temperature: float, top
 
 
 class CBSampler:
+    """transformers' continuous batching behind rf-sample."""
+
     name = "cb"
+    priority = 20  # before hf, after vllm
+    rule = "a CUDA GPU with flash attention"
     description = ("transformers continuous batching: paged KV cache, requests join and leave "
                    "the batch every step; LoRA merged for sampling")
     options = (
@@ -228,48 +281,72 @@ class CBSampler:
         Option("window", int, 1024, "Tasks read ahead and run as one engine run.", minimum=1),
     )
 
-    def sample(self, tasks: Iterable[dict], *, model: str, adapter: str | None = None,
-               k: int = 1, temperature: float = 0.0, top_p: float = 1.0,
-               max_new_tokens: int = 256, seed: int = 0, device: str = "auto",
-               dtype: str = "auto", max_batch_tokens: int | None = None,
-               num_blocks: int | None = None, block_size: int | None = None,
-               memory_fraction: float | None = None, window: int = 1024,
-               report: Callable[[str], None] = to_stderr, **_ignored) -> Iterator[dict]:
-        from rf_core.api import (attach, decode_answers, encode_prompt, end_of_turn_ids,
-                                 load_for_sampling, sample_seed, task_messages)
+    def available(self) -> tuple[bool, str]:
+        """For --sampler auto: on a CUDA GPU where transformers has continuous batching and
+        finds a flash attention for it (without one, paged|sdpa is quadratic in the batch and
+        the hf engine is the faster one). Named with --sampler, cb also runs on a CPU."""
+        import torch
+
+        if not torch.cuda.is_available():
+            return False, "no CUDA GPU"
+        why = available()
+        if why is not None:
+            return False, why
+        flash = flash_attention()
+        if flash is None:
+            return False, ("no flash attention: continuous batching would run paged|sdpa, "
+                           "quadratic in the batch")
+        return True, f"continuous batching on paged|{flash}"
+
+    def load(self, request: SampleRequest, *, report: Callable[[str], None] = to_stderr,
+             device: str = "auto", dtype: str = "auto", window: int = 1024,
+             **settings) -> "_CBRun":
+        """Load the model, the adapter merged into its weights in memory (the adapter folder
+        is only read); ``settings``: the engine's cache options."""
+        from rf_core.api import end_of_turn_ids, load_for_sampling
 
         why = available()
         if why is not None:
             raise RFError(f"the cb sampler needs transformers' continuous batching: {why}")
         check_device(device)  # a missing GPU said before the model loads
-        # LoRA folded into the weights, in memory only, as the hf sampler does
+        model, adapter = request.model, request.adapter
         report(f"cb: loading {model}" + (f" with adapter {adapter}" if adapter else "")
                + f" (device {device}, dtype {dtype})")
         loading = time.perf_counter()
         tok, mdl, _ = load_for_sampling(model, adapter=adapter, device=device, dtype=dtype,
                                         report=report)
         report(f"cb: model loaded in {time.perf_counter() - loading:.1f} s")
-        stops = end_of_turn_ids(tok)
-        stats = RunStats()
-        it = iter(tasks)
-        done = 0
-        while chunk := list(islice(it, window)):
-            messages = [task_messages(t) for t in chunk]
-            prompts = [encode_prompt(tok, m) for m in messages]
-            # one seed per window: the first is --seed itself
-            run_seed = seed if done == 0 else sample_seed(seed, done, 0)
-            out = generate(mdl, prompts, k=k, temperature=temperature, top_p=top_p,
-                           max_new_tokens=max_new_tokens, stop_ids=stops, seed=run_seed,
-                           max_batch_tokens=max_batch_tokens, num_blocks=num_blocks,
-                           block_size=block_size, memory_fraction=memory_fraction,
-                           stats=stats)
-            for task, msgs, cands in zip(chunk, messages, out):
-                # seed None: a window's candidates share one random stream (see above)
-                yield attach(task, msgs, decode_answers(tok, cands), sampler=self.name,
-                             model=model, adapter=adapter, temperature=temperature, seed=None)
-            done += len(chunk)
-            report(f"{done} task(s), {stats.sequences} candidate(s), {stats.new_tokens} new "
-                   f"tokens in {stats.seconds:.1f} s ({rate(stats.new_tokens, stats.seconds)}; "
-                   "cache "
-                   f"{stats.engine.get('num_blocks')} blocks, "
-                   f"{stats.engine.get('max_batch_tokens')} tokens per step)")
+        cache = {key: settings.get(key) for key in CACHE_OPTIONS}
+        return _CBRun(tok, mdl, request, end_of_turn_ids(tok), cache, window)
+
+
+CACHE_OPTIONS = ("max_batch_tokens", "num_blocks", "block_size", "memory_fraction")
+
+
+class _CBRun:
+    """The loaded model: one engine run per window of conversations."""
+
+    def __init__(self, tok, mdl, request: SampleRequest, stops: list[int], cache: dict,
+                 window: int):
+        self.tok, self.mdl, self.request, self.stops = tok, mdl, request, stops
+        self.cache, self.window = cache, window
+        self.stats = RunStats()
+
+    def generate(self, conversations: list, *, first: int, **_context) -> list[list[dict]]:
+        """k answers per conversation from one engine run; a window's answers share one
+        random stream, so no seed reproduces one answer (their seed is None)."""
+        from rf_core.api import decode_answers, encode_prompt, sample_seed
+
+        r = self.request
+        prompts = [encode_prompt(self.tok, m) for m in conversations]
+        # one seed per window: the first is --seed itself
+        run_seed = r.seed if first == 0 else sample_seed(r.seed, first, 0)
+        out = generate(self.mdl, prompts, k=r.k, temperature=r.temperature, top_p=r.top_p,
+                       max_new_tokens=r.max_new_tokens, stop_ids=self.stops, seed=run_seed,
+                       stats=self.stats, **self.cache)
+        return [decode_answers(self.tok, cands) for cands in out]
+
+    def detail(self) -> str:
+        """The paged cache's size as the engine resolved it."""
+        return (f"cache {self.stats.engine.get('num_blocks')} blocks, "
+                f"{self.stats.engine.get('max_batch_tokens')} tokens per step")

