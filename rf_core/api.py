@@ -22,16 +22,13 @@ A verifier that adds to the built-in one (another matcher, extra checks) calls
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
 
 from rf_core.data.items import BadItem, DatasetItem
-from rf_core.errors import BadOption, BadRecord, RFError, UnknownPlugin, UsageError
+from rf_core.errors import BadOption, RFError, UsageError
+from rf_core.model.request import Conversation, SampleRequest
 from rf_core.plugins.hookspecs import hookimpl
 from rf_core.plugins.options import DEVICE_PATTERN, Option, check_device
-
-if TYPE_CHECKING:
-    from rf_core.exec.sqlite import Limits
 
 # report(text): one line to stderr under the command's name
 Report = Callable[[str], None]
@@ -46,29 +43,6 @@ class Progress(Protocol):
 
     def update(self, n: int = 1) -> None:
         """``n`` more units done."""
-
-
-# a conversation: the chat messages of one task's prompt, [{"role", "content"}, ...]
-Conversation = list[dict]
-
-
-@dataclass(frozen=True)
-class SampleRequest:
-    """What rf-sample asks of a sampler engine, the same for every conversation of one run.
-
-    ``model``: rf-sample's --model (a folder, hub id, .gguf file or ``rf-model`` name);
-    ``adapter``: a PEFT LoRA adapter folder or None; ``k``: answers per conversation;
-    ``temperature`` (0: greedy), ``top_p``, ``max_new_tokens``; ``seed``: rf-sample's --seed
-    (derive per-sample seeds with ``sample_seed(seed, first + i, j)``).
-    """
-
-    model: str
-    adapter: str | None = None
-    k: int = 1
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-    seed: int = 0
 
 
 @runtime_checkable
@@ -216,57 +190,40 @@ class Dataset(Protocol):
         "Datasets"); a pseudo-split such as ``all`` gives each item its own split."""
 
 
-# name -> module it lives in; loaded on first use (PEP 562)
+# name -> module it lives in; loaded on first use (PEP 562). The TYPE_CHECKING block below
+# imports the same names, so type checkers and IDEs see their real types
 _LAZY = {
-    # records and streams
-    "read_records": "rf_core.records.io",
-    "RecordWriter": "rf_core.records.io",
-    "new_record": "rf_core.records.io",
-    "parse_line": "rf_core.records.io",
+    # what every plugin may use
     "to_stderr": "rf_core.records.io",
-    "SCHEMA_VERSION": "rf_core.records.io",
-    "validate": "rf_core.records.validation",
-    "SchemaError": "rf_core.records.validation",
-    "schema_dir": "rf_core.records.validation",
     "write_atomic": "rf_core.records.files",
     "replace_dir": "rf_core.records.files",
-    # tasks from datasets
+    "cache_dir": "rf_core.model.cache",
+    # record-level datasets and samplers (the escape hatch)
     "make_task": "rf_core.data.tasks",
     "pick": "rf_core.data.tasks",
-    "describe_database": "rf_core.data.schema_context",
-    "spider_hardness": "rf_core.data.hardness",
-    "cache_dir": "rf_core.model.cache",
-    # prompts, models, candidates
-    "SYSTEM_PROMPT": "rf_core.model.prompts",
-    "render_messages": "rf_core.model.prompts",
     "task_messages": "rf_core.model.prompts",
-    "prompt_text": "rf_core.model.chat",
-    "encode_prompt": "rf_core.model.chat",
-    "encode_example": "rf_core.model.chat",
     "attach": "rf_core.model.candidates",
+    # sampler engines on transformers models
+    "sample_seed": "rf_core.model.seeds",
+    "load_for_sampling": "rf_core.model.loading",
+    "encode_prompt": "rf_core.model.chat",
+    "end_of_turn_ids": "rf_core.model.loading",
     "Generation": "rf_core.model.candidates",
     "decode_answers": "rf_core.model.candidates",
-    "sample_seed": "rf_core.model.seeds",
-    "stop_engine": "rf_core.model.engines",
-    "engine_alive": "rf_core.model.engines",
-    "extract_sql": "rf_core.model.extract",
-    "load_model": "rf_core.model.loading",
     "resolve_model": "rf_core.model.loading",
     "random_folder": "rf_core.model.loading",
-    "apply_adapter": "rf_core.model.loading",
-    "merge_adapter": "rf_core.model.loading",
-    "load_for_sampling": "rf_core.model.loading",
+    "stop_engine": "rf_core.model.engines",
+    "engine_alive": "rf_core.model.engines",
+    # trainers
+    "load_model": "rf_core.model.loading",
+    "encode_example": "rf_core.model.chat",
     "end_of_turn_id": "rf_core.model.loading",
-    "end_of_turn_ids": "rf_core.model.loading",
-    # SQL execution and matching
+    "canonical_sql": "rf_core.train.examples",
+    "TRAIN_DEFAULTS": "rf_core.train.defaults",
+    # verifiers and matchers
     "Executor": "rf_core.exec.sqlite",
     "Limits": "rf_core.exec.sqlite",
-    "Result": "rf_core.exec.sqlite",
-    "open_readonly": "rf_core.exec.sqlite",
-    "result_digest": "rf_core.exec.sqlite",
-    "DEFAULT_MATCHER": "rf_core.exec.matching",
     "Matcher": "rf_core.exec.matching",
-    "get_matcher": "rf_core.exec.matching",
     "official_match": "rf_core.exec.matching",
     "official_rewrite": "rf_core.exec.matching",
     "lenient_match": "rf_core.exec.matching",
@@ -275,20 +232,38 @@ _LAZY = {
     "DEFAULT_VARIANTS_MAX_S": "rf_core.exec.variants",
     "MAX_VARIANTS": "rf_core.exec.variants",
     "DEFAULT_GOLD_VARIANTS_MAX_S": "rf_core.exec.gold_variants",
-    # what trainers share
-    "canonical_sql": "rf_core.train.examples",
-    "TRAIN_DEFAULTS": "rf_core.train.defaults",
 }
 _RENAMED = {"load_model": "load", "resolve_model": "resolve",
             "DEFAULT_VARIANTS_MAX_MB": "DEFAULT_MAX_MB",
             "DEFAULT_VARIANTS_MAX_S": "DEFAULT_MAX_S",
             "DEFAULT_GOLD_VARIANTS_MAX_S": "DEFAULT_MAX_S"}
 
-__all__ = ["hookimpl", "RFError", "UsageError", "BadRecord", "BadOption", "UnknownPlugin",
-           "Option",
-           "DEVICE_PATTERN", "check_device", "Report",
-           "Progress", "Conversation", "SampleRequest", "SamplerEngine", "LoadedEngine",
-           "Sampler", "Verifier", "Trainer", "Dataset", "DatasetItem", "BadItem", *_LAZY]
+if TYPE_CHECKING:
+    from rf_core.data.tasks import make_task, pick
+    from rf_core.exec.gold_variants import DEFAULT_MAX_S as DEFAULT_GOLD_VARIANTS_MAX_S
+    from rf_core.exec.matching import Matcher, official_match, official_rewrite, lenient_match
+    from rf_core.exec.sqlite import Executor, Limits
+    from rf_core.exec.variants import (DEFAULT_MAX_MB as DEFAULT_VARIANTS_MAX_MB,
+                                       DEFAULT_MAX_S as DEFAULT_VARIANTS_MAX_S, MAX_VARIANTS)
+    from rf_core.exec.verify import verify_tasks
+    from rf_core.model.cache import cache_dir
+    from rf_core.model.candidates import attach, Generation, decode_answers
+    from rf_core.model.chat import encode_prompt, encode_example
+    from rf_core.model.engines import stop_engine, engine_alive
+    from rf_core.model.loading import (load_for_sampling,
+                                       end_of_turn_ids, resolve as resolve_model, random_folder,
+                                       load as load_model, end_of_turn_id)
+    from rf_core.model.prompts import task_messages
+    from rf_core.model.seeds import sample_seed
+    from rf_core.records.files import write_atomic, replace_dir
+    from rf_core.records.io import to_stderr
+    from rf_core.train.defaults import TRAIN_DEFAULTS
+    from rf_core.train.examples import canonical_sql
+
+__all__ = ["hookimpl", "Option", "DEVICE_PATTERN", "check_device", "Report", "Progress",
+           "RFError", "UsageError", "BadOption",
+           "Conversation", "SampleRequest", "SamplerEngine", "LoadedEngine", "Sampler",
+           "Verifier", "Trainer", "Dataset", "DatasetItem", "BadItem", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

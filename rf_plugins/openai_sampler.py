@@ -257,7 +257,9 @@ def _count(value) -> int:
 
 def _usage(data: dict) -> tuple[int, int]:
     """(prompt_tokens, completion_tokens) of an answer; 0 where the server left them out."""
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
     return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
 
 
@@ -270,8 +272,9 @@ def _answer(choice: dict, seed: int, completion_tokens: int | None) -> dict:
     if isinstance(entries, list) and entries:
         n_tokens = len(entries)
         values = [e.get("logprob") for e in entries if isinstance(e, dict)]
-        if all(isinstance(v, (int, float)) for v in values):
-            logprob = round(float(sum(values)), 4)
+        numbers = [v for v in values if isinstance(v, (int, float))]
+        if len(numbers) == len(values):
+            logprob = round(float(sum(numbers)), 4)
     return {"text": choice["message"].get("content") or "", "logprob": logprob,
             "n_tokens": n_tokens, "finished": choice.get("finish_reason") == "stop",
             "seed": seed}

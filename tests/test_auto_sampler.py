@@ -28,7 +28,7 @@ def machine(monkeypatch):
     import importlib.util
 
     torch = pytest.importorskip("torch")
-    from rf_core.model import environment
+    from rf_core.plugins import auto
     from rf_plugins.hf import continuous
 
     real_find_spec = importlib.util.find_spec
@@ -43,7 +43,7 @@ def machine(monkeypatch):
         monkeypatch.setattr(continuous, "flash_attention",
                             lambda: asked.append("flash") or flash)
         asked.clear()
-        return environment.probe_auto_choice()
+        return auto.probe()
 
     probe.asked = asked
     return probe
@@ -70,7 +70,7 @@ def test_the_choice(machine, cuda, vllm, cb, flash, engine, why):
 def test_the_rule_and_the_choice_come_from_the_engines_declarations():
     """A third party's engine with a higher priority is tried first, and named in the rule;
     one that is not available is passed over, its reason said."""
-    from rf_core.model import environment
+    from rf_core.plugins import auto
     from rf_core.testing import registered
 
     class Mine:
@@ -86,13 +86,13 @@ def test_the_rule_and_the_choice_come_from_the_engines_declarations():
             return self
 
     with registered(Mine(True)):
-        assert environment.auto_rule().startswith("mine (a file named mine.ok), else vllm (")
-        assert environment.probe_auto_choice() == ("mine", "mine.ok found")
+        assert auto.rule().startswith("mine (a file named mine.ok), else vllm (")
+        assert auto.probe() == ("mine", "mine.ok found")
     with registered(Mine(False)):
-        engine, why = environment.probe_auto_choice()
+        engine, why = auto.probe()
         assert engine != "mine" and why.startswith("no mine.ok")
-    assert environment.auto_rule() == ("vllm (vLLM installed and a CUDA GPU), else cb (a CUDA "
-                                       "GPU with flash attention), else hf")
+    assert auto.rule() == ("vllm (vLLM installed and a CUDA GPU), else cb (a CUDA "
+                           "GPU with flash attention), else hf")
 
 
 def test_the_probe_picks_hf_on_a_gpu_without_flash_attention(machine):
@@ -256,7 +256,7 @@ def test_the_run_history_names_the_engine_auto_used(tmp_path):
 
 
 def test_the_help_and_the_description_say_the_rule():
-    from rf_core.model.environment import auto_rule
+    from rf_core.plugins.auto import rule as auto_rule
     from rf_core.plugins.auto import AutoSampler
 
     AUTO_RULE = auto_rule()

@@ -5,7 +5,8 @@ import sqlite3
 
 import pytest
 
-from rf_core.api import UnknownPlugin, hookimpl
+from rf_core.api import hookimpl
+from rf_core.errors import UnknownPlugin
 from rf_core.exec.matching import (get_matcher, gold_is_ordered, lenient_match, official_match,
                                    official_rewrite, query_key, registered_matchers,
                                    remove_distinct)

@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from rf_core.api import render_messages, sample_seed
+from rf_core.api import sample_seed
+from rf_core.model.prompts import render_messages
 from conftest import make_task, run
 
 COMPLETIONS = "/v1/chat/completions"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from rf_core.api import Option, hookimpl, schema_dir, task_messages
+from rf_core.api import Option, hookimpl, task_messages
+from rf_core.records.validation import schema_dir
 from rf_core.errors import UnknownPlugin
 from rf_core.plugins import manager as plugins
 from rf_core.testing import FakeSampler, registered, run_command, validate_records

@@ -27,3 +27,22 @@ def test_the_plugin_surface_type_checks(tmp_path):
                           "--no-error-summary", *checked_paths()],
                          cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert run.returncode == 0, f"mypy found type errors:\n{run.stdout}{run.stderr}"
+
+
+def test_the_type_checking_block_mirrors_the_lazy_names():
+    """Every lazily loaded name of rf_core.api is imported, from the same module and under the
+    same name, in its ``if TYPE_CHECKING:`` block, and nothing else is."""
+    import ast
+
+    from rf_core import api
+
+    tree = ast.parse((ROOT / "rf_core" / "api.py").read_text(encoding="utf-8"))
+    mirrored = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for stmt in node.body:
+                assert isinstance(stmt, ast.ImportFrom), ast.unparse(stmt)
+                for alias in stmt.names:
+                    mirrored[alias.asname or alias.name] = (stmt.module, alias.name)
+    lazy = {name: (module, api._RENAMED.get(name, name)) for name, module in api._LAZY.items()}
+    assert mirrored == lazy

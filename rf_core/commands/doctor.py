@@ -12,7 +12,7 @@ from rf_core.commands.errors import DataError, command
 from rf_core.commands.output import binary_stdout
 from rf_core.commands.params import FiniteFloat
 from rf_core.commands.plugin_cli import plugin_command, plugin_kwargs, plugin_options
-from rf_core.plugins import manager as plugins
+from rf_core.plugins import auto, manager as plugins
 from rf_core.plugins.options import declared
 from rf_core.train.defaults import TRAIN_DEFAULTS
 
@@ -66,11 +66,13 @@ def cli(model, spider_root, no_spider, gpu_memory, trainer, max_len, **params):
     options = plugin_kwargs(PROG, "trainer", trainer, impl, params)
     plan = trainer_plan(trainer, impl, max_len, options)
     info = environment.survey(model, spider_root or environment.default_spider_root(),
-                              gpu_memory_gb=gpu_memory, plan=plan, need_spider=not no_spider)
+                              gpu_memory_gb=gpu_memory, plan=plan, need_spider=not no_spider,
+                              auto=auto.probe())
     if plan is None:
         info["warnings"].append(f"trainer {trainer!r} offers no memory plan")
     binary_stdout().write(orjson.dumps(info, option=orjson.OPT_APPEND_NEWLINE))
-    click.echo(environment.table(info, [o.name for o in declared(impl)]), err=True)
+    click.echo(environment.table(info, [o.name for o in declared(impl)], auto.rule()),
+               err=True)
     if info["missing"]:
         raise DataError(f"{PROG}: {len(info['missing'])} needed thing(s) missing (listed above)")
 

@@ -6,7 +6,7 @@ import click
 
 from rf_core.model import environment
 from rf_core.model.sampling import sample_tasks
-from rf_core.plugins import manager as plugins
+from rf_core.plugins import auto, manager as plugins
 from rf_core.commands.errors import command
 from rf_core.commands.params import FiniteFloat, Seed, input_options
 from rf_core.commands.pipe import Pipe
@@ -30,7 +30,7 @@ class _AutoRuleHelp(click.Option):
 
     def get_help_record(self, ctx):
         """The help line, with the rule as the installed engines declare it."""
-        self.help = f"Sampler plugin; auto: {environment.auto_rule()}."
+        self.help = f"Sampler plugin; auto: {auto.rule()}."
         return super().get_help_record(ctx)
 
 

@@ -74,21 +74,6 @@ def gpus() -> list[dict]:
 CB_SDPA = "paged|sdpa"
 
 
-def auto_rule() -> str:
-    """``--sampler auto``'s rule in words, built from the installed engines' declarations."""
-    from rf_core.plugins import auto
-
-    return auto.rule()
-
-
-def probe_auto_choice() -> tuple[str, str]:
-    """The engine ``--sampler auto`` picks on this machine, and why: each installed engine
-    says whether it is available (see ``rf_core.api.SamplerEngine``)."""
-    from rf_core.plugins import auto
-
-    return auto.probe()
-
-
 def cb_attention(flash: str | None) -> str:
     """The attention the cb sampler's engine runs: paged flash attention where transformers
     finds one, else ``CB_SDPA``. (transformers 5.17 names them so; from 5.23 on it drops the
@@ -170,12 +155,15 @@ PLAN_KEYS = ("device", "free_gb", "micro_batch_tokens", "completion_tokens",
 
 
 def survey(model: str | None, spider_root: str, *, gpu_memory_gb: float | None = None,
-           plan: TrainPlan | None = None, need_spider: bool = True) -> dict:
+           plan: TrainPlan | None = None, need_spider: bool = True,
+           auto: tuple[str, str] = ("unknown", "not asked")) -> dict:
     """Everything rf-doctor reports, and a list of what is missing (empty when all is there).
 
     ``plan``: the trainer's memory plan, asked for the model when it is there (rf-doctor
     passes the chosen trainer's); ``gpu_memory_gb``: plan for a GPU with that much free
-    memory instead of the GPUs present (to see what a machine one does not have would do).
+    memory instead of the GPUs present (to see what a machine one does not have would do);
+    ``auto``: the engine ``--sampler auto`` picks here and why (rf-doctor asks the plugin
+    layer, ``rf_core.plugins.auto.probe``: this package knows no plugins).
     """
     missing: list[str] = []
     warnings: list[str] = []
@@ -184,6 +172,7 @@ def survey(model: str | None, spider_root: str, *, gpu_memory_gb: float | None =
     absent = _packages(info, missing)
     devices = _torch_and_gpus(info, warnings, absent)
     cuda = bool(devices)
+    info["sampler_auto"], info["sampler_auto_reason"] = auto
     _samplers(info, warnings, cuda, absent)
     location = _model(info, missing, model)
     if location and not missing:
@@ -232,11 +221,10 @@ def _torch_and_gpus(info: dict, warnings: list[str], absent: list[str]) -> list[
 
 
 def _samplers(info: dict, warnings: list[str], cuda: bool, absent: list[str]) -> None:
-    """The engine ``--sampler auto`` picks and the attention each sampler engine gets."""
+    """The attention each sampler engine gets."""
     vllm = importlib.util.find_spec("vllm") is not None
     cb = "transformers" not in absent and continuous_batching_available()
     flash = flash_attention() if cuda and cb else None  # cb runs no flash attention on a CPU
-    info["sampler_auto"], info["sampler_auto_reason"] = probe_auto_choice()
     # what each engine's attention will be; hf's is the model's, filled in later
     info["attention"] = {"hf": None, "cb": cb_attention(flash) if cb else None,
                          "vllm": "vLLM's own, chosen when its engine starts" if vllm else None}
@@ -289,13 +277,13 @@ def _spider(info: dict, missing: list[str], spider_root: str, need_spider: bool)
                        "or set RF_SPIDER_ROOT")
 
 
-def table(info: dict, plan_options: Iterable[str] = ()) -> str:
+def table(info: dict, plan_options: Iterable[str] = (), auto_rule: str = "") -> str:
     """The survey as a readable two-column table. ``plan_options``: the trainer's options
     whose values the train plan's row shows (those the plan carries)."""
     rows = [("python", f"{info['python']} ({info['executable']})")]
     rows += _environment_rows(info)
     rows.append(("sampler auto", f"{info['sampler_auto']} ({info.get('sampler_auto_reason')}; "
-                 f"the rule: {auto_rule()})"))
+                 f"the rule: {auto_rule or 'not asked'})"))
     m = info["model"]
     rows.append(("model", f"{m['name']} -> {m['path'] or 'MISSING'}"))
     for engine, attention in (info.get("attention") or {}).items():

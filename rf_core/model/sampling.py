@@ -111,7 +111,7 @@ def sample_tasks(impl: Any, tasks: Iterable[dict], *, model: str, adapter: str |
                  **options: Any) -> Iterator[dict]:
     """Sample ``tasks`` with a registered sampler: an engine through ``run_engine``, a
     record-level sampler (the escape hatch) through its own ``sample``."""
-    from rf_core.api import SampleRequest
+    from rf_core.model.request import SampleRequest
     from rf_core.records.io import to_stderr
 
     report = report or to_stderr

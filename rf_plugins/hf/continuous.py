@@ -178,7 +178,7 @@ def _configs(model, prompts: list[list[int]], *, forks: int, temperature: float,
 
 def _receive(manager, total: int) -> dict:
     """Every finished request's output by request id, until ``total`` have come."""
-    results = {}
+    results: dict = {}
     while len(results) < total:
         out = manager.get_result(timeout=1)
         if out is None:

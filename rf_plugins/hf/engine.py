@@ -180,6 +180,8 @@ def _reserved_layer():
     from transformers.cache_utils import DynamicLayer
 
     class ReservedLayer(DynamicLayer):
+        room: tuple  # the reserved buffers, keys' then values' (set by _reserve)
+
         def _keeps_room(self) -> bool:  # still our view (not reset, reordered...)
             return (self.keys is not None and self.keys.data_ptr() == self.room[0].data_ptr()
                     and self.keys.shape[0] == self.room[0].shape[0])
@@ -246,7 +248,8 @@ def prefix_groups(prompts: list[list[int]], share_at: float) -> list[list[int]]:
     questions on one database). Groups and their members are in sorted order."""
     order = sorted(range(len(prompts)), key=lambda i: prompts[i])
     groups: list[list[int]] = []
-    for prev, i in zip([None] + order, order):
+    previous: list[int | None] = [None, *order]
+    for prev, i in zip(previous, order):
         if prev is not None and common_prefix(prompts[prev], prompts[i]) >= share_at * min(
                 len(prompts[prev]), len(prompts[i])):
             groups[-1].append(i)
@@ -453,7 +456,8 @@ def plan_batches(prompts: list[list[int]], k: int, max_new_tokens: int, token_bu
     alone = sorted((g[0] for g in groups if len(g) == 1), key=lambda i: len(prompts[i]))
     batches = []
     for order in (shared, alone):
-        current, width = [], 0
+        current: list[int] = []
+        width = 0
         for i in order:
             wider = max(width, len(prompts[i]) + max_new_tokens)
             if current and ((len(current) + 1) * k * wider > token_budget

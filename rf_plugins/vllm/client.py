@@ -167,6 +167,7 @@ class ServedEngine:
                     raise
             finally:
                 os.close(fd)
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def run(self, job: dict) -> dict:
         try:

@@ -17,7 +17,7 @@ from conftest import make_task, run  # noqa: E402
 def test_auto_picks_hf_without_cuda_even_with_vllm(tiny_model, shop_db):
     import torch
 
-    from rf_core.model.environment import probe_auto_choice
+    from rf_core.plugins.auto import probe as probe_auto_choice
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is present: auto picks vllm here")

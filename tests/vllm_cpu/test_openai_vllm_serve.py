@@ -23,7 +23,8 @@ pytest.importorskip("vllm", reason="vLLM is not installed; `make test-vllm` runs
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import make_task, run  # noqa: E402
 
-from rf_core.api import RFError, describe_database, resolve_model, sample_seed  # noqa: E402
+from rf_core.api import RFError, resolve_model, sample_seed  # noqa: E402
+from rf_core.data.schema_context import describe_database  # noqa: E402
 
 MODEL = "smollm2-135m"
 START_S = 300  # the server's start (measured: about 60 s on 2 busy cores)

@@ -10,20 +10,20 @@ evaluator does (the queries run as written, row order counts when the gold has O
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 from rf_core.api import Matcher, hookimpl, official_match
 
 DIGITS = 4
 
 
-def rounded_rows(rows: list[tuple]) -> list[tuple]:
+def rounded_rows(rows: Sequence[tuple]) -> list[tuple]:
     """``rows`` with every float rounded to ``DIGITS`` places (other values as they are)."""
     return [tuple(round(v, DIGITS) if isinstance(v, float) else v for v in row)
             for row in rows]
 
 
-def rounded_match(gold: list[tuple], pred: list[tuple], ordered: bool) -> bool:
+def rounded_match(gold: Sequence[tuple], pred: Sequence[tuple], ordered: bool) -> bool:
     """The official verdict on the two results with their floats rounded."""
     return official_match(rounded_rows(gold), rounded_rows(pred), ordered)
 
