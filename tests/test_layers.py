@@ -115,3 +115,15 @@ def test_the_api_and_the_library_never_import_commands_or_plugins():
         bad = {m for m in imports_of(path)
                if package_of(m) in ("rf_core.commands", "rf_plugins", "rf_core.testing")}
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_no_function_is_longer_than_80_lines():
+    """A page a newcomer can read: every function in rf_core and rf_plugins fits in 80 lines."""
+    long = []
+    for path in files("rf_core", "rf_plugins"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+                if lines > 80:
+                    long.append(f"{path.relative_to(ROOT)}: {node.name} ({lines} lines)")
+    assert not long, "\n".join(long)
