@@ -214,6 +214,7 @@ _LAZY = {
     "random_folder": "rf_core.model.loading",
     "stop_engine": "rf_core.model.engines",
     "engine_alive": "rf_core.model.engines",
+    "flash_attention": "rf_core.model.environment",
     # trainers
     "load_model": "rf_core.model.loading",
     "encode_example": "rf_core.model.chat",
@@ -250,6 +251,7 @@ if TYPE_CHECKING:
     from rf_core.model.candidates import attach, Generation, decode_answers
     from rf_core.model.chat import encode_prompt, encode_example
     from rf_core.model.engines import stop_engine, engine_alive
+    from rf_core.model.environment import flash_attention
     from rf_core.model.loading import (load_for_sampling,
                                        end_of_turn_ids, resolve as resolve_model, random_folder,
                                        load as load_model, end_of_turn_id)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, fields
 from typing import Callable
 
 from rf_core.api import (DEVICE_PATTERN, Generation, Option, RFError, SampleRequest,
-                         check_device, to_stderr)
+                         check_device, flash_attention, to_stderr)
 
 # On a CPU transformers would size the cache from the machine's RAM (60-90% of it); these
 # budgets keep it to what a few dozen concurrent rows need.
@@ -70,35 +70,6 @@ def available() -> str | None:
         return f"no continuous batching in this transformers ({exc})"
     if not hasattr(ContinuousBatchingManager, "add_requests"):
         return f"transformers {transformers.__version__} has an older continuous batching API"
-    return None
-
-
-def flash_attention() -> str | None:
-    """The flash attention transformers' continuous batching switches a model to on this
-    machine: "flash_attention_3" or "flash_attention_2", else None.
-
-    transformers (5.17 to 5.25) tries FA3, then FA2, each from its package (flash-attn-3's
-    ``flash_attn_interface``, flash-attn's ``flash_attn``) or else from the kernels hub; this
-    asks the same functions in the same order. The hub's kernels count only with the hub
-    offline (``HF_HUB_OFFLINE=1``), that is from the local cache: nothing is downloaded to
-    answer (the GPU machines have no network).
-    """
-    try:
-        import huggingface_hub.constants as hub
-        from transformers.utils import import_utils
-    except ImportError:
-        return None
-    cached_kernels = bool(hub.HF_HUB_OFFLINE)
-    quiet = logging.getLogger("kernels")  # a warning per kernel looked up offline
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        for version in (3, 2):
-            check = getattr(import_utils, f"is_flash_attn_{version}_available", None)
-            if check is not None and check(kernels_fallback_ok=cached_kernels):
-                return f"flash_attention_{version}"
-    finally:
-        quiet.setLevel(level)
     return None
 
 
