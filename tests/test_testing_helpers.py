@@ -147,7 +147,8 @@ def test_schemas_ship_as_package_data():
     package = Path(rf_core.records.__file__).parent
     assert schema_dir().resolve() == (package / "schemas").resolve()
     kinds = sorted(p.name for p in schema_dir().glob("*.schema.json"))
-    assert kinds == ["example.schema.json", "report.schema.json", "task.schema.json",
+    assert kinds == ["example.schema.json", "pair.schema.json", "report.schema.json",
+                     "task.schema.json",
                      "train_report.schema.json"]
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert "rf_core.records" in setuptools["packages"]

@@ -18,7 +18,7 @@ from rf_core.errors import BadRecord, RFError
 from rf_core.records.validation import SchemaError, validate
 
 SCHEMA_VERSION = 1
-KINDS = ("task", "example")
+KINDS = ("task", "example", "pair")
 
 # orjson reads an integer outside -2^63..2^64-1 as a float, silently; such an integer has 19
 # digits or more (a run inside a string costs a second parse, never a wrong value). Digits
