@@ -79,8 +79,11 @@ class LoadedEngine(Protocol):
 
     Optional: ``window`` (int, conversations per ``generate`` call, default 1024),
     ``candidate_model`` (the model name candidates record, default the request's ``model``),
-    ``detail()`` (a few words added to each rate line, e.g. a cache hit rate) and ``close()``
-    (called once after the last window; may report a summary or raise RFError)."""
+    ``detail()`` (a few words added to each rate line, e.g. a cache hit rate), ``close()``
+    (called once after the last window; may report a summary or raise RFError) and
+    ``too_long(conversations)`` (for each conversation None, or why it does not fit the
+    model's context with ``max_new_tokens``: rf-revise skips those; ``over_context`` does it
+    for a transformers tokenizer)."""
 
     def generate(self, conversations: list[Conversation], *, first: int,
                  **context: Any) -> list[list[dict]]:
@@ -207,6 +210,8 @@ _LAZY = {
     "sample_seed": "rf_core.model.seeds",
     "load_for_sampling": "rf_core.model.loading",
     "encode_prompt": "rf_core.model.chat",
+    "context_length": "rf_core.model.chat",
+    "over_context": "rf_core.model.chat",
     "end_of_turn_ids": "rf_core.model.loading",
     "Generation": "rf_core.model.candidates",
     "decode_answers": "rf_core.model.candidates",
@@ -249,7 +254,7 @@ if TYPE_CHECKING:
     from rf_core.exec.verify import verify_tasks
     from rf_core.model.cache import cache_dir
     from rf_core.model.candidates import attach, Generation, decode_answers
-    from rf_core.model.chat import encode_prompt, encode_example
+    from rf_core.model.chat import context_length, encode_prompt, encode_example, over_context
     from rf_core.model.engines import stop_engine, engine_alive
     from rf_core.model.environment import flash_attention
     from rf_core.model.loading import (load_for_sampling,

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # rf_core's library packages, each allowed to import only the ones after it (and rf_core.errors).
 # rf_core.plugins sits above exec and model: matchers are looked up in its registry, and its
 # auto sampler runs engines through rf_core.model.sampling.
-LIBRARY = ("rf_core.report", "rf_core.train", "rf_core.data", "rf_core.exec", "rf_core.plugins",
-           "rf_core.model", "rf_core.records")
+LIBRARY = ("rf_core.report", "rf_core.revise", "rf_core.train", "rf_core.data", "rf_core.exec",
+           "rf_core.plugins", "rf_core.model", "rf_core.records")
 
 
 def _module_name(path: Path) -> str:

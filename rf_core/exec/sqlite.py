@@ -84,6 +84,7 @@ class Result:
     ms: float = 0.0
     truncated: bool = False
     timed_out: bool = False
+    columns: list[str] | None = None
 
     def summary(self) -> dict:
         """The record form (a candidate's ``exec``, a task's ``gold_exec``): every field but
@@ -479,5 +480,6 @@ class Executor:
                     pass
             conn.set_progress_handler(None, 0)
         ms = (time.perf_counter() - start) * 1000
+        columns = [str(d[0]) for d in cur.description or ()] if cur is not None else []
         return Result(ok=True, rows=rows, n_rows=len(rows), digest=result_digest(rows),
-                      ms=ms, truncated=truncated)
+                      ms=ms, truncated=truncated, columns=columns)

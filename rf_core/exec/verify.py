@@ -100,7 +100,9 @@ def _init_worker(limits: Limits, matcher: str, matcher_names: tuple = (),
     _matchers = [get_matcher(n) for n in (matcher_names or (matcher,))]
 
 
-def _killed_result(reason: str, limits: Limits) -> Result:
+def killed_result(reason: str, limits: Limits) -> Result:
+    """The Result of a query whose worker the pool killed: "timeout" past the deadline,
+    otherwise a crash."""
     if reason == "timeout":
         return Result(ok=False, timed_out=True, ms=(limits.timeout_s + GRACE_S) * 1000,
                       error=f"timeout after {limits.timeout_s:g} s "
@@ -218,7 +220,7 @@ class TaskCheck:
     def execute(self, index: int, db: str, sql: Any) -> Result:
         """Run query ``index`` on ``db`` (or take its killed or unreadable result)."""
         if index in self.killed:
-            return _killed_result(self.killed[index], self.executor.limits)
+            return killed_result(self.killed[index], self.executor.limits)
         if self.unreadable is not None and db == self.job.db_path:
             return self.unreadable
         if self.slot is not None:

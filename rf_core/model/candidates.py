@@ -50,21 +50,29 @@ def decode_answers(tokenizer: Any, generations: Iterable[Generation]) -> list[di
     return answers
 
 
+def candidate_of(answer: dict, *, sampler: str, model: str, adapter: str | None,
+                 temperature: float, seed: int | None) -> dict:
+    """One answer (``{"text", "logprob", "n_tokens", "finished"}``, maybe ``"seed"``) as a
+    candidate; the SQL is extracted here, except from an answer that carries its own
+    ``"sql"`` (SQL given, not a model's answer)."""
+    a = answer
+    return {"sql": a["sql"] if "sql" in a else extract_sql(a["text"]), "text": a["text"],
+            "sampler": sampler, "model": model, "adapter": adapter, "temperature": temperature,
+            "seed": a.get("seed", seed), "logprob": a.get("logprob"),
+            "n_tokens": a.get("n_tokens"), "finished": a.get("finished")}
+
+
 def attach(task: dict, messages: list[dict], answers: list[dict], *, sampler: str, model: str,
            adapter: str | None, temperature: float, seed: int | None) -> dict:
-    """Set ``messages`` and ``candidates`` on ``task``.
+    """Set ``messages`` and ``candidates`` (``candidate_of`` each answer) on ``task``, and
+    clear what an earlier verification left on it.
 
     Each answer is ``{"text", "logprob", "n_tokens", "finished"}``, and may carry its own
-    ``"seed"`` (engines that seed every sample, see ``sample_seed``); the SQL is extracted here,
-    except from an answer that carries its own ``"sql"`` (SQL given, not a model's answer).
+    ``"seed"`` (engines that seed every sample, see ``sample_seed``).
     """
     task["messages"] = messages
-    task["candidates"] = [
-        {"sql": a["sql"] if "sql" in a else extract_sql(a["text"]), "text": a["text"],
-         "sampler": sampler, "model": model, "adapter": adapter, "temperature": temperature,
-         "seed": a.get("seed", seed), "logprob": a.get("logprob"),
-         "n_tokens": a.get("n_tokens"), "finished": a.get("finished")}
-        for a in answers]
+    task["candidates"] = [candidate_of(a, sampler=sampler, model=model, adapter=adapter,
+                                       temperature=temperature, seed=seed) for a in answers]
     for key in STALE:
         task.pop(key, None)
     return task

@@ -31,3 +31,24 @@ def encode_example(tokenizer: Any, messages: list[dict], completion: str,
     prompt = encode_prompt(tokenizer, messages)
     answer = tokenizer(completion, add_special_tokens=False).input_ids + [end_of_turn]
     return prompt, answer
+
+
+def context_length(model: Any) -> int | None:
+    """The model's context in tokens (its config's ``max_position_embeddings``), or None."""
+    n = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return n if isinstance(n, int) and n > 0 else None
+
+
+def over_context(tokenizer: Any, conversations: list[list[dict]], *, max_new_tokens: int,
+                 context: int | None) -> list[str | None]:
+    """For each conversation: None when its prompt plus ``max_new_tokens`` fits in
+    ``context`` tokens (always, when the context is unknown), else why not in words."""
+    if context is None:
+        return [None] * len(conversations)
+    out: list[str | None] = []
+    for messages in conversations:
+        n = len(encode_prompt(tokenizer, messages))
+        out.append(None if n + max_new_tokens <= context else
+                   f"the conversation is {n} prompt tokens; with {max_new_tokens} new tokens "
+                   f"it passes the model's context of {context}")
+    return out

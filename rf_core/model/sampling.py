@@ -56,15 +56,17 @@ class Tally:
                 f"tokens in {self.seconds:.1f} s ({rate(self.new_tokens, self.seconds)}{extra})")
 
 
-def _window(loaded: Any) -> int:
+def window_of(loaded: Any) -> int:
+    """Conversations per ``generate`` call: the loaded engine's ``window``, or the default."""
     window = getattr(loaded, "window", None)
     return max(1, int(window)) if isinstance(window, int) else DEFAULT_WINDOW
 
 
-def _rows(engine: Any, loaded: Any, messages: list, chunk: list[dict],
-          tally: Tally) -> Iterator[list[dict]]:
-    """The engine's answer lists for one window, as they come (a list, or an iterator that
-    yields them as they are done); the time spent waiting for them goes to ``tally``."""
+def rows_of(engine: Any, loaded: Any, messages: list, chunk: list[dict],
+            tally: Tally) -> Iterator[list[dict]]:
+    """The engine's answer lists for one window of conversations (``chunk``: the task of each,
+    passed to ``generate`` as ``tasks``), as they come (a list, or an iterator that yields
+    them as they are done); the time spent waiting for them goes to ``tally``."""
     began = time.perf_counter()
     n = 0
     for answers in loaded.generate(messages, first=tally.tasks, tasks=chunk):
@@ -86,14 +88,14 @@ def run_engine(engine: Any, tasks: Iterable[dict], request: Any, *, options: dic
     """Load ``engine`` for ``request`` and yield every task, in input order, with
     ``messages`` and its candidates; one rate line on stderr after each window."""
     loaded = engine.load(request, report=report, **options)
-    window = _window(loaded)
+    window = window_of(loaded)
     model = getattr(loaded, "candidate_model", None) or request.model
     detail = getattr(loaded, "detail", None)
     tally = Tally()
     it = iter(tasks)
     while chunk := list(islice(it, window)):
         messages = [task_messages(t) for t in chunk]
-        for i, answers in enumerate(_rows(engine, loaded, messages, chunk, tally)):
+        for i, answers in enumerate(rows_of(engine, loaded, messages, chunk, tally)):
             tally.add(answers)
             # seed None: an answer carries its own seed where one reproduces it
             yield attach(chunk[i], messages[i], answers, sampler=engine.name, model=model,

@@ -84,9 +84,9 @@ class AutoSampler:
         """(engine, why) on this machine."""
         return probe()
 
-    def sample(self, tasks: Iterable[dict], *, report: Callable[[str], None] = to_stderr,
-               **kwargs: Any) -> Iterator[dict]:
-        """Say the choice, check the options against the engine's, and run it."""
+    def engine_for(self, kwargs: dict, report: Callable[[str], None]) -> tuple[Any, dict]:
+        """(engine, keyword arguments for it): the picked engine (said on ``report``) and
+        ``kwargs`` with auto's options checked against the engine's own."""
         from rf_core.plugins import manager
 
         engine, why = self.choose()
@@ -98,9 +98,14 @@ class AutoSampler:
         mine = {o.name for o in self.options}
         given = {key: value for key, value in kwargs.items()
                  if key in mine and value is not None}
-        options = _checked(engine, why, impl, given)
         common = {key: value for key, value in kwargs.items() if key not in mine}
-        yield from sampling.sample_tasks(impl, tasks, report=report, **common, **options)
+        return impl, {**common, **_checked(engine, why, impl, given)}
+
+    def sample(self, tasks: Iterable[dict], *, report: Callable[[str], None] = to_stderr,
+               **kwargs: Any) -> Iterator[dict]:
+        """Say the choice, check the options against the engine's, and run it."""
+        impl, arguments = self.engine_for(kwargs, report)
+        yield from sampling.sample_tasks(impl, tasks, report=report, **arguments)
 
 
 @hookimpl

@@ -6,6 +6,7 @@ from math import comb, sqrt
 
 from rf_core.report.stats import Z95, percent, wilson_interval
 from rf_core.exec.checks import variants_rejected
+from rf_core.report.revision import RevisionEvaluation, markdown_lines
 
 HARDNESS = ("easy", "medium", "hard", "extra")
 
@@ -107,6 +108,7 @@ class Evaluation:
         self.by_matcher: dict[str, list] = {}
         self.variant_counts = [0, 0]  # candidates checked on variants, turned to wrong
         self.variants_n: set[int] = set()
+        self.revision = RevisionEvaluation()  # before and after rf-revise, where it ran
 
     def add(self, task: dict) -> None:
         self.n_tasks += 1
@@ -155,6 +157,7 @@ class Evaluation:
         self.per_task_nc.append((len(cands), sum(1 for v in verdicts if v is True)))
         if task.get("id") is not None:
             self.outcomes[str(task["id"])] = ok
+        self.revision.add(task, ok, scored_correct)
         names = {m for c in cands for m, v in (c.get("verdicts") or {}).items()
                  if isinstance(v, bool)}
         for m in names:
@@ -183,6 +186,7 @@ class Evaluation:
                              "ex_first": percent(first, scored), "pass_at_k": _pass_at_ks(nc),
                              "pass_at_k_ci95": _pass_at_k_intervals(nc)}
         ci = wilson_interval(self.correct, self.scored)
+        revision = self.revision.report()
         order = [h for h in HARDNESS if h in self.by_hardness]
         order += sorted(h for h in self.by_hardness if h not in HARDNESS)
         return {
@@ -214,6 +218,7 @@ class Evaluation:
             "variants": ({"n": max(self.variants_n), "checked": self.variant_counts[0],
                           "rejected": self.variant_counts[1]} if self.variants_n else None),
             "outcomes": self.outcomes,
+            **({"revision": revision} if revision else {}),
         }
 
 
@@ -262,6 +267,8 @@ def markdown(report: dict, title: str = "ReasonForge evaluation") -> str:
                   f"{base['diff']:+.1f}{interval(base['diff_ci95'])} | "
                   f"{base['mcnemar_p']:.3g} | {base['won']} / {base['lost']} / "
                   f"{base['tied']} |"]
+    if report.get("revision"):
+        lines += markdown_lines(report["revision"], fmt)
     lines += ["", "| hardness | tasks | correct | EX |", "|---|---|---|---|"]
     for h, b in report["by_hardness"].items():
         lines.append(f"| {h} | {b['n']} | {b['correct']} | {fmt(b['ex'])} |")

@@ -103,6 +103,13 @@ class _HFRun:
                 self.report(f"{where}: done, {self.stats.sequences} candidate(s) so far")
         return [decode_answers(self.tok, samples) for samples in results]
 
+    def too_long(self, conversations: list) -> list[str | None]:
+        """Why each conversation does not fit the model's context (None: it fits)."""
+        from rf_core.api import context_length, over_context
+
+        return over_context(self.tok, conversations, context=context_length(self.mdl),
+                            max_new_tokens=self.cfg.max_new_tokens)
+
     def _batch(self, prompts: list[list[int]], where: str) -> list:
         """One batch, with a progress line at most every PROGRESS_EVERY_S seconds."""
         from rf_plugins.hf import engine

@@ -303,6 +303,13 @@ class _CBRun:
         self.cache, self.window = cache, window
         self.stats = RunStats()
 
+    def too_long(self, conversations: list) -> list[str | None]:
+        """Why each conversation does not fit the model's context (None: it fits)."""
+        from rf_core.api import context_length, over_context
+
+        return over_context(self.tok, conversations, context=context_length(self.mdl),
+                            max_new_tokens=self.request.max_new_tokens)
+
     def generate(self, conversations: list, *, first: int, **_context) -> list[list[dict]]:
         """k answers per conversation from one engine run; a window's answers share one
         random stream, so no seed reproduces one answer (their seed is None)."""

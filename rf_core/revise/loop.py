@@ -1,0 +1,238 @@
+"""rf-revise's loop: run each candidate's query, show the model what it did, take its revised
+query; up to ``rounds`` times, a window of tasks at a time, records in input order.
+
+A revised candidate is a new candidate whose ``revision.turns`` hold every earlier one: the
+earlier candidate's fields as they were (its SQL, text, and what rf-exec said of it, if it
+ran), the round, the feedback the model was shown and what that feedback was built from
+(``shown``). Its conversation is ``revision_messages``: the task's own prompt, then one
+assistant turn (the earlier reply) and one user turn (the feedback) per earlier turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+from rf_core.exec.sqlite import Limits
+from rf_core.model.candidates import STALE, candidate_of
+from rf_core.model.prompts import task_messages
+from rf_core.model.sampling import Tally, rows_of, window_of
+from rf_core.revise.feedback import PREVIEW_ROWS, Preview, feedback, run_previews
+from rf_core.train.examples import format_completion
+
+# task fields an engine never sees during a revision (gold and everything derived from it)
+GOLD_FIELDS = ("gold_sql", "gold_exec", "vote", "verified_by", "candidates")
+
+
+@dataclass(frozen=True)
+class ReviseSettings:
+    """``rounds``: revision rounds at most; ``revise``: which candidates enter the first round
+    ("failed": the query failed, returned no row or was missing; "all": every candidate);
+    ``until``: "rows" (a candidate leaves once its query runs and returns rows) or "never"
+    (every entered candidate is revised every round); ``preview_rows``: result rows shown."""
+
+    rounds: int = 1
+    revise: str = "failed"
+    until: str = "rows"
+    preview_rows: int = PREVIEW_ROWS
+
+
+@dataclass
+class RoundCount:
+    """One round's counts: candidates revised, and skipped (the conversation too long)."""
+
+    revised: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class ReviseTally:
+    """What rf-revise's summary line counts."""
+
+    tasks: int = 0
+    candidates: int = 0
+    rounds: list[RoundCount] = field(default_factory=list)
+    revised: int = 0        # distinct candidates revised at least once
+    with_rows: int = 0      # of those, how many return rows after their last revision
+    sampling: Tally = field(default_factory=Tally)
+
+    def round(self, r: int) -> RoundCount:
+        """The counts of round ``r`` (1-based), made on first use."""
+        while len(self.rounds) < r:
+            self.rounds.append(RoundCount())
+        return self.rounds[r - 1]
+
+    def line(self) -> str:
+        """``N task(s), M candidate(s); round 1: a revised ...; ...``."""
+        rounds = "; ".join(f"round {i}: {c.revised} revised" +
+                           (f", {c.skipped} skipped (too long)" if c.skipped else "")
+                           for i, c in enumerate(self.rounds, 1)) or "nothing to revise"
+        s = self.sampling
+        return (f"{self.tasks} task(s), {self.candidates} candidate(s); {rounds}; "
+                f"{self.with_rows} of {self.revised} revised candidate(s) now run and return "
+                f"rows; {s.new_tokens} new tokens in {s.seconds:.1f} s")
+
+
+def turns(cand: dict) -> list[dict]:
+    """A candidate's earlier turns (none for a candidate never revised)."""
+    rev = cand.get("revision")
+    return list(rev.get("turns") or []) if isinstance(rev, dict) else []
+
+
+def _reply(cand: dict) -> str:
+    """The assistant turn of an earlier answer: the model's reply as it was."""
+    text, sql = cand.get("text"), cand.get("sql")
+    if isinstance(text, str) and text.strip():
+        return text
+    return format_completion(sql) if isinstance(sql, str) and sql.strip() else ""
+
+
+def revision_messages(task: dict, cand: dict) -> list[dict]:
+    """The conversation that produced ``cand``: the task's prompt, then per earlier turn the
+    model's reply and the feedback it was shown."""
+    messages = [dict(m) for m in task_messages(task)]
+    for turn in turns(cand):
+        messages.append({"role": "assistant", "content": _reply(turn)})
+        messages.append({"role": "user", "content": str(turn.get("feedback", ""))})
+    return messages
+
+
+def blind(task: dict) -> dict:
+    """The task as an engine may see it during a revision: no gold, no verdicts."""
+    return {k: v for k, v in task.items() if k not in GOLD_FIELDS}
+
+
+class Reviser:
+    """Revises windows of tasks with one loaded engine (``revise_tasks`` drives it)."""
+
+    def __init__(self, engine: Any, loaded: Any, request: Any, settings: ReviseSettings, *,
+                 limits: Limits, jobs: int, report: Callable[[str], None]):
+        self.engine, self.loaded, self.request = engine, loaded, request
+        self.settings, self.limits, self.jobs, self.report = settings, limits, jobs, report
+        self.model = getattr(loaded, "candidate_model", None) or request.model
+        self.tally = ReviseTally()
+
+    def previews(self, chunk: list[dict], keys: list[tuple[int, int]]) -> dict:
+        """(task index, candidate index) -> (Preview, column count) for ``keys``."""
+        by_task: dict[int, list[int]] = {}
+        for ti, ci in keys:
+            by_task.setdefault(ti, []).append(ci)
+        order = sorted(by_task)
+        jobs = [(str(chunk[ti].get("db_path") or ""),
+                 [chunk[ti]["candidates"][ci].get("sql") for ci in by_task[ti]]) for ti in order]
+        out = {}
+        for ti, outcomes in zip(order, run_previews(jobs, limits=self.limits, workers=self.jobs,
+                                                    rows=self.settings.preview_rows)):
+            for ci, outcome in zip(by_task[ti], outcomes):
+                out[(ti, ci)] = outcome
+        return out
+
+    def entering(self, r: int, keys: list, shown: dict) -> list[tuple[int, int]]:
+        """The candidates revised in round ``r`` (of this call) out of ``keys``."""
+        s = self.settings
+        if (r == 1 and s.revise == "all") or (r > 1 and s.until == "never"):
+            return list(keys)
+        return [key for key in keys if not shown[key][0].has_rows]
+
+    def window(self, chunk: list[dict]) -> None:
+        """Revise one window of tasks in place."""
+        keys = [(ti, ci) for ti, t in enumerate(chunk)
+                for ci, _ in enumerate(t.get("candidates") or [])]
+        self.tally.tasks += len(chunk)
+        self.tally.candidates += len(keys)
+        touched: set[tuple[int, int]] = set()
+        for r in range(1, self.settings.rounds + 1):
+            shown = self.previews(chunk, keys)
+            keys = self.revise(chunk, self.entering(r, keys, shown), shown, r)
+            touched.update(keys)
+            if not keys:
+                break
+        if touched:
+            after = self.previews(chunk, sorted(touched))
+            self.tally.revised += len(touched)
+            self.tally.with_rows += sum(p.has_rows for p, _ in after.values())
+
+    def revise(self, chunk: list[dict], keys: list, shown: dict, r: int) -> list:
+        """One round for ``keys``: the revised ones (those too long are skipped)."""
+        count = self.tally.round(r)
+        too_long = getattr(self.loaded, "too_long", None)
+        convs, tasks, todo = [], [], []
+        for ti, ci in keys:
+            task, cand = chunk[ti], chunk[ti]["candidates"][ci]
+            conv = revision_messages(task, cand) + [
+                {"role": "assistant", "content": _reply(cand)},
+                {"role": "user", "content": feedback(*shown[(ti, ci)])}]
+            convs.append(conv)
+            tasks.append(blind(task))
+            todo.append((ti, ci))
+        reasons = too_long(convs) if callable(too_long) and convs else [None] * len(convs)
+        kept = [i for i, why in enumerate(reasons) if why is None]
+        for i, why in enumerate(reasons):
+            if why is not None:
+                ti, ci = todo[i]
+                chunk[ti]["candidates"][ci]["revision"] = {"turns": turns(
+                    chunk[ti]["candidates"][ci]), "skipped": str(why)}
+                count.skipped += 1
+        rows = rows_of(self.engine, self.loaded, [convs[i] for i in kept],
+                       [tasks[i] for i in kept], self.tally.sampling)
+        for i, answers in zip(kept, rows):
+            self.tally.sampling.add(answers)
+            ti, ci = todo[i]
+            self.replace(chunk[ti], ci, answers[0], convs[i][-1]["content"], shown[(ti, ci)][0])
+            count.revised += 1
+        return [todo[i] for i in kept]
+
+    def replace(self, task: dict, ci: int, answer: dict, text: str, preview: Preview) -> None:
+        """Put the revised answer in place of candidate ``ci``, the earlier one in its turns."""
+        old = task["candidates"][ci]
+        earlier = turns(old)
+        turn = {k: v for k, v in old.items() if k != "revision"}
+        turn.update(round=len(earlier) + 1, feedback=text, shown=preview.summary())
+        r = self.request
+        new = candidate_of(answer, sampler=self.engine.name, model=self.model,
+                           adapter=r.adapter, temperature=r.temperature, seed=None)
+        new["revision"] = {"turns": earlier + [turn]}
+        task["candidates"][ci] = new
+        for key in STALE:
+            task.pop(key, None)
+
+
+def _windows(tasks: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    """Windows of tasks holding about ``size`` candidates (at least one task each)."""
+    it = iter(tasks)
+    while True:
+        chunk: list[dict] = []
+        n = 0
+        for task in it:
+            chunk.append(task)
+            n += max(1, len(task.get("candidates") or []))
+            if n >= size:
+                break
+        if not chunk:
+            return
+        yield chunk
+
+
+def revise_tasks(engine: Any, tasks: Iterable[dict], request: Any, settings: ReviseSettings, *,
+                 options: dict, limits: Limits, jobs: int = 1,
+                 report: Callable[[str], None]) -> Iterator[dict]:
+    """Yield every task, in input order, its candidates revised as ``settings`` say; one
+    summary line on ``report`` at the end. ``rounds`` 0 passes the tasks through and loads
+    nothing."""
+    if settings.rounds == 0:
+        yield from tasks
+        return
+    loaded = engine.load(request, report=report, **options)
+    reviser = Reviser(engine, loaded, request, settings, limits=limits, jobs=jobs,
+                      report=report)
+    for chunk in _windows(tasks, window_of(loaded)):
+        reviser.window(chunk)
+        yield from chunk
+        report(reviser.tally.line())
+    close = getattr(loaded, "close", None)
+    if callable(close):
+        close()
+
+
+__all__ = ["ReviseSettings", "ReviseTally", "Reviser", "blind", "revise_tasks",
+           "revision_messages", "turns"]
