@@ -29,6 +29,7 @@ from click.testing import CliRunner  # noqa: E402
 from rf_core.commands import data, doctor, eval as eval_cmd, exec as exec_cmd  # noqa: E402
 from rf_core.commands import filter as filter_cmd  # noqa: E402
 from rf_core.commands import inject, plugins as plugins_cmd, sample, train, vote  # noqa: E402
+from rf_core.commands import revise  # noqa: E402
 from rf_core.records.validation import schema_dir  # noqa: E402
 
 # the fixtures shipped for plugin authors: tiny_model, fake_sampler
@@ -46,6 +47,7 @@ COMMANDS = {
     "rf-eval": eval_cmd.cli,
     "rf-plugins": plugins_cmd.cli,
     "rf-sample": sample.cli,
+    "rf-revise": revise.cli,
     "rf-train": train.cli,
     "rf-doctor": doctor.cli,
 }

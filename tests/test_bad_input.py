@@ -15,14 +15,14 @@ MODEL_ARGS: list[str] = []
 
 
 def run(cmd, args=(), input=None):
-    extra = MODEL_ARGS if cmd == "rf-sample" else []
+    extra = MODEL_ARGS if cmd in ("rf-sample", "rf-revise") else []
     return run_plain(cmd, [*extra, *args], input=input)
 
 
 def good_task(cmd: str, db: str) -> dict:
     if cmd == "rf-sample":
         return make_task(db, "SELECT 1", None)
-    if cmd == "rf-exec":
+    if cmd in ("rf-exec", "rf-revise"):
         return make_task(db, "SELECT 1", ["SELECT 1"])
     task = make_task(db, "SELECT 1", ["SELECT 1"])
     task["candidates"][0].update(
@@ -33,9 +33,9 @@ def good_task(cmd: str, db: str) -> dict:
     return task
 
 
-@pytest.fixture(params=READERS + ["rf-sample"])
+@pytest.fixture(params=READERS + ["rf-sample", "rf-revise"])
 def cmd(request):
-    if request.param == "rf-sample":
+    if request.param in ("rf-sample", "rf-revise"):
         MODEL_ARGS[:] = ["--model", request.getfixturevalue("tiny_model"),
                          "--max-new-tokens", "2"]
     return request.param

@@ -285,3 +285,37 @@ def test_vote_over_revised_candidates(shop_db):
     report = run_command("rf-eval", [], input=[{**revised[0], "vote": voted}]).records[0]
     assert report["revision"]["paired"]["ex_baseline"] == 0.0  # the first states' vote
     assert report["ex"] == 100.0
+
+
+# -- training examples from revised candidates ---------------------------------------------
+
+def test_a_correct_revision_trains_the_original_prompt(shop_db, validate):
+    engine = ScriptedEngine(lambda conv: FIXED)
+    task = make_task(shop_db, FIXED, ["SELECT nme FROM product"])
+    revised = _executed(_revise(engine, _executed([task])).records)
+    single = run_command("rf-filter", [], input=revised)
+    assert single.exit_code == 0, single.stderr
+    (ex,) = single.records
+    assert ex["messages"] == revised[0]["messages"]
+    assert ex["completion"] == f"```sql\n{FIXED}\n```"
+    assert "1 task(s) rescued by revision" in single.stderr
+    assert run_command("rf-inject", [], input=revised).records == []  # no gold needed
+    both = run_command("rf-filter", ["--multi-turn"], input=revised)
+    validate(both.records)
+    plain, multi = both.records
+    assert plain == ex
+    assert [m["role"] for m in multi["messages"]] == ["system", "user", "assistant", "user"]
+    assert multi["messages"][2]["content"] == "```sql\nSELECT nme FROM product\n```"
+    assert "no such column: nme" in multi["messages"][3]["content"]
+    assert multi["completion"] == ex["completion"] and "(1 multi-turn)" in both.stderr
+
+
+def test_multi_turn_examples_train(tiny_model, shop_db, tmp_path):
+    engine = ScriptedEngine(lambda conv: FIXED)
+    task = make_task(shop_db, FIXED, ["SELECT nme FROM product"])
+    revised = _executed(_revise(engine, _executed([task])).records)
+    examples = run_command("rf-filter", ["--multi-turn"], input=revised).records
+    res = run_command("rf-train", ["--base", tiny_model, "--out", str(tmp_path / "a"),
+                                   "--batch-size", "2", "--epochs", "1"], input=examples)
+    assert res.exit_code == 0, res.stderr
+    assert res.records[0]["examples"] == 2

@@ -15,10 +15,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 from rf_core.exec.sqlite import Limits
 from rf_core.model.candidates import STALE, candidate_of
-from rf_core.model.prompts import task_messages
+from rf_core.model.prompts import reply_of as _reply, revision_messages, task_messages
+from rf_core.model.prompts import revision_turns as turns
 from rf_core.model.sampling import Tally, rows_of, window_of
 from rf_core.revise.feedback import PREVIEW_ROWS, Preview, feedback, run_previews
-from rf_core.train.examples import format_completion
 
 # task fields an engine never sees during a revision (gold and everything derived from it)
 GOLD_FIELDS = ("gold_sql", "gold_exec", "vote", "verified_by", "candidates")
@@ -71,30 +71,6 @@ class ReviseTally:
         return (f"{self.tasks} task(s), {self.candidates} candidate(s); {rounds}; "
                 f"{self.with_rows} of {self.revised} revised candidate(s) now run and return "
                 f"rows; {s.new_tokens} new tokens in {s.seconds:.1f} s")
-
-
-def turns(cand: dict) -> list[dict]:
-    """A candidate's earlier turns (none for a candidate never revised)."""
-    rev = cand.get("revision")
-    return list(rev.get("turns") or []) if isinstance(rev, dict) else []
-
-
-def _reply(cand: dict) -> str:
-    """The assistant turn of an earlier answer: the model's reply as it was."""
-    text, sql = cand.get("text"), cand.get("sql")
-    if isinstance(text, str) and text.strip():
-        return text
-    return format_completion(sql) if isinstance(sql, str) and sql.strip() else ""
-
-
-def revision_messages(task: dict, cand: dict) -> list[dict]:
-    """The conversation that produced ``cand``: the task's prompt, then per earlier turn the
-    model's reply and the feedback it was shown."""
-    messages = [dict(m) for m in task_messages(task)]
-    for turn in turns(cand):
-        messages.append({"role": "assistant", "content": _reply(turn)})
-        messages.append({"role": "user", "content": str(turn.get("feedback", ""))})
-    return messages
 
 
 def blind(task: dict) -> dict:
@@ -193,6 +169,7 @@ class Reviser:
                            adapter=r.adapter, temperature=r.temperature, seed=None)
         new["revision"] = {"turns": earlier + [turn]}
         task["candidates"][ci] = new
+        task["messages"] = task_messages(task)  # the prompt the conversation began with
         for key in STALE:
             task.pop(key, None)
 

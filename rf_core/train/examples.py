@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from rf_core.model.prompts import task_messages
+from rf_core.model.prompts import (format_completion, revision_messages, revision_turns,
+                                   task_messages)
 from rf_core.records.io import new_record
 
 
@@ -28,13 +29,10 @@ def n_correct(task: dict) -> int:
     return sum(1 for c in task.get("candidates") or [] if c.get("correct") is True)
 
 
-def format_completion(sql: str) -> str:
-    """The answer as the prompt asks for it: the SQL alone, in a ```sql block."""
-    return f"```sql\n{sql.strip()}\n```"
-
-
-def _example(task: dict, sql: str, source: str, weight: int = 1) -> dict:
-    rec = new_record("example", task_id=task.get("id"), messages=task_messages(task),
+def _example(task: dict, sql: str, source: str, weight: int = 1,
+             messages: list[dict] | None = None) -> dict:
+    rec = new_record("example", task_id=task.get("id"),
+                     messages=messages if messages is not None else task_messages(task),
                      completion=format_completion(sql), source=source, weight=weight)
     if task.get("db_id") is not None:
         rec["db_id"] = task["db_id"]  # so rf-train can say which databases lost examples
@@ -80,3 +78,35 @@ def gold_examples(task: dict, copies: int | str = 1) -> list[dict]:
     if copies == "difficulty":
         copies = max(1, len(task.get("candidates") or []))
     return [_example(task, task["gold_sql"], "gold") for _ in range(int(copies))]
+
+
+def conversation_examples(task: dict, max_per_task: int | None = None) -> list[dict]:
+    """For each correct candidate that rf-revise wrote (distinct by canonical SQL), one
+    multi-turn example: its whole conversation (the prompt, each earlier reply and the
+    feedback after it) with the final SQL as the completion. The trainer's loss falls on the
+    completion only: the earlier replies were wrong queries, kept as context, not as
+    answers to learn."""
+    seen: set[str] = set()
+    out = []
+    for cand in task.get("candidates") or []:
+        sql = cand.get("sql")
+        if (cand.get("correct") is not True or not revision_turns(cand)
+                or not isinstance(sql, str) or not sql.strip()):
+            continue
+        key = canonical_sql(sql)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(_example(task, sql, "self", messages=revision_messages(task, cand)))
+        if max_per_task is not None and len(out) >= max_per_task:
+            break
+    return out
+
+
+def rescued(task: dict) -> bool:
+    """Whether revision rescued the task: none of its candidates was correct as sampled (each
+    one's first turn), and one is correct now, so it needs no gold SQL."""
+    cands = task.get("candidates") or []
+    firsts = [(revision_turns(c) or [c])[0] for c in cands]
+    return (any(c.get("correct") is True for c in cands)
+            and not any(f.get("correct") is True for f in firsts))
