@@ -55,6 +55,8 @@ SETTINGS=(
   "SELECT_MATCHER    --select-matcher    value    name      matcher whose verdict picks training examples"
   "VERIFY_VARIANTS   --verify-variants   value    count     also check train candidates on N database variants (sqlite verifier; 0 = off)"
   "RETRAIN_ON_ERRORS --retrain-on-errors bool     bool      an extra round on the train tasks the last adapter still gets wrong"
+  "REVISE            --revise            value    count     rf-revise rounds (0 = off): revise train candidates before selection, and dev/validation answers before scoring, reported as rows of their own"
+  "MULTI_TURN        --multi-turn        bool     bool      with --revise: a correct revision's whole conversation is also an example (rf-filter --multi-turn)"
   "SEED              --seed              value    integer   seed of every sample and of training"
   "OUT               --out               free     folder    output folder"
 )
@@ -69,7 +71,7 @@ declare -A SETTING=(
   [BATCH_SIZE]=4 [MAX_LEN]=1024 [MAX_TOO_LONG]=1 [RESAMPLE]=none [MAX_PER_TASK]=1
   [SAMPLER]=auto [SAMPLER_OPTIONS]="" [VERIFIER]=sqlite [VERIFIER_OPTIONS]="" [TRAINER]=peft
   [TRAINER_OPTIONS]="" [SELECT_MATCHER]=official-keep-distinct [VERIFY_VARIANTS]=0
-  [RETRAIN_ON_ERRORS]=0 [SEED]=0 [OUT]=out/cpu-demo
+  [RETRAIN_ON_ERRORS]=0 [REVISE]=0 [MULTI_TURN]=0 [SEED]=0 [OUT]=out/cpu-demo
 )
 SPIDER="MODEL=qwen2.5-coder-1.5b DATASET=spider ROOT=../shared/spider ITERATIONS=3 K=8 DEV_SIZE=0
   VALUES=3 MAX_NEW_TOKENS=160 EPOCHS=2 LR=1e-4 BATCH_SIZE=16 MAX_LEN=4096 RESAMPLE=difficulty
@@ -346,6 +348,9 @@ select_opts="--for-training --verifier $(q "$VERIFIER") --matcher $(q "$SELECT_M
 ((VERIFY_VARIANTS > 0)) && select_opts+=" -o variants $(q "$VERIFY_VARIANTS")"
 filter_opts="--resample $(q "$RESAMPLE")"
 ((MAX_PER_TASK > 0)) && filter_opts+=" --max-per-task $(q "$MAX_PER_TASK")"
+((REVISE > 0 && MULTI_TURN)) && filter_opts+=" --multi-turn"
+# rf-revise: greedy revisions by the model (and adapter) that wrote the candidates
+revise_opts="$sample_opts --rounds $(q "$REVISE")"
 [[ -n $ROOT ]] && data_opts+=" --root $(q "$ROOT")"
 
 # evaluate LABEL ADAPTER DIR: greedy (and vote@K) execution accuracy on the dev tasks, and
@@ -363,6 +368,7 @@ evaluate() {
       "rf-exec < $(q "$dir/$set.greedy.sampled.jsonl")"
     stage "$iter" "$set-greedy-eval" "$dir/$set.greedy.report.json" \
       "rf-eval --markdown $(q "$dir/$set.greedy.report.md") --title $(q "$name: $set greedy") < $(q "$dir/$set.greedy.jsonl")"
+    ((REVISE > 0)) && revised "$iter" "$set-greedy" "$dir/$set.greedy" "$a" "$name: $set greedy"
   done
   if ((VOTE > 0)); then
     stage "$iter" dev-vote-sample "$dir/dev.vote.sampled.jsonl" \
@@ -371,7 +377,19 @@ evaluate() {
       "rf-exec < $(q "$dir/dev.vote.sampled.jsonl") | rf-vote"
     stage "$iter" dev-vote-eval "$dir/dev.vote.report.json" \
       "rf-eval --markdown $(q "$dir/dev.vote.report.md") --title $(q "$name: dev vote@$VOTE") < $(q "$dir/dev.vote.jsonl")"
+    ((REVISE > 0)) && revised "$iter" dev-vote "$dir/dev.vote" "$a" "$name: dev vote@$VOTE" rf-vote
   fi
+  return 0
+}
+
+# revised LABEL NAME BASE ADAPTER_ARG TITLE [THEN]: BASE.jsonl's answers revised (rf-revise,
+# then rf-exec and THEN), scored into BASE.revised.report.json: EX before and after revision
+revised() {
+  local iter=$1 name=$2 base=$3 a=$4 title=$5 then=${6:+ | $6}
+  stage "$iter" "$name-revise" "$base.revised.jsonl" \
+    "rf-revise $revise_opts $a < $(q "$base.jsonl") | rf-exec$then"
+  stage "$iter" "$name-revised-eval" "$base.revised.report.json" \
+    "rf-eval --markdown $(q "$base.revised.report.md") --title $(q "$title + $REVISE revision round(s)") < $(q "$base.revised.jsonl")"
 }
 
 # train LABEL DIR: an adapter in DIR/adapter from DIR/examples.jsonl, always from the base model
@@ -390,10 +408,17 @@ train_round() {
   stage "$iter" train-sample "$dir/train.sampled.jsonl" \
     "rf-sample $sample_opts $a -k $(q "$K") --temperature $(q "$TEMPERATURE") < $(q "$tasks")"
   stage "$iter" train-exec "$dir/train.jsonl" "rf-exec $select_opts < $(q "$dir/train.sampled.jsonl")"
-  local keep="cat /dev/null"
+  local keep="cat /dev/null" picked=$dir/train.jsonl
   [[ -n $extra ]] && keep="cat $(q "$extra")"
+  if ((REVISE > 0)); then
+    # a revision that turns out correct trains the original prompt; a task it rescues needs
+    # no gold SQL
+    picked=$dir/train.revised.jsonl
+    stage "$iter" train-revise "$picked" \
+      "rf-revise $revise_opts $a < $(q "$dir/train.jsonl") | rf-exec $select_opts"
+  fi
   stage "$iter" select "$dir/examples.jsonl" \
-    "{ $keep; rf-filter $filter_opts < $(q "$dir/train.jsonl"); rf-inject < $(q "$dir/train.jsonl"); }"
+    "{ $keep; rf-filter $filter_opts < $(q "$picked"); rf-inject < $(q "$picked"); }"
   train "$iter" "$dir"
   evaluate "$iter" "$dir/adapter" "$dir"
 }

@@ -14,6 +14,8 @@ from rf_core.errors import BadRecord, RFError
 from rf_core.report.evaluate import HARDNESS, Evaluation
 from rf_core.records.io import parse_line
 from rf_core.report.stats import compare
+from rf_core.model.prompts import revision_turns
+from rf_core.train.examples import rescued
 
 
 def _records(path: Path):
@@ -152,25 +154,47 @@ def _dev(path: Path) -> dict | None:
     _typed(path, rep, "outcomes", lambda v: isinstance(v, dict), "an object")
     return {k: rep.get(k) for k in ("ex", "ex_ci95", "correct", "scored", "matcher", "method",
                                     "by_hardness", "pass_at_k", "exec_errors", "timeouts",
-                                    "by_matcher", "variants", "outcomes")}
+                                    "by_matcher", "variants", "outcomes", "revision")}
 
 
 def _add_differences(iterations: list[dict]) -> None:
     """Each iteration's dev EX minus the base model's (iteration 0), paired over the same
-    tasks, with a 95% bootstrap interval and McNemar's p; then drop the per-task outcomes."""
+    tasks, with a 95% bootstrap interval and McNemar's p; then drop the per-task outcomes.
+    Revised answers (``greedy_revised``, ``vote_revised``) are compared with the base
+    model's single-turn answers, the base model's own revised row included."""
     base = next((it for it in iterations if it["iteration"] == 0), None)
-    for kind in ("greedy", "vote"):
-        base_out = ((base or {}).get("dev", {}).get(kind) or {}).get("outcomes")
+    base_outs = {kind: (((base or {}).get("dev", {}).get(kind) or {}).get("outcomes"))
+                 for kind in ("greedy", "vote")}
+    for kind in ("greedy", "vote", "greedy_revised", "vote_revised"):
+        single = kind.removesuffix("_revised")
+        base_out = base_outs[single]
         for it in iterations:
             dev = it["dev"].get(kind)
             if not dev:
                 continue
             out = dev.pop("outcomes", None)
-            if it["iteration"] != 0 and out and base_out:
+            if (it["iteration"] != 0 or kind != single) and out and base_out:
                 cmp = compare(out, base_out)
                 dev["vs_base"] = ({k: cmp[k] for k in ("tasks", "diff", "diff_ci95",
                                                         "mcnemar_p", "won", "lost")}
                                   if cmp["tasks"] else None)
+
+
+def _revision_stats(path: Path) -> dict:
+    """What revision did to a row's train candidates (rf-revise before selection): tasks it
+    rescued (no correct candidate as sampled, one after), candidates revised, and correct
+    candidates before and after."""
+    tasks = saved = revised = before = after = 0
+    for task in _records(path):
+        tasks += 1
+        saved += rescued(task)
+        for cand in task.get("candidates") or []:
+            turns = revision_turns(cand)
+            revised += bool(turns)
+            before += (turns or [cand])[0].get("correct") is True
+            after += cand.get("correct") is True
+    return {"tasks": tasks, "rescued": saved, "candidates_revised": revised,
+            "correct_before": before, "correct_after": after}
 
 
 def _sampled(path: Path) -> tuple[int, set[str]]:
@@ -207,12 +231,16 @@ def _entry(folder: Path, label: int | str, timings: dict) -> dict:
                        "a list of numbers") or []
         entry["training"]["loss_first"] = curve[0] if curve else None
         entry["training"]["loss_last"] = curve[-1] if curve else None
-    entry["dev"] = {"greedy": _dev(folder / "dev.greedy.report.json"),
-                    "vote": _dev(folder / "dev.vote.report.json")}
-    val = _dev(folder / "val.greedy.report.json")
-    if val:
-        val.pop("outcomes", None)
-    entry["val"] = {"greedy": val}
+    entry["dev"] = {kind: _dev(folder / f"dev.{name}.report.json") for kind, name in (
+        ("greedy", "greedy"), ("vote", "vote"), ("greedy_revised", "greedy.revised"),
+        ("vote_revised", "vote.revised"))}
+    entry["val"] = {kind: _dev(folder / f"val.{name}.report.json") for kind, name in (
+        ("greedy", "greedy"), ("greedy_revised", "greedy.revised"))}
+    for val in entry["val"].values():
+        if val:
+            val.pop("outcomes", None)
+    if (folder / "train.revised.jsonl").is_file():
+        entry["train_revision"] = _revision_stats(folder / "train.revised.jsonl")
     stages = timings.get(label, {})
     entry["timings_s"] = stages
     rates = {}
@@ -421,6 +449,48 @@ def _hardness_table(history: dict) -> list[str]:
     return lines
 
 
+def _revision_cell(dev: dict | None) -> str:
+    """EX after revision (vs the base model's single turn), then revision's own effect: the
+    change from the same row's single-turn answers and the answers it fixed and broke."""
+    if not dev:
+        return ""
+    cell = _ex_cell(dev)
+    rev = dev.get("revision") or {}
+    paired = rev.get("paired") or {}
+    if paired.get("tasks") and paired.get("diff_ci95"):
+        lo, hi = paired["diff_ci95"]
+        cell += (f"; revision {paired['diff']:+.1f} [{lo:+.1f}, {hi:+.1f}], fixed "
+                 f"{rev['fixed']} / broke {rev['broken']}")
+    return cell
+
+
+def _revision_table(history: dict, with_vote: bool, with_val: bool) -> list[str]:
+    """The rows again with their answers revised (bin/iterate.sh --revise), where they were."""
+    its = [it for it in rows(history) if it["dev"].get("greedy_revised")]
+    if not its:
+        return []
+    rounds = history["config"].get("revise", "?")
+    lines = ["", f"With execute-and-revise ({rounds} round(s) of rf-revise; EX [95% interval]; "
+             "vs base: the base model's single-turn answers; revision: the change from the "
+             "same row's single-turn answers [95% paired bootstrap]):", "",
+             "| iteration | dev EX greedy + revision | "
+             + ("dev EX vote + revision | " if with_vote else "")
+             + ("val EX greedy + revision | " if with_val else "")
+             + "train tasks rescued (candidates revised) |",
+             "|---|---|---|" + ("---|" if with_vote else "") + ("---|" if with_val else "")]
+    for it in its:
+        tr = it.get("train_revision")
+        cells = [_revision_cell(it["dev"].get("greedy_revised"))]
+        if with_vote:
+            cells.append(_revision_cell(it["dev"].get("vote_revised")))
+        if with_val:
+            cells.append(_revision_cell((it.get("val") or {}).get("greedy_revised")))
+        cells.append(f"{tr['rescued']} of {tr['tasks']} ({tr['candidates_revised']})"
+                     if tr else "")
+        lines.append(f"| {_label(it, history)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def report_markdown(history: dict, plots: list[str]) -> str:
     """report.md of a run from its ``build_history``: the summary table, the best iteration,
     what the train-stage checks did, dev EX by matcher and by hardness, then the ``plots``."""
@@ -432,6 +502,7 @@ def report_markdown(history: dict, plots: list[str]) -> str:
              _description(history), "",
              *_summary_table(history, vote_k if with_vote else None, with_val),
              *_best_lines(history), "", *_check_lines(history),
+             *_revision_table(history, with_vote, with_val),
              *_matcher_table(history, with_vote), *_hardness_table(history), ""]
     for p in plots:
         lines += [f"![{Path(p).stem}]({Path(p).name})", ""]
