@@ -163,3 +163,19 @@ def test_adapters_in_a_kept_engine(llama, shop_db, tmp_path, validate):
         assert "using the engine" in b.stderr and texts(b.records) == texts(a.records)
     finally:
         run_command("rf-model", ["stop", str(tmp_path / "engine")])
+
+
+def test_revise_continues_the_conversation(llama, shop_db, validate):
+    """rf-revise through the vllm engine: a failing candidate gets a second turn built from
+    its own error, and the revised candidate is vLLM's."""
+    tasks = [make_task(shop_db, "SELECT 1", ["SELECT nme FROM product"], id="rv/0",
+                       question="Which products are there?")]
+    r = run_command("rf-revise", ["--sampler", "vllm", "--model", llama, "--max-new-tokens",
+                                  "24", "-o", "dtype", "fp32"], input=tasks)
+    assert r.exit_code == 0, r.stderr[-3000:]
+    validate(r.records)
+    (cand,) = r.records[0]["candidates"]
+    assert cand["sampler"] == "vllm"
+    (turn,) = cand["revision"]["turns"]
+    assert turn["sql"] == "SELECT nme FROM product" and "no such column" in turn["feedback"]
+    assert "round 1: 1 revised" in r.stderr
