@@ -57,13 +57,15 @@ def attach(task: dict, messages: list[dict], answers: list[dict], *, sampler: st
     Each answer is ``{"text", "logprob", "n_tokens", "finished"}``, and may carry its own
     ``"seed"`` (engines that seed every sample, see ``sample_seed``); the SQL is extracted here,
     except from an answer that carries its own ``"sql"`` (SQL given, not a model's answer).
+    An answer's ``"ext"`` (a dict, ``{"<plugin name>": {...}}``) goes on its candidate as is.
     """
     task["messages"] = messages
     task["candidates"] = [
         {"sql": a["sql"] if "sql" in a else extract_sql(a["text"]), "text": a["text"],
          "sampler": sampler, "model": model, "adapter": adapter, "temperature": temperature,
          "seed": a.get("seed", seed), "logprob": a.get("logprob"),
-         "n_tokens": a.get("n_tokens"), "finished": a.get("finished")}
+         "n_tokens": a.get("n_tokens"), "finished": a.get("finished"),
+         **({"ext": a["ext"]} if isinstance(a.get("ext"), dict) else {})}
         for a in answers]
     for key in STALE:
         task.pop(key, None)
