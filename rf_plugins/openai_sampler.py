@@ -15,6 +15,15 @@ A server that ignores ``n`` (one choice back) keeps that choice as the task's fi
 and gets one request per remaining sample. The outcome is said once, and every later request
 is sent that way, up to ``concurrency`` at a time.
 
+Several endpoints (``-o base_url`` repeated, or ``-o endpoints_file``): each request goes to
+the live endpoint with the fewest in flight (``concurrency`` each); the seeds do not depend
+on which. An endpoint that fails a request for good (its retries spent) is given up on: its
+requests in flight are sent to the others, each at most once, and the run goes on; when every
+endpoint is down, what is in flight is waited for, the tasks done by then are written, and
+the run ends with one line. With several endpoints, or --adapter, every endpoint is asked
+GET /models at start; the adapter is loaded into each by name (vLLM's runtime LoRA endpoint)
+and sampled by that name. Each candidate records its endpoint under ext.openai.
+
 Written as a third-party plugin would be: it imports only rf_core.api and the standard library.
 """
 

@@ -45,8 +45,8 @@ def task_index(body: dict) -> int:
 
 
 class Fake:
-    """One server. ``drop_from``: requests for tasks from that index on are dropped (the
-    connection closed, no answer); ``hold``: chat requests are held until that many are
+    """One server. ``drop(i)``: requests for task i are dropped (the connection closed, no
+    answer); ``hold``: chat requests are held until that many are
     held, then the server dies (every request dropped from then on); ``load_answer``:
     (status, payload) for adapter loads (default: loaded); ``lora``: False, no such route."""
 
@@ -54,7 +54,7 @@ class Fake:
         self.chats: list[dict] = []  # bodies of the chat requests
         self.loads: list[dict] = []  # bodies of the adapter loads
         self.models = {"fake"}
-        self.drop_from: int | None = None
+        self.drop = lambda i: False
         self.hold = 0
         self.held = 0
         self.dead = threading.Event()
@@ -79,7 +79,7 @@ class Fake:
                 self.dead.wait(HOLD_S)
             if self.dead.is_set():
                 return None
-            if self.drop_from is not None and task_index(body) >= self.drop_from:
+            if self.drop(task_index(body)):
                 return None
             if body["model"] not in self.models:
                 return 404, {"error": {"message": f"The model `{body['model']}` does not "
@@ -153,9 +153,9 @@ class QuietServer(ThreadingHTTPServer):
 
 @pytest.fixture
 def fleet():
-    """Two fake servers: fleet[0] and fleet[1]."""
+    """Three fake servers (most tests use the first two)."""
     fakes, servers = [], []
-    for _ in range(2):
+    for _ in range(3):
         fake = Fake()
         httpd = QuietServer(("127.0.0.1", 0), Handler)
         httpd.fake = fake
@@ -209,7 +209,7 @@ def error_line(r) -> str:
 
 
 def test_requests_spread_over_two_servers_with_the_same_results(fleet, shop_db, validate):
-    a, b = fleet
+    a, b = fleet[:2]
     inputs = tasks(shop_db, 8)
     both = sample([a.url, b.url], inputs, "-o", "concurrency", "1")
     assert both.code == 0, both.stderr
@@ -232,7 +232,7 @@ def test_requests_spread_over_two_servers_with_the_same_results(fleet, shop_db, 
 
 
 def test_a_server_lost_mid_run_has_its_requests_resent_once(fleet, shop_db, validate):
-    a, b = fleet
+    a, b = fleet[:2]
     b.hold = 2  # b takes two requests at once, then dies without answering either
     inputs = tasks(shop_db, 8)
     r = sample([a.url, b.url], inputs, "-o", "concurrency", "2")
@@ -254,8 +254,8 @@ def test_a_server_lost_mid_run_has_its_requests_resent_once(fleet, shop_db, vali
 
 
 def test_every_server_lost_stops_keeping_the_finished_records(fleet, shop_db, validate):
-    a, b = fleet
-    a.drop_from = b.drop_from = 3  # tasks 0-2 are answered; task 3 kills both servers
+    a, b = fleet[:2]
+    a.drop = b.drop = lambda i: i >= 3  # tasks 0-2 are answered; task 3 kills both servers
     inputs = tasks(shop_db, 6)
     r = sample([a.url, b.url], inputs, "-o", "concurrency", "1")
     line = error_line(r)
@@ -266,8 +266,24 @@ def test_every_server_lost_stops_keeping_the_finished_records(fleet, shop_db, va
     assert r.stdout.endswith(b"\n")
 
 
+def test_a_request_is_resent_once_only(fleet, shop_db, validate):
+    """A request that fails on two servers ends the run, though a third is alive: one
+    request cannot take the fleet down server by server."""
+    for fake in fleet:
+        fake.drop = lambda i: i == 3
+    r = sample([fake.url for fake in fleet], tasks(shop_db, 6), "-o", "concurrency", "1")
+    line = error_line(r)
+    assert "a request failed on two endpoints" in line and "not sent a third time" in line
+    assert sum(any(task_index(body) == 3 for body in fake.chats) for fake in fleet) == 2
+    assert len([n for n in r.stderr.splitlines() if "giving up on" in n]) == 2
+    validate(r.records)
+    ids = [t["id"] for t in r.records]
+    assert ids == [f"f/{i}" for i in range(len(ids))] and len(ids) <= 3
+    assert all(len(t["candidates"]) == 2 for t in r.records)
+
+
 def test_an_unreachable_endpoint_at_start(fleet, shop_db):
-    a, _ = fleet
+    a = fleet[0]
     gone = f"http://127.0.0.1:{closed_port()}/v1"
     r = sample([gone, a.url], tasks(shop_db, 3))
     assert r.code == 0, r.stderr
@@ -289,7 +305,7 @@ def test_an_unreachable_endpoint_at_start(fleet, shop_db):
 
 
 def test_endpoints_file_and_bad_endpoint_lists(fleet, shop_db, tmp_path):
-    a, b = fleet
+    a, b = fleet[:2]
     listing = tmp_path / "endpoints.txt"
     listing.write_text(f"# the fleet\n{a.url}\n\n{b.url}\n")
     r = run("rf-sample", ["--sampler", "openai", "--model", "fake", "-k", "1", "-o",
@@ -318,7 +334,7 @@ def adapter_folder(path: Path) -> Path:
 
 
 def test_an_adapter_is_loaded_into_every_server_by_name(fleet, shop_db, tmp_path, validate):
-    a, b = fleet
+    a, b = fleet[:2]
     folder = adapter_folder(tmp_path / "iter1" / "adapter")
     r = sample([a.url, b.url], tasks(shop_db, 4), "--adapter", str(folder))
     assert r.code == 0, r.stderr
@@ -352,7 +368,7 @@ def test_an_adapter_is_loaded_into_every_server_by_name(fleet, shop_db, tmp_path
 @pytest.mark.parametrize("case", ["refused", "no runtime loading", "not a folder",
                                   "outside the map"])
 def test_an_adapter_that_cannot_be_loaded_is_one_line(fleet, shop_db, tmp_path, case):
-    a, b = fleet
+    a, b = fleet[:2]
     folder = adapter_folder(tmp_path / "adapter")
     args = ["--adapter", str(folder)]
     if case == "refused":
@@ -395,7 +411,7 @@ def test_repeatable_options_keep_every_value_in_order():
 def test_the_loop_samples_from_the_servers_with_each_new_adapter(fleet, tiny_model, tmp_path):
     """bin/iterate.sh --sampler openai: one iteration; the trained adapter is loaded into
     both servers by name before its evaluation is sampled."""
-    a, b = fleet
+    a, b = fleet[:2]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RF_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["RF_CACHE_DIR"] = str(tmp_path / "cache")

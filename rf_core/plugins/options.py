@@ -14,9 +14,10 @@ A plugin object lists its options in an ``options`` attribute::
 
 On the command line they are ``-o base_url http://... -o concurrency 4`` or
 ``--option concurrency=4``; a ``repeat`` option may be given several times (each value kept,
-in order: ``-o base_url URL1 -o base_url URL2``), any other takes the last value given. The command checks each value against the chosen plugin's
-declaration (an unknown name or a value of the wrong type is a usage error, exit 2, naming the
-valid options) and calls the plugin with every declared option, defaults filled in.
+in order: ``-o base_url URL1 -o base_url URL2``), any other takes the last value given. The
+command checks each value against the chosen plugin's declaration (an unknown name or a value
+of the wrong type is a usage error, exit 2, naming the valid options) and calls the plugin
+with every declared option, defaults filled in.
 """
 
 from __future__ import annotations
