@@ -150,10 +150,8 @@ def test_a_loop_iteration_then_a_server_killed_mid_stage(servers, llama, tmp_pat
             set(urls)
         os.killpg(procs[1].pid, signal.SIGKILL)
         procs[1].wait(timeout=30)
-        for t in tasks[8:]:
-            stage.stdin.write((json.dumps(t) + "\n").encode())
-        stage.stdin.close()
-        rest, err = stage.communicate(timeout=STAGE_S)
+        rest, err = stage.communicate(
+            input="".join(json.dumps(t) + "\n" for t in tasks[8:]).encode(), timeout=STAGE_S)
     finally:
         if stage.poll() is None:
             stage.kill()
