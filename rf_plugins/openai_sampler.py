@@ -446,10 +446,10 @@ class _Run:
                 if not inflight:
                     break
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                self.flush_notes()  # the retries first, then what came of them
                 for fut in done:
                     spec, client = inflight.pop(fut)
                     queue.extendleft(reversed(self.settle_one(fut, spec, client)))
-                self.flush_notes()
                 while pending and pending[0].left == 0 and not pending[0].failed:
                     yield pending.popleft().answers
             if self.failure is not None:
