@@ -151,9 +151,10 @@ def task_index(body: dict) -> int:
     return int(re.search(r"Question number (\d+)", body["messages"][1]["content"]).group(1))
 
 
-def sample(server, inputs, *args, env=None):
+def sample(server, inputs, *args, env=None, url=None):
+    # base_url is repeatable (several endpoints): a test that wants another one passes url
     return run("rf-sample", ["--sampler", "openai", "--model", "fake", "-o", "base_url",
-                             server.url, "-k", "2", "-t", "0.7", "-o", "backoff", "0.01", *args],
+                             url or server.url, "-k", "2", "-t", "0.7", "-o", "backoff", "0.01", *args],
                input=inputs, env={"OPENAI_API_KEY": None, **(env or {})})
 
 
@@ -261,6 +262,7 @@ def closed_port() -> int:
 def test_errors_are_one_line(server, shop_db, case):
     args = ["-o", "max_retries", "1"]
     url = server.url + "/chat/completions"
+    base_url = None
     expected = {
         "401": ["HTTP 401 from " + url, "$OPENAI_API_KEY is not set", "go away"],
         "404 model": ["HTTP 404 from " + url, "model 'nope' is not served there",
@@ -282,9 +284,9 @@ def test_errors_are_one_line(server, shop_db, case):
     elif case == "404 model":
         args += ["--model", "nope"]
     elif case == "404 base_url":
-        args += ["-o", "base_url", server.url + "/x"]
+        base_url = server.url + "/x"
     elif case == "unreachable":
-        args += ["-o", "base_url", f"http://127.0.0.1:{closed_port()}/v1"]
+        base_url = f"http://127.0.0.1:{closed_port()}/v1"
     elif case == "malformed":
         server.script = [(200, {}, b"<html>hello</html>")] * 10
     elif case == "400":
@@ -297,7 +299,7 @@ def test_errors_are_one_line(server, shop_db, case):
     elif case == "timeout":
         server.delay = lambda body: 0.5
         args += ["-o", "timeout", "0.2"]
-    r = sample(server, tasks(shop_db, 2), *args)
+    r = sample(server, tasks(shop_db, 2), *args, url=base_url)
     assert_one_line_error(r, *expected)
     assert "does not do n=" not in r.stderr
 
@@ -364,7 +366,7 @@ def test_streams_tasks_as_they_are_done(server, shop_db):
 @pytest.mark.parametrize("args,code,message", [
     (["-o", "nope", "1"], 2, "sampler 'openai' has no option 'nope'"),
     (["-o", "concurrency", "0"], 2, "below the minimum"),
-    (["--adapter", "some/adapter"], 1, "cannot apply --adapter"),
+    (["--adapter", "some/adapter"], 1, "--adapter some/adapter: not an adapter folder"),
 ])
 def test_bad_usage(server, shop_db, args, code, message):
     r = sample(server, tasks(shop_db, 1), *args)

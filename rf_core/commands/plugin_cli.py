@@ -71,7 +71,8 @@ class PluginCommand(click.Command):
             return
         rows = [(f"{o.name} " + ("|".join(map(str, o.choices)) if o.choices
                                  else o.type.__name__.upper()),
-                 o.help + ("" if o.default is None else f"  [default: {o.default}]"))
+                 o.help + (" (repeatable)" if o.repeat else "")
+                 + ("" if o.default is None else f"  [default: {_shown(o.default)}]"))
                 for o in declared(impl)]
         kind = self.plugin_kind[:-1]
         with formatter.section(f"Options of {kind} {name!r} (-o NAME VALUE)"):
@@ -79,6 +80,11 @@ class PluginCommand(click.Command):
                 formatter.write_dl(rows)
             else:
                 formatter.write_text("none")
+
+
+def _shown(default: Any) -> str:
+    """A default as --help shows it: a repeatable option's tuple as its values."""
+    return " ".join(map(str, default)) if isinstance(default, tuple) else str(default)
 
 
 def plugin_command(prog: str, kind: str, flag: str) -> Callable[[Callable], click.Command]:

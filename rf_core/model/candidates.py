@@ -54,12 +54,14 @@ def candidate_of(answer: dict, *, sampler: str, model: str, adapter: str | None,
                  temperature: float, seed: int | None) -> dict:
     """One answer (``{"text", "logprob", "n_tokens", "finished"}``, maybe ``"seed"``) as a
     candidate; the SQL is extracted here, except from an answer that carries its own
-    ``"sql"`` (SQL given, not a model's answer)."""
+    ``"sql"`` (SQL given, not a model's answer). An answer's ``"ext"`` (a dict,
+    ``{"<plugin name>": {...}}``) goes on its candidate as is."""
     a = answer
     return {"sql": a["sql"] if "sql" in a else extract_sql(a["text"]), "text": a["text"],
             "sampler": sampler, "model": model, "adapter": adapter, "temperature": temperature,
             "seed": a.get("seed", seed), "logprob": a.get("logprob"),
-            "n_tokens": a.get("n_tokens"), "finished": a.get("finished")}
+            "n_tokens": a.get("n_tokens"), "finished": a.get("finished"),
+            **({"ext": a["ext"]} if isinstance(a.get("ext"), dict) else {})}
 
 
 def attach(task: dict, messages: list[dict], answers: list[dict], *, sampler: str, model: str,

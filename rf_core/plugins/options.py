@@ -13,9 +13,11 @@ A plugin object lists its options in an ``options`` attribute::
             ...
 
 On the command line they are ``-o base_url http://... -o concurrency 4`` or
-``--option concurrency=4``. The command checks each value against the chosen plugin's
-declaration (an unknown name or a value of the wrong type is a usage error, exit 2, naming the
-valid options) and calls the plugin with every declared option, defaults filled in.
+``--option concurrency=4``; a ``repeat`` option may be given several times (each value kept,
+in order: ``-o base_url URL1 -o base_url URL2``), any other takes the last value given. The
+command checks each value against the chosen plugin's declaration (an unknown name or a value
+of the wrong type is a usage error, exit 2, naming the valid options) and calls the plugin
+with every declared option, defaults filled in.
 """
 
 from __future__ import annotations
@@ -39,12 +41,13 @@ DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
 class Option:
     """One option of a plugin: ``type`` is str, int, float or bool. A float is finite (nan
     and inf would slip past every bound and turn limits off); an int is 64-bit signed;
-    ``pattern`` is a regular expression a str value must match whole.
+    ``pattern`` is a regular expression a str value must match whole; a ``repeat`` option's
+    value is a tuple of every value given, in order (its ``default``, a tuple, when none is).
 
     ``name``: the keyword argument the plugin's method receives (and ``-o NAME``);
     ``default``: its value when not given (None: none); ``help``: one line for ``--help`` and
     rf-plugins; ``choices``: the values allowed, if only some are; ``minimum`` and
-    ``maximum``: inclusive bounds of an int or float.
+    ``maximum``: inclusive bounds of an int or float; ``repeat``: may be given several times.
     """
 
     name: str
@@ -55,6 +58,7 @@ class Option:
     minimum: float | None = None
     maximum: float | None = None
     pattern: str | None = None
+    repeat: bool = False
 
     def convert(self, text: str) -> Any:
         """The typed value of ``text``; ValueError says what was expected."""
@@ -88,11 +92,14 @@ class Option:
 
     def describe(self) -> dict:
         """As ``rf-plugins`` shows it."""
-        entry = {"name": self.name, "type": self.type.__name__, "default": self.default,
+        default = list(self.default) if isinstance(self.default, tuple) else self.default
+        entry = {"name": self.name, "type": self.type.__name__, "default": default,
                  "help": self.help}
         for key in ("choices", "minimum", "maximum", "pattern"):
             if getattr(self, key) is not None:
                 entry[key] = list(self.choices) if key == "choices" else getattr(self, key)
+        if self.repeat:
+            entry["repeat"] = True
         return entry
 
 
@@ -126,12 +133,17 @@ def resolve(impl: Any, given: Iterable[tuple[str, str]], *, kind: str, name: str
     spec = {o.name: o for o in declared(impl)}
     values = {o.name: o.default for o in spec.values()}
     valid = ", ".join(spec) or "none"
+    repeated: dict[str, list] = {}
     for key, text in given:
         key = key.replace("-", "_")
         if key not in spec:
             raise UsageError(f"{kind} {name!r} has no option {key!r}; its options: {valid}")
         try:
-            values[key] = spec[key].convert(text)
+            value = spec[key].convert(text)
         except ValueError as exc:
             raise UsageError(f"option {key!r} of {kind} {name!r}: {exc}") from None
+        if spec[key].repeat:  # the first value given replaces the default, later ones add
+            repeated.setdefault(key, []).append(value)
+            value = tuple(repeated[key])
+        values[key] = value
     return values
