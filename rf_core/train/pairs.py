@@ -100,7 +100,7 @@ def _balanced(n_chosen: int, n_rejected: int, allowed: set[tuple[int, int]],
         limit = len(allowed)
     used_c, used_r = [0] * n_chosen, [0] * n_rejected
     left = set(allowed)
-    picked = []
+    picked: list[tuple[int, int]] = []
     while left and len(picked) < limit:
         a, b = min(left, key=lambda p: (used_c[p[0]] + used_r[p[1]], p[1], p[0]))
         left.discard((a, b))
