@@ -139,23 +139,24 @@ def test_a_rerun_with_another_objective_is_refused(env, tmp_path):
 
 # -- the loop with the real commands ---------------------------------------------------------
 
-def _rf_train_reads_pairs(tmp_path) -> bool:
-    """Whether this rf-train passes `pair` records to its trainer (the preference trainer's
-    side of the contract); until it does, the loop cannot train on pairs."""
-    import reasonforge_fakedpo  # noqa: F401 - on sys.path for the probe only
+def _rf_train_refuses_pairs(tmp_path) -> bool:
+    """Whether this rf-train still reads only `example` records (refusing a `pair` line by
+    its kind), as before the preference trainer's side of the contract: rf-train passes pair
+    and example records, in one list, to its trainer. Any other outcome runs the test."""
+    import reasonforge_fakedpo
 
     from rf_core.testing import registered
+
+    class Probe(reasonforge_fakedpo.FakeDpo):
+        name = "pairs-probe"  # not "dpo": a built-in of that name may be installed
 
     pair = {"schema_version": 1, "kind": "pair", "task_id": "t", "messages": [
         {"role": "user", "content": "q"}], "chosen": "a", "rejected": "b", "source": "self",
         "weight": 1}
-    class Probe(reasonforge_fakedpo.FakeDpo):
-        name = "pairs-probe"  # not "dpo": a built-in of that name may be installed
-
     with registered(Probe()):
         r = run("rf-train", ["--trainer", Probe.name, "--base", "none", "--out",
                              str(tmp_path / "probe")], input=[pair])
-    return r.code == 0
+    return r.code == 1 and "expected a 'example' record, got kind 'pair'" in r.stderr
 
 
 def _entry_point_name() -> str:
@@ -171,7 +172,7 @@ def _entry_point_name() -> str:
 def plugin_env(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(PLUGIN_SRC))
     name = _entry_point_name()
-    if not _rf_train_reads_pairs(tmp_path):
+    if _rf_train_refuses_pairs(tmp_path):
         pytest.skip("rf-train reads only example records here: the dpo trainer's rf-train, "
                     "which passes pairs and examples on, is not in this tree")
     env = install_plugin(tmp_path / "site", PLUGIN_SRC, "reasonforge_fakedpo", name)
