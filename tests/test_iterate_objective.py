@@ -137,6 +137,52 @@ def test_a_rerun_with_another_objective_is_refused(env, tmp_path):
     assert r.returncode == 2 and "OBJECTIVE: sft -> dpo" in r.stderr
 
 
+# -- the report ----------------------------------------------------------------------------
+
+def _stage_files(run_dir: Path, objective: str | None) -> None:
+    """A run folder as the driver leaves it: base, SFT on gold, one iteration with pairs."""
+    from rf_core.records.io import new_record
+
+    config = "MODEL=m\nDATASET=demo\n" + (f"OBJECTIVE={objective}\n" if objective else "")
+    (run_dir / "config.env").write_text(config + "DPO_OPTIONS=beta=0.2\n")
+    for folder in ("iter0", "sft", "iter1"):
+        (run_dir / folder).mkdir()
+    example = new_record("example", task_id="t", messages=[{"role": "user", "content": "q"}],
+                         completion="a", source="gold", weight=1)
+    pair = new_record("pair", task_id="t", messages=[{"role": "user", "content": "q"}],
+                      chosen="a", rejected="b", source="self", weight=1)
+    (run_dir / "sft" / "examples.jsonl").write_text(json.dumps(example) + "\n")
+    (run_dir / "iter1" / "examples.jsonl").write_text(json.dumps(example) + "\n")
+    if objective not in (None, "sft"):
+        (run_dir / "iter1" / "pairs.jsonl").write_text(
+            json.dumps(pair) + "\n" + json.dumps({**pair, "source": "gold"}) + "\n")
+
+
+@pytest.mark.parametrize("objective, cell", [
+    (None, "sft"), ("sft", "sft"), ("dpo", "dpo: 2 pairs (1 self / 1 gold)"),
+    ("sft+dpo", "sft+dpo: 2 pairs (1 self / 1 gold) + examples")])
+def test_history_and_report_name_each_rows_objective(tmp_path, objective, cell):
+    from rf_core.report.history import build_history, report_markdown
+
+    _stage_files(tmp_path, objective)
+    history = build_history(tmp_path)
+    assert [it["objective"] for it in history["iterations"]] == [None, objective or "sft"]
+    assert history["sft"]["objective"] == "sft"
+    assert ("pairs" in history["iterations"][1]) == (cell != "sft")
+    text = report_markdown(history, [])
+    lines = text.splitlines()
+    header = lines.index(next(x for x in lines if x.startswith("| iteration | train cov")))
+    assert lines[header].endswith("| stage time s | objective |")
+    assert lines[header + 1].count("|") == lines[header].count("|")
+    base, sft, first = lines[header + 2:header + 5]
+    assert base.startswith("| 0 (base) |") and base.endswith("|  |")
+    assert sft.startswith("| SFT on gold |") and sft.endswith("| sft |")
+    assert first.startswith("| 1 |") and first.endswith(f"| {cell} |")
+    assert first.count("|") == lines[header].count("|")
+    described = "trainer dpo: beta=0.2" if cell != "sft" else "iterations' objective: sft."
+    assert described in text
+
+
 # -- the loop with the real commands ---------------------------------------------------------
 
 def _rf_train_refuses_pairs(tmp_path) -> bool:

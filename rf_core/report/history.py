@@ -192,7 +192,7 @@ def _sources(path: Path) -> dict:
             "total": len(sources)}
 
 
-def row_objective(label: int | str, cfg: dict) -> str | None:
+def _row_objective(label: int | str, cfg: dict) -> str | None:
     """What a row's adapter was trained on: none for the base model, sft for the SFT
     baseline, the run's --objective (sft for runs from before it existed) for iterations."""
     if label == 0:
@@ -206,7 +206,7 @@ def _entry(folder: Path, label: int | str, timings: dict, cfg: dict | None = Non
     """One row of the report from one folder's stage files: an iteration, or the SFT row."""
     entry: dict = {"iteration": label,
                    "adapter": str(folder / "adapter") if (folder / "adapter").is_dir() else None,
-                   "objective": row_objective(label, cfg or {})}
+                   "objective": _row_objective(label, cfg or {})}
     if (folder / "train.jsonl").is_file():
         entry["train"] = _train_stats(folder / "train.jsonl")
     if (folder / "examples.jsonl").is_file():
