@@ -52,6 +52,8 @@ SETTINGS=(
   "VERIFIER_OPTIONS  --verifier-option   options  options   an option of the verifier, NAME=VALUE (repeatable)"
   "TRAINER           --trainer           value    name      trainer plugin"
   "TRAINER_OPTIONS   --trainer-option    options  options   an option of the trainer, NAME=VALUE (repeatable)"
+  "OBJECTIVE         --objective         value    choice:sft,dpo,sft+dpo  the iterations train on sft (examples, --trainer), dpo (pairs, rf-train --trainer dpo) or sft+dpo (both, dpo)"
+  "DPO_OPTIONS       --dpo-option        options  options   an option of the dpo trainer (--objective dpo, sft+dpo), NAME=VALUE (repeatable)"
   "SELECT_MATCHER    --select-matcher    value    name      matcher whose verdict picks training examples"
   "VERIFY_VARIANTS   --verify-variants   value    count     also check train candidates on N database variants (sqlite verifier; 0 = off)"
   "RETRAIN_ON_ERRORS --retrain-on-errors bool     bool      an extra round on the train tasks the last adapter still gets wrong"
@@ -70,8 +72,8 @@ declare -A SETTING=(
   [SFT_BASELINE]=1 [VOTE]=0 [VALUES]=0 [MAX_NEW_TOKENS]=96 [EPOCHS]=1 [LR]=2e-4
   [BATCH_SIZE]=4 [MAX_LEN]=1024 [MAX_TOO_LONG]=1 [RESAMPLE]=none [MAX_PER_TASK]=1
   [SAMPLER]=auto [SAMPLER_OPTIONS]="" [VERIFIER]=sqlite [VERIFIER_OPTIONS]="" [TRAINER]=peft
-  [TRAINER_OPTIONS]="" [SELECT_MATCHER]=official-keep-distinct [VERIFY_VARIANTS]=0
-  [RETRAIN_ON_ERRORS]=0 [REVISE]=0 [MULTI_TURN]=0 [SEED]=0 [OUT]=out/cpu-demo
+  [TRAINER_OPTIONS]="" [OBJECTIVE]=sft [DPO_OPTIONS]="" [SELECT_MATCHER]=official-keep-distinct
+  [VERIFY_VARIANTS]=0 [RETRAIN_ON_ERRORS]=0 [REVISE]=0 [MULTI_TURN]=0 [SEED]=0 [OUT]=out/cpu-demo
 )
 SPIDER="MODEL=qwen2.5-coder-1.5b DATASET=spider ROOT=../shared/spider ITERATIONS=3 K=8 DEV_SIZE=0
   VALUES=3 MAX_NEW_TOKENS=160 EPOCHS=2 LR=1e-4 BATCH_SIZE=16 MAX_LEN=4096 RESAMPLE=difficulty
@@ -351,6 +353,12 @@ filter_opts="--resample $(q "$RESAMPLE")"
 ((REVISE > 0 && MULTI_TURN)) && filter_opts+=" --multi-turn"
 # rf-revise: greedy revisions by the model (and adapter) that wrote the candidates
 revise_opts="$sample_opts --rounds $(q "$REVISE")"
+# --objective dpo / sft+dpo: preference pairs from the same verdicts, weighed (--resample) and
+# capped (--max-per-task) as the examples are; the most likely wrong answers first, and the
+# gold SQL as the chosen answer where no candidate is right (as rf-inject teaches it to SFT)
+pairs_opts="--pairs --resample $(q "$RESAMPLE") --rejected-by logprob --gold-chosen"
+((MAX_PER_TASK > 0)) && pairs_opts+=" --max-pairs-per-task $(q "$MAX_PER_TASK")"
+dpo_opts="--trainer dpo --base $(q "$TRAIN_MODEL")$(pass_options --option "$DPO_OPTIONS")"
 [[ -n $ROOT ]] && data_opts+=" --root $(q "$ROOT")"
 
 # evaluate LABEL ADAPTER DIR: greedy (and vote@K) execution accuracy on the dev tasks, and
@@ -392,16 +400,25 @@ revised() {
     "rf-eval --markdown $(q "$base.revised.report.md") --title $(q "$title + $REVISE revision round(s)") < $(q "$base.revised.jsonl")"
 }
 
-# train LABEL DIR: an adapter in DIR/adapter from DIR/examples.jsonl, always from the base model
+# train LABEL DIR: an adapter in DIR/adapter from DIR/examples.jsonl (--objective sft, and the
+# SFT baseline), DIR/pairs.jsonl (dpo) or both (sft+dpo), always from the base model
 train() {
-  local iter=$1 dir=$2
+  local iter=$1 dir=$2 opts=$train_opts from='' input
+  input="< $(q "$dir/examples.jsonl")"
+  if [[ $iter != sft && $OBJECTIVE != sft ]]; then
+    opts=$dpo_opts input="< $(q "$dir/pairs.jsonl")"
+    if [[ $OBJECTIVE == sft+dpo ]]; then
+      from="cat $(q "$dir/pairs.jsonl") $(q "$dir/examples.jsonl") | " input=''
+    fi
+  fi
   stop_engine
   # rf-train renames its adapter into place itself; --resume picks up its own checkpoint
   stage "$iter" train "$dir/train.report.json" \
-    "rf-train $train_opts --out $(q "$dir/adapter") --force --resume --epochs $(q "$EPOCHS") --lr $(q "$LR") --batch-size $(q "$BATCH_SIZE") --max-len $(q "$MAX_LEN") --max-too-long $(q "$MAX_TOO_LONG") --seed $(q "$SEED") < $(q "$dir/examples.jsonl")"
+    "${from}rf-train $opts --out $(q "$dir/adapter") --force --resume --epochs $(q "$EPOCHS") --lr $(q "$LR") --batch-size $(q "$BATCH_SIZE") --max-len $(q "$MAX_LEN") --max-too-long $(q "$MAX_TOO_LONG") --seed $(q "$SEED")${input:+ $input}"
 }
 
 # train_round ITER PREV_ADAPTER TASKS [EXTRA_EXAMPLES]: sample, verify, select, train, evaluate
+# (the pairs beside EXTRA_EXAMPLES come along with them under --objective dpo and sft+dpo)
 train_round() {
   local iter=$1 prev=$2 tasks=$3 extra=${4:-} dir=$OUT/iter$1 a=
   [[ -n $prev ]] && a="--adapter $(q "$prev")"
@@ -419,6 +436,12 @@ train_round() {
   fi
   stage "$iter" select "$dir/examples.jsonl" \
     "{ $keep; rf-filter $filter_opts < $(q "$picked"); rf-inject < $(q "$picked"); }"
+  if [[ $OBJECTIVE != sft ]]; then
+    keep="cat /dev/null"
+    [[ -n $extra ]] && keep="cat $(q "${extra%/*}/pairs.jsonl")"
+    stage "$iter" pairs "$dir/pairs.jsonl" \
+      "{ $keep; rf-filter $pairs_opts < $(q "$picked"); }"
+  fi
   train "$iter" "$dir"
   evaluate "$iter" "$dir/adapter" "$dir"
 }

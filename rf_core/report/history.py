@@ -209,16 +209,34 @@ def _sampled(path: Path) -> tuple[int, set[str]]:
     return tokens, engines
 
 
-def _entry(folder: Path, label: int | str, timings: dict) -> dict:
+def _sources(path: Path) -> dict:
+    """How many of a stage file's examples (or pairs) come from the model, and from gold."""
+    sources = [rec.get("source") for rec in _records(path)]
+    return {"self": sources.count("self"), "gold": sources.count("gold"),
+            "total": len(sources)}
+
+
+def _row_objective(label: int | str, cfg: dict) -> str | None:
+    """What a row's adapter was trained on: none for the base model, sft for the SFT
+    baseline, the run's --objective (sft for runs from before it existed) for iterations."""
+    if label == 0:
+        return None
+    if label == "sft":
+        return "sft"
+    return cfg.get("objective") or "sft"
+
+
+def _entry(folder: Path, label: int | str, timings: dict, cfg: dict | None = None) -> dict:
     """One row of the report from one folder's stage files: an iteration, or the SFT row."""
     entry: dict = {"iteration": label,
-                   "adapter": str(folder / "adapter") if (folder / "adapter").is_dir() else None}
+                   "adapter": str(folder / "adapter") if (folder / "adapter").is_dir() else None,
+                   "objective": _row_objective(label, cfg or {})}
     if (folder / "train.jsonl").is_file():
         entry["train"] = _train_stats(folder / "train.jsonl")
     if (folder / "examples.jsonl").is_file():
-        sources = [ex.get("source") for ex in _records(folder / "examples.jsonl")]
-        entry["examples"] = {"self": sources.count("self"), "gold": sources.count("gold"),
-                             "total": len(sources)}
+        entry["examples"] = _sources(folder / "examples.jsonl")
+    if (folder / "pairs.jsonl").is_file():  # --objective dpo, sft+dpo
+        entry["pairs"] = _sources(folder / "pairs.jsonl")
     if (folder / "train.report.json").is_file():
         rep = _json(folder / "train.report.json")
         entry["training"] = {k: rep.get(k) for k in (
@@ -276,14 +294,15 @@ def build_history(run: Path) -> dict:
     (and the SFT baseline's), the sampler engines used and the best iteration."""
     run = Path(run)
     timings = _timings(run)
+    cfg = _config(run)
     folders = [p for p in run.glob("iter*") if p.is_dir() and p.name[4:].isdigit()]
-    iterations = [_entry(p, int(p.name[4:]), timings)
+    iterations = [_entry(p, int(p.name[4:]), timings, cfg)
                   for p in sorted(folders, key=lambda p: int(p.name[4:]))]
-    sft = _entry(run / "sft", "sft", timings) if (run / "sft").is_dir() else None
+    sft = _entry(run / "sft", "sft", timings, cfg) if (run / "sft").is_dir() else None
     _add_differences(iterations + ([sft] if sft else []))
     engines = sorted({e for it in iterations + ([sft] if sft else [])
                       for e in it["sampler_engines"]})
-    return {"schema_version": 1, "kind": "history", "config": _config(run),
+    return {"schema_version": 1, "kind": "history", "config": cfg,
             "sampler_engines": engines, "iterations": iterations, "sft": sft,
             "best": best_iteration(iterations)}
 
@@ -327,10 +346,14 @@ def _description(history: dict) -> str:
     """The line under the title: the run's settings and how to read an EX cell."""
     cfg = history["config"]
     plugins = _plugins_line(cfg, history.get("sampler_engines"))
+    objective = cfg.get("objective") or "sft"
+    if objective != "sft":  # the iterations' trainer, beside --trainer of the SFT row
+        opts = ", ".join(f"{k}={v}" for k, v in (cfg.get("dpo_options") or {}).items())
+        objective += " (trainer dpo" + (f": {opts})" if opts else ")")
     return (f"Preset {cfg.get('preset', '?')}; {cfg.get('train_size', '?')} train tasks, "
             f"k={cfg.get('k', '?')} at T={cfg.get('temperature', '?')}; dev size "
             f"{cfg.get('dev_size', '?')} (0 = all); matcher: {_matcher(history)}"
-            + (f"; {plugins}" if plugins else "")
+            + (f"; {plugins}" if plugins else "") + f"; iterations' objective: {objective}"
             + ". EX cells: EX [95% Wilson interval]; from iteration 1 on, "
             "the difference from the base model in points [95% paired bootstrap interval].")
 
@@ -341,8 +364,8 @@ def _summary_table(history: dict, vote_k: str | None, with_val: bool) -> list[st
     lines = ["| iteration | train coverage | examples self / gold | dev EX greedy | "
              + (f"dev EX vote@{vote_k} | " if vote_k else "")
              + ("val EX greedy | " if with_val else "")
-             + "train loss first -> last | train tok/s | stage time s |",
-             "|---|---|---|---|---|---|---|" + ("---|" if vote_k else "")
+             + "train loss first -> last | train tok/s | stage time s | objective |",
+             "|---|---|---|---|---|---|---|---|" + ("---|" if vote_k else "")
              + ("---|" if with_val else "")]
     return lines + [_summary_row(it, history, vote_k, with_val) for it in rows(history)]
 
@@ -364,7 +387,19 @@ def _summary_row(it: dict, history: dict, vote_k: str | None, with_val: bool) ->
     seconds = sum(it["timings_s"].values())
     return (f"| {_label(it, history)} | {coverage} | {sources} | "
             f"{_ex_cell(it['dev'].get('greedy'))} | {vote_cell}{val_cell}{loss} | "
-            f"{tr.get('tokens_per_s') or ''} | {seconds:.0f} |")
+            f"{tr.get('tokens_per_s') or ''} | {seconds:.0f} | {_objective_cell(it)} |")
+
+
+def _objective_cell(it: dict) -> str:
+    """What the row trained on: ``sft`` (examples), ``dpo: 12 pairs (8 self / 4 gold)``, or
+    ``sft+dpo: 12 pairs (8 self / 4 gold) + examples``; nothing for the base model."""
+    objective = it.get("objective")
+    if objective in (None, "sft"):
+        return objective or ""
+    pairs = it.get("pairs")
+    cell = objective + (f": {pairs['total']} pairs ({pairs['self']} self / {pairs['gold']} "
+                        "gold)" if pairs else "")
+    return cell + (" + examples" if objective == "sft+dpo" else "")
 
 
 def _best_lines(history: dict) -> list[str]:
