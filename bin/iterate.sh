@@ -52,6 +52,7 @@ SETTINGS=(
   "VERIFIER_OPTIONS  --verifier-option   options  options   an option of the verifier, NAME=VALUE (repeatable)"
   "TRAINER           --trainer           value    name      trainer plugin"
   "TRAINER_OPTIONS   --trainer-option    options  options   an option of the trainer, NAME=VALUE (repeatable)"
+  "TRAIN_LAUNCHER    --train-launcher    free     text      run each training stage as LAUNCHER \$(command -v rf-train) ... FILE, e.g. 'torchrun --nproc-per-node 2' (empty: rf-train ... < FILE)"
   "SELECT_MATCHER    --select-matcher    value    name      matcher whose verdict picks training examples"
   "VERIFY_VARIANTS   --verify-variants   value    count     also check train candidates on N database variants (sqlite verifier; 0 = off)"
   "RETRAIN_ON_ERRORS --retrain-on-errors bool     bool      an extra round on the train tasks the last adapter still gets wrong"
@@ -68,7 +69,7 @@ declare -A SETTING=(
   [SFT_BASELINE]=1 [VOTE]=0 [VALUES]=0 [MAX_NEW_TOKENS]=96 [EPOCHS]=1 [LR]=2e-4
   [BATCH_SIZE]=4 [MAX_LEN]=1024 [MAX_TOO_LONG]=1 [RESAMPLE]=none [MAX_PER_TASK]=1
   [SAMPLER]=auto [SAMPLER_OPTIONS]="" [VERIFIER]=sqlite [VERIFIER_OPTIONS]="" [TRAINER]=peft
-  [TRAINER_OPTIONS]="" [SELECT_MATCHER]=official-keep-distinct [VERIFY_VARIANTS]=0
+  [TRAINER_OPTIONS]="" [TRAIN_LAUNCHER]="" [SELECT_MATCHER]=official-keep-distinct [VERIFY_VARIANTS]=0
   [RETRAIN_ON_ERRORS]=0 [SEED]=0 [OUT]=out/cpu-demo
 )
 SPIDER="MODEL=qwen2.5-coder-1.5b DATASET=spider ROOT=../shared/spider ITERATIONS=3 K=8 DEV_SIZE=0
@@ -379,9 +380,26 @@ train() {
   local iter=$1 dir=$2
   stop_engine
   # rf-train renames its adapter into place itself; --resume picks up its own checkpoint
-  stage "$iter" train "$dir/train.report.json" \
-    "rf-train $train_opts --out $(q "$dir/adapter") --force --resume --epochs $(q "$EPOCHS") --lr $(q "$LR") --batch-size $(q "$BATCH_SIZE") --max-len $(q "$MAX_LEN") --max-too-long $(q "$MAX_TOO_LONG") --seed $(q "$SEED") < $(q "$dir/examples.jsonl")"
+  local args="$train_opts --out $(q "$dir/adapter") --force --resume --epochs $(q "$EPOCHS") --lr $(q "$LR") --batch-size $(q "$BATCH_SIZE") --max-len $(q "$MAX_LEN") --max-too-long $(q "$MAX_TOO_LONG") --seed $(q "$SEED")"
+  if [[ -z $TRAIN_LAUNCHER ]]; then
+    stage "$iter" train "$dir/train.report.json" "rf-train $args < $(q "$dir/examples.jsonl")"
+  else
+    # a launcher's processes share one stdin: each reads the examples as FILE instead
+    stage "$iter" train "$dir/train.report.json" \
+      "$train_launch $(q "$rf_train") $args $(q "$dir/examples.jsonl")"
+  fi
 }
+# --train-launcher: its words, each quoted (the stage's shell runs no more than the command);
+# rf-train by its path, since torchrun and accelerate take a script
+train_launch='' rf_train=''
+if [[ -n $TRAIN_LAUNCHER ]]; then
+  read -ra words <<< "$TRAIN_LAUNCHER"  # read, not $TRAIN_LAUNCHER: a word like * must not glob
+  for word in "${words[@]}"; do train_launch+="${train_launch:+ }$(q "$word")"; done
+  if ! rf_train=$(command -v rf-train); then
+    echo "iterate.sh: --train-launcher: rf-train is not on PATH" >&2
+    exit 2
+  fi
+fi
 
 # train_round ITER PREV_ADAPTER TASKS [EXTRA_EXAMPLES]: sample, verify, select, train, evaluate
 train_round() {
