@@ -63,9 +63,10 @@ def test_the_sbatch_script_places_servers_training_and_the_driver(shims, tmp_pat
     # the databases, once per node, to the same node-local path
     assert got[1] == ("srun", "", "--nodes=4 --ntasks-per-node=1 bash -c mkdir -p \"$1\" && "
                       f"cp -r \"$2\" \"$1/\" stage {local} {shims['RF_SPIDER']}")
-    # two vLLM servers, on the last two nodes, with runtime LoRA loading
+    # two vLLM servers, on the last two nodes, with runtime LoRA loading (started in the
+    # background: in either order)
     servers = [c for c in got if c[0] == "srun" and "vllm serve" in c[2]]
-    assert [s[2] for s in servers] == [
+    assert sorted(s[2] for s in servers) == [
         f"--nodes=1 --ntasks=1 --nodelist={node} env VLLM_ALLOW_RUNTIME_LORA_UPDATING=True "
         "vllm serve /shared/models/qwen --host 0.0.0.0 --port 8000 --enable-lora "
         "--max-lora-rank 16" for node in ("gpu-c", "gpu-d")]
