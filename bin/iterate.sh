@@ -54,6 +54,7 @@ SETTINGS=(
   "TRAINER_OPTIONS   --trainer-option    options  options   an option of the trainer, NAME=VALUE (repeatable)"
   "OBJECTIVE         --objective         value    choice:sft,dpo,sft+dpo  the iterations train on sft (examples, --trainer), dpo (pairs, rf-train --trainer dpo) or sft+dpo (both, dpo)"
   "DPO_OPTIONS       --dpo-option        options  options   an option of the dpo trainer (--objective dpo, sft+dpo), NAME=VALUE (repeatable)"
+  "TRAIN_LAUNCHER    --train-launcher    free     text      run each training stage as LAUNCHER \$(command -v rf-train) ... FILE, e.g. 'torchrun --nproc-per-node 2' (empty: rf-train ... < FILE)"
   "SELECT_MATCHER    --select-matcher    value    name      matcher whose verdict picks training examples"
   "VERIFY_VARIANTS   --verify-variants   value    count     also check train candidates on N database variants (sqlite verifier; 0 = off)"
   "RETRAIN_ON_ERRORS --retrain-on-errors bool     bool      an extra round on the train tasks the last adapter still gets wrong"
@@ -72,8 +73,9 @@ declare -A SETTING=(
   [SFT_BASELINE]=1 [VOTE]=0 [VALUES]=0 [MAX_NEW_TOKENS]=96 [EPOCHS]=1 [LR]=2e-4
   [BATCH_SIZE]=4 [MAX_LEN]=1024 [MAX_TOO_LONG]=1 [RESAMPLE]=none [MAX_PER_TASK]=1
   [SAMPLER]=auto [SAMPLER_OPTIONS]="" [VERIFIER]=sqlite [VERIFIER_OPTIONS]="" [TRAINER]=peft
-  [TRAINER_OPTIONS]="" [OBJECTIVE]=sft [DPO_OPTIONS]="" [SELECT_MATCHER]=official-keep-distinct
-  [VERIFY_VARIANTS]=0 [RETRAIN_ON_ERRORS]=0 [REVISE]=0 [MULTI_TURN]=0 [SEED]=0 [OUT]=out/cpu-demo
+  [TRAINER_OPTIONS]="" [OBJECTIVE]=sft [DPO_OPTIONS]="" [TRAIN_LAUNCHER]=""
+  [SELECT_MATCHER]=official-keep-distinct [VERIFY_VARIANTS]=0 [RETRAIN_ON_ERRORS]=0 [REVISE]=0
+  [MULTI_TURN]=0 [SEED]=0 [OUT]=out/cpu-demo
 )
 SPIDER="MODEL=qwen2.5-coder-1.5b DATASET=spider ROOT=../shared/spider ITERATIONS=3 K=8 DEV_SIZE=0
   VALUES=3 MAX_NEW_TOKENS=160 EPOCHS=2 LR=1e-4 BATCH_SIZE=16 MAX_LEN=4096 RESAMPLE=difficulty
@@ -403,19 +405,36 @@ revised() {
 # train LABEL DIR: an adapter in DIR/adapter from DIR/examples.jsonl (--objective sft, and the
 # SFT baseline), DIR/pairs.jsonl (dpo) or both (sft+dpo), always from the base model
 train() {
-  local iter=$1 dir=$2 opts=$train_opts from='' input
-  input="< $(q "$dir/examples.jsonl")"
+  local iter=$1 dir=$2 opts=$train_opts file=$2/examples.jsonl
   if [[ $iter != sft && $OBJECTIVE != sft ]]; then
-    opts=$dpo_opts input="< $(q "$dir/pairs.jsonl")"
+    opts=$dpo_opts file=$dir/pairs.jsonl
     if [[ $OBJECTIVE == sft+dpo ]]; then
-      from="cat $(q "$dir/pairs.jsonl") $(q "$dir/examples.jsonl") | " input=''
+      file=$dir/train.input.jsonl
+      stage "$iter" train-input "$file" "cat $(q "$dir/pairs.jsonl") $(q "$dir/examples.jsonl")"
     fi
   fi
   stop_engine
   # rf-train renames its adapter into place itself; --resume picks up its own checkpoint
-  stage "$iter" train "$dir/train.report.json" \
-    "${from}rf-train $opts --out $(q "$dir/adapter") --force --resume --epochs $(q "$EPOCHS") --lr $(q "$LR") --batch-size $(q "$BATCH_SIZE") --max-len $(q "$MAX_LEN") --max-too-long $(q "$MAX_TOO_LONG") --seed $(q "$SEED")${input:+ $input}"
+  local args="$opts --out $(q "$dir/adapter") --force --resume --epochs $(q "$EPOCHS") --lr $(q "$LR") --batch-size $(q "$BATCH_SIZE") --max-len $(q "$MAX_LEN") --max-too-long $(q "$MAX_TOO_LONG") --seed $(q "$SEED")"
+  if [[ -z $TRAIN_LAUNCHER ]]; then
+    stage "$iter" train "$dir/train.report.json" "rf-train $args < $(q "$file")"
+  else
+    # a launcher's processes share one stdin: each reads the examples as FILE instead
+    stage "$iter" train "$dir/train.report.json" \
+      "$train_launch $(q "$rf_train") $args $(q "$file")"
+  fi
 }
+# --train-launcher: its words, each quoted (the stage's shell runs no more than the command);
+# rf-train by its path, since torchrun and accelerate take a script
+train_launch='' rf_train=''
+if [[ -n $TRAIN_LAUNCHER ]]; then
+  read -ra words <<< "$TRAIN_LAUNCHER"  # read, not $TRAIN_LAUNCHER: a word like * must not glob
+  for word in "${words[@]}"; do train_launch+="${train_launch:+ }$(q "$word")"; done
+  if ! rf_train=$(command -v rf-train); then
+    echo "iterate.sh: --train-launcher: rf-train is not on PATH" >&2
+    exit 2
+  fi
+fi
 
 # train_round ITER PREV_ADAPTER TASKS [EXTRA_EXAMPLES]: sample, verify, select, train, evaluate
 # (the pairs beside EXTRA_EXAMPLES come along with them under --objective dpo and sft+dpo)

@@ -94,8 +94,10 @@ class LoadedEngine(Protocol):
         and, for answers that are SQL already, ``"sql"`` (used as given, not extracted).
         ``first`` is the index of ``conversations[0]`` among the run's tasks (for
         ``sample_seed``). ``context`` carries ``tasks``, the task records of the batch (for
-        engines that answer from the input); accept ``**context`` so that later releases
-        may pass more."""
+        engines that answer from the input), and ``positions``, each conversation's place in
+        the whole input (``first``, ``first + 1`` ... unless ``rf-sample --shard I/N`` keeps
+        every N-th task: seed by these so a shard samples as the unsharded run does); accept
+        ``**context`` so that later releases may pass more."""
 
 
 @runtime_checkable

@@ -206,3 +206,42 @@ def test_the_validation_sample_is_disjoint_from_train_and_dev(fakes, tmp_path):
                             "--out", str(out), "--val-size", "25"], env=fakes,
                            capture_output=True, text=True, timeout=60)
     assert "--split train --limit 25 --seed 0 --exclude" in again.stdout
+
+
+LAUNCHER = r"""#!/usr/bin/env bash
+# A stand-in for torchrun: one line of its arguments, then its own options (--name value)
+# dropped, it runs the rest
+printf '%s\n' "$*" >> "$LAUNCHER_LOG"
+while [[ $1 == --* ]]; do shift 2; done
+exec "$@"
+"""
+
+
+def test_every_training_stage_runs_through_the_train_launcher(fakes, tmp_path):
+    launcher = tmp_path / "launch"
+    launcher.write_text(LAUNCHER)
+    launcher.chmod(0o755)
+    log, out = tmp_path / "launcher.log", tmp_path / "run"
+    r = finish({**fakes, "LAUNCHER_LOG": str(log)}, out, "--retrain-on-errors",
+               "--train-launcher", f"{launcher} --nproc-per-node 2")
+    assert r.returncode == 0, r.stderr
+    calls = log.read_text().splitlines()
+    rf_train = Path(fakes["PATH"].split(os.pathsep)[0]) / "rf-train"
+    # the SFT baseline, the iteration and the extra round on errors: each one launched
+    folders = [out / "sft", out / "iter1", out / "iter2"]
+    assert len(calls) == len(folders)
+    for call, folder in zip(calls, folders):
+        assert call.startswith(f"--nproc-per-node 2 {rf_train} --trainer peft ")
+        assert f" --out {folder / 'adapter'} " in call
+        assert call.endswith(f" {folder / 'examples.jsonl'}")  # FILE: stdin is shared
+        assert (folder / "train.report.json").read_text() == "{}\n"
+    assert "TRAIN_LAUNCHER=" in (out / "config.env").read_text()
+
+
+def test_without_a_launcher_rf_train_reads_its_examples_on_stdin(fakes, tmp_path):
+    r = subprocess.run(["bash", str(ROOT / "bin" / "iterate.sh"), *ARGS, "--out",
+                        str(tmp_path / "run"), "--dry-run"], env=fakes, capture_output=True,
+                       text=True, timeout=60)
+    trains = [line for line in r.stdout.splitlines() if "rf-train" in line]
+    assert trains and all(line.startswith("rf-train --trainer ") and
+                          " < " in line for line in trains)

@@ -1,12 +1,14 @@
 """rf-sample: k SQL candidates per task from a sampler plugin."""
 
 import re
+from itertools import count
 
 import click
 
 from rf_core.model import environment
 from rf_core.model.sampling import sample_tasks
 from rf_core.plugins import auto, manager as plugins
+from rf_core.records.shards import check_untagged, run_digest, tag_task
 from rf_core.commands.errors import command
 from rf_core.commands.params import FiniteFloat, Seed, input_options
 from rf_core.commands.pipe import Pipe
@@ -51,7 +53,8 @@ class _AutoRuleHelp(click.Option):
 @click.option("--seed", type=Seed(), default=0, show_default=True,
               help="Same seed and inputs give the same candidates.")
 @click.option("--shard", callback=_shard, default=None, metavar="I/N",
-              help="Keep every N-th task starting at I, so N processes can split a file.")
+              help="Keep every N-th task starting at I, so N processes can split a file; "
+              "each task gets a `shard` tag (its input position) for rf-merge.")
 @plugin_options
 @command(PROG)
 def cli(input_file, skip_bad, max_bad, sampler, model, adapter, k, temperature, top_p,
@@ -67,18 +70,28 @@ def cli(input_file, skip_bad, max_bad, sampler, model, adapter, k, temperature, 
         click.echo(f"{PROG}: warning: k={k} at temperature 0 gives identical candidates",
                    err=True)
     pipe = Pipe(PROG, input_file, require=("question",), skip_bad=skip_bad, max_bad=max_bad)
+    first, every = shard or (0, 1)
+    # what makes shards one run (not the sampler's options: they place and size the work)
+    run = run_digest({"sampler": sampler, "model": model, "adapter": adapter, "k": k,
+                      "temperature": temperature, "top_p": top_p, "seed": seed,
+                      "max_new_tokens": max_new_tokens, "shards": every})
 
     def selected():
         """The input's tasks, this shard's only."""
         for i, task in enumerate(pipe.records()):
-            if shard is None or i % shard[1] == shard[0]:
+            if i % every == first:
+                if shard is not None:
+                    check_untagged(task)  # tagged after sampling, as its last field
                 yield task
 
+    positions = count(first, every)
     for task in sample_tasks(impl, selected(), model=model, adapter=adapter, k=k,
                              temperature=temperature, top_p=top_p,
                              max_new_tokens=max_new_tokens, seed=seed, report=pipe.note,
-                             progress=pipe.progress, **options):
-        pipe.write(task)
+                             progress=pipe.progress, positions=count(first, every),
+                             **options):
+        index = next(positions)
+        pipe.write(tag_task(task, index, every, run) if shard is not None else task)
     pipe.finish()
 
 

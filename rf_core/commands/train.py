@@ -1,6 +1,7 @@
 """rf-train: a LoRA adapter from the base model, trained on `example` records."""
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -11,7 +12,7 @@ from rf_core.commands.errors import command
 from rf_core.commands.params import FiniteFloat, Seed, check_utf8_path, input_options
 from rf_core.commands.pipe import Pipe
 from rf_core.commands.plugin_cli import plugin_command, plugin_kwargs, plugin_options
-from rf_core.errors import RFError
+from rf_core.errors import RFError, UsageError
 from rf_core.train.defaults import TRAIN_DEFAULTS
 
 PROG = "rf-train"
@@ -75,6 +76,11 @@ def cli(input_file, skip_bad, max_bad, trainer, base, out, epochs, lr, batch_siz
     options: `-o NAME VALUE`.
     """
     environment.default_cuda_allocator()  # before any plugin can initialise CUDA
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world not in ("", "0", "1") and input_file is sys.stdin.buffer:
+        # torchrun's processes share one stdin: each would read a part of it
+        raise UsageError(f"under torchrun or accelerate (WORLD_SIZE={world}) every process "
+                         "reads the examples itself: pass them as FILE, not on stdin")
     impl = plugins.get("trainers", trainer)
     options = plugin_kwargs(PROG, "trainer", trainer, impl, params)
     pipe = Pipe(PROG, input_file, kind="example", check=_check_example, skip_bad=skip_bad,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from itertools import islice
+from itertools import count, islice
 from typing import Any, Callable, Iterable, Iterator
 
 from rf_core.errors import RFError
@@ -63,13 +63,15 @@ def window_of(loaded: Any) -> int:
 
 
 def rows_of(engine: Any, loaded: Any, messages: list, chunk: list[dict],
-            tally: Tally) -> Iterator[list[dict]]:
+            positions: list[int], tally: Tally) -> Iterator[list[dict]]:
     """The engine's answer lists for one window of conversations (``chunk``: the task of each,
-    passed to ``generate`` as ``tasks``), as they come (a list, or an iterator that yields
-    them as they are done); the time spent waiting for them goes to ``tally``."""
+    passed to ``generate`` as ``tasks``; ``positions``: their places in the whole input), as
+    they come (a list, or an iterator that yields them as they are done); the time spent
+    waiting for them goes to ``tally``."""
     began = time.perf_counter()
     n = 0
-    for answers in loaded.generate(messages, first=tally.tasks, tasks=chunk):
+    for answers in loaded.generate(messages, first=tally.tasks, tasks=chunk,
+                                   positions=positions):
         tally.seconds += time.perf_counter() - began
         n += 1
         if n > len(messages) or not isinstance(answers, list):
@@ -84,9 +86,15 @@ def rows_of(engine: Any, loaded: Any, messages: list, chunk: list[dict],
 
 
 def run_engine(engine: Any, tasks: Iterable[dict], request: Any, *, options: dict,
-               report: Callable[[str], None]) -> Iterator[dict]:
+               report: Callable[[str], None],
+               positions: Iterable[int] | None = None) -> Iterator[dict]:
     """Load ``engine`` for ``request`` and yield every task, in input order, with
-    ``messages`` and its candidates; one rate line on stderr after each window."""
+    ``messages`` and its candidates; one rate line on stderr after each window.
+
+    ``positions`` are the tasks' places in the whole input (default 0, 1, 2 ...; under
+    ``rf-sample --shard I/N``: I, I + N, ...): engines get them (``positions`` in
+    ``generate``'s context) to seed each task as the unsharded run does."""
+    places = iter(positions) if positions is not None else count()
     loaded = engine.load(request, report=report, **options)
     window = window_of(loaded)
     model = getattr(loaded, "candidate_model", None) or request.model
@@ -95,7 +103,8 @@ def run_engine(engine: Any, tasks: Iterable[dict], request: Any, *, options: dic
     it = iter(tasks)
     while chunk := list(islice(it, window)):
         messages = [task_messages(t) for t in chunk]
-        for i, answers in enumerate(rows_of(engine, loaded, messages, chunk, tally)):
+        where = list(islice(places, len(chunk)))
+        for i, answers in enumerate(rows_of(engine, loaded, messages, chunk, where, tally)):
             tally.add(answers)
             # seed None: an answer carries its own seed where one reproduces it
             yield attach(chunk[i], messages[i], answers, sampler=engine.name, model=model,
@@ -110,9 +119,10 @@ def sample_tasks(impl: Any, tasks: Iterable[dict], *, model: str, adapter: str |
                  k: int = 1, temperature: float = 0.0, top_p: float = 1.0,
                  max_new_tokens: int = 256, seed: int = 0,
                  report: Callable[[str], None] | None = None, progress: Any = None,
-                 **options: Any) -> Iterator[dict]:
-    """Sample ``tasks`` with a registered sampler: an engine through ``run_engine``, a
-    record-level sampler (the escape hatch) through its own ``sample``."""
+                 positions: Iterable[int] | None = None, **options: Any) -> Iterator[dict]:
+    """Sample ``tasks`` with a registered sampler: an engine through ``run_engine`` (which
+    gets the tasks' input ``positions``), a record-level sampler (the escape hatch) through
+    its own ``sample``."""
     from rf_core.model.request import SampleRequest
     from rf_core.records.io import to_stderr
 
@@ -123,7 +133,8 @@ def sample_tasks(impl: Any, tasks: Iterable[dict], *, model: str, adapter: str |
                            report=report, progress=progress, **options)
     request = SampleRequest(model=model, adapter=adapter, k=k, temperature=temperature,
                             top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
-    return run_engine(impl, tasks, request, options=options, report=report)
+    return run_engine(impl, tasks, request, options=options, report=report,
+                      positions=positions)
 
 
 def auto_order(samplers: Iterable[Any]) -> list[Any]:

@@ -149,8 +149,10 @@ class Reviser:
                 chunk[ti]["candidates"][ci]["revision"] = {"turns": turns(
                     chunk[ti]["candidates"][ci]), "skipped": str(why)}
                 count.skipped += 1
+        first = self.tally.sampling.tasks  # conversations so far: each one's place
         rows = rows_of(self.engine, self.loaded, [convs[i] for i in kept],
-                       [tasks[i] for i in kept], self.tally.sampling)
+                       [tasks[i] for i in kept], list(range(first, first + len(kept))),
+                       self.tally.sampling)
         for i, answers in zip(kept, rows):
             self.tally.sampling.add(answers)
             ti, ci = todo[i]

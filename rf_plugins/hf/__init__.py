@@ -33,6 +33,10 @@ class HFSampler:
         Option("max_batch_prompts", int, 256, "Prompts per batch at most.", minimum=1),
         Option("window", int, 1024, "Tasks read ahead and planned into batches together.",
                minimum=1),
+        Option("batch_invariant", bool, False, "One task per batch, with a random stream of "
+               "its own (from --seed and its input position): a task's candidates do not "
+               "depend on the other tasks, so --shard outputs merge byte-identical to the "
+               "unsharded run. Slower on a GPU."),
     )
 
     def available(self) -> tuple[bool, str]:
@@ -41,7 +45,8 @@ class HFSampler:
 
     def load(self, request: SampleRequest, *, report: Callable[[str], None] = to_stderr,
              device: str = "auto", dtype: str = "auto", batch_tokens: int | None = None,
-             max_batch_prompts: int = 256, window: int = 1024, **_ignored) -> "_HFRun":
+             max_batch_prompts: int = 256, window: int = 1024, batch_invariant: bool = False,
+             **_ignored) -> "_HFRun":
         """Load the model (and adapter) for sampling."""
         from rf_core.api import end_of_turn_ids, load_for_sampling
 
@@ -61,8 +66,10 @@ class HFSampler:
                              max_new_tokens=request.max_new_tokens, seed=request.seed,
                              stop_ids=tuple(stops), pad_id=pad)
         budget = batch_tokens or token_budget(mdl, dev, request.max_new_tokens)
-        return _HFRun(tok, mdl, dev, cfg, budget, max_batch_prompts,
-                      window_for(window, request.k), report)
+        run = _HFRun(tok, mdl, dev, cfg, budget, max_batch_prompts,
+                     window_for(window, request.k), report)
+        run.batch_invariant = batch_invariant
+        return run
 
 
 class _HFRun:
@@ -77,17 +84,25 @@ class _HFRun:
         self.tok, self.mdl, self.cfg = tok, mdl, cfg
         self.budget, self.max_batch_prompts, self.window = budget, max_batch_prompts, window
         self.report = report
+        self.dev = dev
         self.gen = torch.Generator(device=dev).manual_seed(cfg.seed)
         self.stats = Stats()
+        self.batch_invariant = False
 
-    def generate(self, conversations: list, **_context) -> list[list[dict]]:
+    def generate(self, conversations: list, *, first: int = 0,
+                 positions: list[int] | None = None, **_context) -> list[list[dict]]:
         """k answers per conversation; every answer of a run comes from one random stream,
-        so no seed reproduces one answer (their seed is None; --seed reproduces the run)."""
+        so no seed reproduces one answer (their seed is None; --seed reproduces the run).
+        With ``batch_invariant``, each task is a batch of its own and has its own stream."""
         from rf_core.api import decode_answers, encode_prompt
 
         from rf_plugins.hf.engine import plan_batches
 
         prompts = [encode_prompt(self.tok, m) for m in conversations]
+        if self.batch_invariant:
+            places = positions or range(first, first + len(prompts))
+            return [decode_answers(self.tok, self._alone(p, place))
+                    for p, place in zip(prompts, places)]
         results: list = [None] * len(prompts)
         cfg = self.cfg
         batches = plan_batches(prompts, cfg.k, cfg.max_new_tokens, self.budget,
@@ -109,6 +124,17 @@ class _HFRun:
 
         return over_context(self.tok, conversations, context=context_length(self.mdl),
                             max_new_tokens=self.cfg.max_new_tokens)
+
+    def _alone(self, prompt: list[int], position: int) -> list:
+        """One task's k samples as a batch of their own (no other prompt's padding in its
+        forward passes), from a random stream seeded by --seed and the task's position."""
+        import torch
+
+        from rf_core.api import sample_seed
+
+        self.gen = torch.Generator(device=self.dev).manual_seed(
+            sample_seed(self.cfg.seed, position, 0))
+        return self._batch([prompt], f"task {position + 1}")[0]
 
     def _batch(self, prompts: list[list[int]], where: str) -> list:
         """One batch, with a progress line at most every PROGRESS_EVERY_S seconds."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rf_core.api import BadOption
+from rf_core.api import BadOption, RFError
 from rf_plugins.peft.batching import Encoded
 from rf_plugins.peft.memory import ModelShape, plan_memory
 from rf_plugins.peft.options import CPU_TOKENS
@@ -167,3 +167,22 @@ def highest_over_processes(largest: list[int], peak: tuple[int | None, int | Non
     dist.all_reduce(rows, op=dist.ReduceOp.MAX)
     allocated, reserved = (None if p is None else v for p, v in zip(peak, top[1:]))
     return [top[0], int(rows)], (allocated, reserved)
+
+
+def same_on_every_process(examples: list[dict], rank: int, dev: Any) -> None:
+    """An RFError unless every process read the same examples (each reads its own FILE: on
+    several machines, one copy each). Compared by a 62-bit digest, largest against smallest
+    over the processes."""
+    import hashlib
+    import json
+
+    import torch
+    import torch.distributed as dist
+
+    text = json.dumps(examples, sort_keys=True, ensure_ascii=False, default=str)
+    digest = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 2
+    both = torch.tensor([digest, -digest], dtype=torch.int64, device=dev)
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    if int(both[0]) != -int(both[1]):
+        raise RFError(f"the processes read different examples (this one, rank {rank}: "
+                      f"{len(examples)}); give every machine the same FILE")

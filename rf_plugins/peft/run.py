@@ -170,6 +170,8 @@ def setup(examples: list[dict], settings: Settings, proc: Process, partial: Path
 
     torch_dtype = {"auto": torch.bfloat16 if proc.dev.type == "cuda" else torch.float32,
                    "bf16": torch.bfloat16, "fp32": torch.float32}[settings.dtype]
+    if proc.world > 1:  # before the model loads: a mismatch is said at once
+        parts.same_on_every_process(examples, proc.rank, proc.dev)
     tok, base_model = load_model(settings.base, dtype=torch_dtype, device=proc.dev)
     eot = end_of_turn_id(tok)
     encoded, too_long = encode_examples(examples, tok, eot, settings.max_len, proc.say,

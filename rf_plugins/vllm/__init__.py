@@ -67,16 +67,19 @@ def adapter_rank(adapter: str | None) -> int:
 
 def make_job(messages: list[list[dict]], *, settings: dict, adapter: str | None, k: int,
              temperature: float, top_p: float, max_new_tokens: int, seed: int,
-             first_index: int) -> dict:
-    """What the worker runs: task ``first_index + i`` gets k seeds, one per candidate."""
+             first_index: int, positions: list[int] | None = None) -> dict:
+    """What the worker runs: task ``first_index + i`` (or ``positions[i]``, its place in
+    the whole input) gets k seeds, one per candidate."""
     from rf_core.api import sample_seed
+
+    places = positions or range(first_index, first_index + len(messages))
 
     return {"settings": settings, "adapter": adapter,
             "sampling": {"temperature": temperature, "top_p": top_p,
                          "max_new_tokens": max_new_tokens},
             "tasks": [{"messages": m,
-                       "seeds": [sample_seed(seed, first_index + i, j) for j in range(k)]}
-                      for i, m in enumerate(messages)]}
+                       "seeds": [sample_seed(seed, p, j) for j in range(k)]}
+                      for p, m in zip(places, messages)]}
 
 
 def describe(stats: dict, tasks: int, k: int) -> str:
@@ -174,12 +177,14 @@ class _VLLMRun:
         self.window, self.served, self.report = window, served, report
         self.adapter = str(Path(request.adapter).resolve()) if request.adapter else None
 
-    def generate(self, conversations: list, *, first: int, **_context) -> list[list[dict]]:
+    def generate(self, conversations: list, *, first: int, positions: list[int] | None = None,
+                 **_context) -> list[list[dict]]:
         """k answers per conversation, each with its own seed."""
         r, k = self.request, self.request.k
         job = make_job(conversations, settings=self.settings, adapter=self.adapter, k=k,
                        temperature=r.temperature, top_p=r.top_p,
-                       max_new_tokens=r.max_new_tokens, seed=r.seed, first_index=first)
+                       max_new_tokens=r.max_new_tokens, seed=r.seed, first_index=first,
+                       positions=positions)
         if not self.served:
             self.report(f"vllm: starting an engine for {len(conversations)} task(s) x {k}")
         reply = self.run_job(job)
