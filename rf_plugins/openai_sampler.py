@@ -752,9 +752,14 @@ class _OpenAIRun:
         self.tasks = 0
         self.start = time.perf_counter()
 
-    def generate(self, conversations: list, *, first: int, **_context) -> Iterator[list]:
-        """k answers per conversation, each with the seed its request carried."""
-        for answers in self.run.stream(enumerate(conversations, first)):
+    def generate(self, conversations: list, *, first: int, positions: list[int] | None = None,
+                 **_context) -> Iterator[list]:
+        """k answers per conversation, each with the seed its request carried: seeded by the
+        conversation's place in the whole input (``positions``, so a shard gets the seeds of
+        the unsharded run), else by ``first`` + its place in the window."""
+        places = positions if positions is not None else range(first,
+                                                                first + len(conversations))
+        for answers in self.run.stream(zip(places, conversations)):
             self.tasks += 1
             yield answers
 

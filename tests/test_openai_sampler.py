@@ -415,3 +415,13 @@ def test_logprobs_where_the_server_offers_them(server, shop_db, validate, k, mod
     for t in r.records:
         assert all(c["logprob"] is None for c in t["candidates"])
         assert all(c["n_tokens"] == (4 if k == 1 else None) for c in t["candidates"])
+
+
+def test_a_shard_gets_the_seeds_of_the_unsharded_run(server, shop_db):
+    inputs = tasks(shop_db, 5)
+    whole = {t["id"]: [c["seed"] for c in t["candidates"]]
+             for t in sample(server, inputs, "--seed", "3").records}
+    shard = sample(server, inputs, "--seed", "3", "--shard", "1/2")
+    assert shard.code == 0, shard.stderr
+    assert {t["id"]: [c["seed"] for c in t["candidates"]] for t in shard.records} == \
+        {k: whole[k] for k in ("o/1", "o/3")}
