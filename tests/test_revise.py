@@ -86,7 +86,25 @@ def test_feedback_for_errors_empty_and_timeouts():
     assert "no SQL" in feedback(Preview(ok=False, error="no SQL query found in the reply"))
 
 
-# -- the command ---------------------------------------------------------------------------
+def test_a_failed_query_is_shown_the_columns_of_its_tables(shop_db):
+    from rf_core.exec.sqlite import Limits
+    from rf_core.revise.feedback import run_previews
+
+    queries = ["SELECT T2.nme FROM customer AS T1 JOIN orders AS T2 ON T1.id = T2.customer_id",
+               "SELECT x FROM nowhere", "SELECT name FROM product WHERE price > 99",
+               "SELEC broken", "SELECT name FROM product"]
+    (outcomes,) = run_previews([(shop_db, queries)], limits=Limits())
+    column, table, empty, broken, fine = [feedback(p, n) for p, n in outcomes]
+    assert "no such column: T2.nme" in column
+    assert "- customer AS T1: id, name, city" in column
+    assert "- orders AS T2: id, customer_id, product_id, qty" in column
+    assert "- product" not in column
+    assert "The database has these tables:" in table and "- big: n" in table
+    assert "returned no rows" in empty and "- product: id, name, price, category" in empty
+    assert "The database has these tables:" in broken  # nothing parsed: every table
+    assert "columns:" not in fine.split("row(s)")[0] and "Columns: name" in fine
+
+
 
 def test_failed_candidates_are_revised_with_lineage(shop_db, validate):
     engine = ScriptedEngine(lambda conv: FIXED)

@@ -8,7 +8,7 @@ prompt (tests/test_revise.py checks it on tasks whose gold is wrong).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Iterator
 
 from rf_core.exec.pool import GRACE_S, Slot, supervised_map
@@ -19,6 +19,8 @@ PREVIEW_ROWS = 5     # rows of a result shown to the model
 MAX_COLUMNS = 12     # columns shown (the rest are counted)
 MAX_CELL = 60        # characters of one shown value
 MAX_ERROR = 300      # characters of an error message
+MAX_TABLES = 8       # tables listed in a schema hint
+MAX_TABLE_COLUMNS = 40  # columns listed per table
 
 ASK = "Reply with the corrected SQLite query only, in a ```sql code block."
 
@@ -27,7 +29,11 @@ ASK = "Reply with the corrected SQLite query only, in a ```sql code block."
 class Preview:
     """What one query did, as the feedback shows it: ``ok`` and ``error`` (None when ok),
     ``n_rows`` (rows fetched), ``columns`` and the first ``rows`` already rendered as short
-    strings, ``truncated`` (a row or byte limit cut the result), ``timed_out``."""
+    strings, ``truncated`` (a row or byte limit cut the result), ``timed_out``; ``tables``:
+    for a query that failed or returned nothing, the tables it names (or, where it names
+    none that exist, the database's) with their columns, read from the database itself:
+    ``(("flight AS T2", ("flight_id", ...)), ...)``; ``all_tables``: whether those are every
+    table of the database rather than the query's own."""
 
     ok: bool
     error: str | None = None
@@ -36,6 +42,8 @@ class Preview:
     rows: tuple[tuple[str, ...], ...] = ()
     truncated: bool = False
     timed_out: bool = False
+    tables: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    all_tables: bool = False
 
     @property
     def has_rows(self) -> bool:
@@ -91,23 +99,84 @@ def _table(p: Preview, n_columns: int | None) -> str:
     return "\n".join(lines)
 
 
+def _schema(p: Preview) -> str:
+    """The tables a failed or empty query uses, with their columns, one line each."""
+    if not p.tables:
+        return ""
+    head = ("The database has these tables" if p.all_tables else
+            "The tables in your query have these columns")
+    return head + ":\n" + "\n".join(f"- {name}: {', '.join(cols)}" for name, cols in p.tables)
+
+
 def feedback(p: Preview, n_columns: int | None = None) -> str:
     """The user turn that follows the model's query: the error, that the result is empty,
-    or the result's row count, columns and first rows. Never anything about the gold."""
+    or the result's row count, columns and first rows; for a failed or empty query also the
+    columns of the tables it uses (from the database, as the prompt's schema shows them).
+    Never anything about the gold."""
+    schema = _schema(p)
+    schema = f"\n{schema}" if schema else ""
     if p.timed_out:
         return (f"Running your query on the database did not finish in time ({p.error}). "
                 f"Write a simpler query that answers the question. {ASK}")
     if not p.ok:
-        return (f"Running your query on the database failed with this error:\n{p.error}\n"
-                f"Fix the query so that it answers the question. {ASK}")
+        return (f"Running your query on the database failed with this error:\n{p.error}"
+                f"{schema}\nA query that fails is wrong: write a different one that uses only "
+                f"these columns, each with its own table, and answers the question. {ASK}")
     if p.n_rows == 0:
-        return ("Your query ran on the database but returned no rows. Check the tables, "
-                "columns, join conditions and literal values (spelling, case) against the "
-                f"schema. If the answer really is empty, repeat the query. {ASK}")
+        return ("Your query ran on the database but returned no rows." + schema +
+                "\nCheck the tables, columns, join conditions and literal values (spelling, "
+                "case) against the schema. If the answer really is empty, repeat the query; "
+                f"otherwise write a corrected one. {ASK}")
     cut = " (cut at the row limit)" if p.truncated else ""
     return (f"Your query ran on the database and returned {p.n_rows} row(s){cut}.\n"
             f"{_table(p, n_columns)}\nIf this answers the question, repeat the query; "
             f"otherwise correct it. {ASK}")
+
+
+def query_tables(sql: str) -> list[tuple[str, str | None]]:
+    """(table, alias or None) for each table ``sql`` names, in order, once each; empty when
+    sqlglot cannot parse it."""
+    import logging
+
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
+    try:
+        tree = sqlglot.parse_one(sql, read="sqlite")
+    except (SqlglotError, RecursionError, ValueError, TypeError, AttributeError):
+        return []
+    out: list[tuple[str, str | None]] = []
+    for table in tree.find_all(exp.Table) if tree is not None else ():
+        key = (table.name, table.alias or None)
+        if table.name and key not in out:
+            out.append(key)
+    return out
+
+
+def schema_hint(executor: Executor, db_path: str, sql: str) -> tuple[tuple, bool]:
+    """(tables, all_tables) for ``Preview``: the columns of the tables ``sql`` names that
+    exist, each as ``name AS alias``; where it names none, every table of the database. Read
+    with the executor's own read-only queries (table names come from sqlite_master, so
+    nothing of the model's text is run)."""
+    listed = executor.run(db_path, "SELECT name FROM sqlite_master WHERE type IN "
+                                   "('table', 'view') ORDER BY name")
+    if not listed.ok:
+        return (), False
+    existing = {str(r[0]).lower(): str(r[0]) for r in listed.rows or []}
+    used = [(existing[t.lower()], alias) for t, alias in query_tables(sql)
+            if t.lower() in existing]
+    every = not used
+    if every:
+        used = [(name, None) for name in existing.values()]
+    out = []
+    for name, alias in used[:MAX_TABLES]:
+        res = executor.run(db_path, 'SELECT * FROM "{}" LIMIT 0'.format(name.replace('"', '""')))
+        cols = tuple(cell(c, 40) for c in (res.columns or ())[:MAX_TABLE_COLUMNS])
+        label = f"{name} AS {alias}" if alias and alias.lower() != name.lower() else name
+        out.append((label, cols))
+    return tuple(out), every
 
 
 # -- running the candidates' queries in supervised worker processes -------------------------
@@ -143,7 +212,11 @@ def _run_job(job: tuple, slot: Slot | None = None, killed: dict | None = None) -
             res = _executor.run(db_path, sql)
             if slot is not None:
                 slot.stop()
-        outcome = (preview_of(res, _preview_rows), len(res.columns or ()))
+        preview = preview_of(res, _preview_rows)
+        if not preview.has_rows and not preview.timed_out:
+            tables, every = schema_hint(_executor, db_path, sql)
+            preview = replace(preview, tables=tables, all_tables=every)
+        outcome = (preview, len(res.columns or ()))
         if slot is not None:
             slot.keep(i, outcome)
         out.append(outcome)
