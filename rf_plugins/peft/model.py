@@ -36,18 +36,29 @@ class CompletionLoss:
 
             def forward(self, input_ids, attention_mask, targets, weights):
                 """sum(weight * NLL) over the completion tokens of a micro-batch."""
-                hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask,
-                                      use_cache=False).last_hidden_state
-                # position t predicts token t + 1; targets holds -100 where there is no loss
-                h = hidden[:, :-1]
-                tgt = targets[:, 1:]
-                keep = tgt != -100
-                logits = self.head(h[keep]).float()
-                nll = nn.functional.cross_entropy(logits, tgt[keep], reduction="none")
-                w = weights[:, None].expand_as(tgt)[keep]
+                nll, keep = completion_nll(self.decoder, self.head, input_ids,
+                                           attention_mask, targets)
+                w = weights[:, None].expand_as(keep)[keep]
                 return (nll * w).sum()
 
         return _CompletionLoss(peft_model)
+
+
+def completion_nll(decoder: Any, head: Any, input_ids: Any, attention_mask: Any,
+                   targets: Any) -> tuple[Any, Any]:
+    """The NLL (float32) of every completion token of a micro-batch, in row-major order, and
+    the mask of where they are (rows x positions - 1): the decoder runs on every position,
+    the output layer ``head`` only on completion positions."""
+    from torch import nn
+
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask,
+                     use_cache=False).last_hidden_state
+    # position t predicts token t + 1; targets holds -100 where there is no loss
+    h = hidden[:, :-1]
+    tgt = targets[:, 1:]
+    keep = tgt != -100
+    logits = head(h[keep]).float()
+    return nn.functional.cross_entropy(logits, tgt[keep], reduction="none"), keep
 
 
 def collate(batch: list[Encoded], pad_id: int, device: Any) -> tuple[Any, Any, Any, Any]:
@@ -138,8 +149,10 @@ def size_micro_batches(peft_model: Any, dev: Any, torch_dtype: Any, dropout: flo
 
 
 def padded_size(mb: list[Encoded]) -> list[int]:
-    """[padded tokens, rows] of a micro-batch: its rows are padded to its longest."""
-    return [len(mb) * max(len(e.input_ids) for e in mb), len(mb)]
+    """[padded tokens, rows] of a micro-batch of units (an example is a row, a pair two):
+    its rows are padded to its longest."""
+    rows = sum(e.n_rows for e in mb)
+    return [rows * max(e.width for e in mb), rows]
 
 
 def peak_memory(dev: Any) -> tuple[int | None, int | None]:
