@@ -21,7 +21,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Self
 
 from rf_core.api import (TRAIN_DEFAULTS, Progress, RFError, check_device, end_of_turn_id,
                          load_model, replace_dir, write_atomic)
@@ -61,7 +61,7 @@ class Settings:
     max_too_long: float | None = None
 
     @classmethod
-    def of(cls, **given: Any) -> Settings:
+    def of(cls, **given: Any) -> Self:
         """From the keyword arguments of ``train``; those it does not know are ignored (the
         API passes arguments that later releases add)."""
         known = {f.name for f in fields(cls)}
@@ -206,7 +206,7 @@ class Run:
     torch_dtype: Any
     tok: Any
     model: Any  # the peft model
-    encoded: list[Encoded]
+    encoded: list[Any]  # the units trained on: Encoded examples, or the objective's own
     too_long: Any  # Counter: skipped examples by database
     pad: int
     budget: int
