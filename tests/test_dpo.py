@@ -4,17 +4,12 @@ counted; rf-train's pair records and the trainers that refuse them."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from conftest import jsonl, run
+from train_resume import through_and_resumed
 
 QUESTIONS = [
     ("How many products are there?", "SELECT count(*) FROM product", "SELECT * FROM product"),
@@ -143,10 +138,6 @@ def test_mixed_examples_and_pairs_in_input_order(tiny_model, tmp_path, validate)
     assert rep["sft_weight"] == 0.5 and len(rep["reward_margin_curve"]) == 2
 
 
-def _rf_train(*args):
-    return [sys.executable, "-c", "from rf_core.commands.train import main; main()", *args]
-
-
 def _adapter_weights(folder):
     from safetensors.torch import load_file
 
@@ -158,31 +149,11 @@ def test_resume_after_sigkill_gives_the_same_adapter(tiny_model, tmp_path):
     data.write_bytes(jsonl(pairs(4)))
     common = ["--base", tiny_model, "--trainer", "dpo", *FAST, "--batch-size", "2",
               "--epochs", "30", "-o", "save_every", "5", "-o", "sft_weight", "0.5", str(data)]
-    ref = subprocess.run(_rf_train("--out", str(tmp_path / "ref"), *common),
-                         capture_output=True, timeout=600)
-    assert ref.returncode == 0, ref.stderr.decode()[-2000:]
-    expected = json.loads(ref.stdout)
-
-    out = tmp_path / "run"
-    proc = subprocess.Popen(_rf_train("--out", str(out), *common), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    state = out.with_name("run.partial") / "checkpoint" / "state.json"
-    deadline = time.time() + 300
-    while not state.is_file() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be interrupted"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not out.exists()
-    resumed = subprocess.run(_rf_train("--out", str(out), "--resume", *common),
-                             capture_output=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
-    assert b"resuming at step" in resumed.stderr
-    got = json.loads(resumed.stdout)
+    expected, got = through_and_resumed(common, tmp_path)
     assert got["loss_curve"] == pytest.approx(expected["loss_curve"], rel=1e-4, abs=1e-5)
     assert got["reward_margin_curve"] == pytest.approx(expected["reward_margin_curve"],
                                                        rel=1e-4, abs=1e-5)
-    a, b = _adapter_weights(tmp_path / "ref"), _adapter_weights(out)
+    a, b = _adapter_weights(tmp_path / "ref"), _adapter_weights(tmp_path / "run")
     assert a.keys() == b.keys()
     for name in a:
         assert (a[name] - b[name]).abs().max() <= 1e-5 * max(1.0, a[name].abs().max()), name

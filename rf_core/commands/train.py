@@ -98,8 +98,8 @@ def cli(input_file, skip_bad, max_bad, trainer, base, out, epochs, lr, batch_siz
         max_too_long, seed, resume, force, **params):
     """Train an adapter on the examples (always from the BASE model) and print one JSON
     line describing it. A trainer that takes preference pairs (--trainer dpo) reads `pair`
-    records too, mixed with the examples in any order. The adapter is written to a temporary folder and renamed into place,
-    so OUT never holds a half-written adapter.
+    records too, mixed with the examples in any order. The adapter is written to a
+    temporary folder and renamed into place, so OUT never holds a half-written adapter.
 
     The trainer's own settings (the peft trainer's LoRA rank, dropout, dtype, ...) are its
     options: `-o NAME VALUE`.

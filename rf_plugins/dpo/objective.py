@@ -95,14 +95,7 @@ class PreferenceLoss:
         """The loss module around ``peft_model`` (a torch ``nn.Module``)."""
         from torch import nn
 
-        class _PreferenceLoss(nn.Module):
-            def __init__(self, model):
-                super().__init__()
-                self.model = model
-                base = model.get_base_model()
-                self.decoder = base.get_decoder()
-                self.head = base.get_output_embeddings()
-
+        class _PreferenceLoss(parts.loss_module_base()):  # type: ignore[misc]
             def row_nll(self, input_ids, attention_mask, targets):
                 """Each row's summed completion NLL."""
                 return row_nll(self.decoder, self.head, input_ids, attention_mask, targets)

@@ -6,6 +6,7 @@ torch and peft are imported inside the functions: the plugin loads without them.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from rf_core.api import BadOption
@@ -24,16 +25,7 @@ class CompletionLoss:
     @staticmethod
     def build(peft_model: Any) -> Any:
         """The loss module around ``peft_model`` (a torch ``nn.Module``)."""
-        from torch import nn
-
-        class _CompletionLoss(nn.Module):
-            def __init__(self, model):
-                super().__init__()
-                self.model = model
-                base = model.get_base_model()
-                self.decoder = base.get_decoder()
-                self.head = base.get_output_embeddings()
-
+        class _CompletionLoss(loss_module_base()):  # type: ignore[misc]
             def forward(self, input_ids, attention_mask, targets, weights):
                 """sum(weight * NLL) over the completion tokens of a micro-batch."""
                 nll, keep = completion_nll(self.decoder, self.head, input_ids,
@@ -42,6 +34,23 @@ class CompletionLoss:
                 return (nll * w).sum()
 
         return _CompletionLoss(peft_model)
+
+
+@functools.cache
+def loss_module_base() -> type:
+    """The ``nn.Module`` a loss module subclasses: built around the adapted model, it holds
+    the model (so DDP sees the adapter's weights), its decoder and its output layer."""
+    from torch import nn
+
+    class _OnAdaptedModel(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+            base = model.get_base_model()
+            self.decoder = base.get_decoder()
+            self.head = base.get_output_embeddings()
+
+    return _OnAdaptedModel
 
 
 def completion_nll(decoder: Any, head: Any, input_ids: Any, attention_mask: Any,
