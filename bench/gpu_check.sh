@@ -8,7 +8,8 @@
 #   1. env     rf-doctor: torch, CUDA, GPU memory, versions, attention, sampler, train plan
 #   2. sample  bench/sample_bench.py: plain generate against every sampler engine present
 #              (Spider dev-972 prompts, k=8, T=0.7)
-#   3. train   bench/train_bench.py: rf-train against the plain HF Trainer (tok/s, memory, MFU)
+#   3. train   bench/train_bench.py: rf-train against the plain HF Trainer (tok/s, memory, MFU),
+#              and rf-train's dpo trainer on preference pairs made from the same examples
 #   4. loop    bin/iterate.sh with the spider-h100 settings and fewer train tasks, one
 #              iteration: seconds per stage, dev EX greedy and vote@8 for the base and iter 1
 #
@@ -173,7 +174,7 @@ loop() {
 before=$doctor_wall part env "Environment (rf-doctor)" doctor_table
 part sample "Sampling: plain generate against the sampler engines" \
   "$PY" "$root/bench/sample_bench.py" --model "$MODEL" "${sample_args[@]}"
-part train "Training: rf-train against the HF Trainer" \
+part train "Training: rf-train against the HF Trainer; the dpo trainer on pairs" \
   "$PY" "$root/bench/train_bench.py" --model "$MODEL" "${train_args[@]}"
 part loop "A shortened loop: bin/iterate.sh ${loop_args[*]}" loop
 

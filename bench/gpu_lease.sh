@@ -22,7 +22,8 @@ declare -A BUDGET=(
   [setup]=75            # venv, offline pip install from the carried wheels, unpack Spider
   [doctor]=30           # rf-doctor: versions, GPU memory, attention per engine, train plan
   [tests]=40            # the CUDA-only tests (pytest -m cuda)
-  [train]=100           # rf-train on 300 Spider train examples at --max-len 4096
+  [train]=100           # rf-train on 300 Spider train examples at --max-len 4096, then the
+                        # dpo trainer on 64 pairs of them (its time not yet measured on a GPU)
   [sample-generate]=45  # plain transformers generate, 64 prompts x k=8, 128 new tokens
   [sample-hf]=45        # rf-sample's hf engine, the same prompts
   [sample-cb]=45        # transformers' continuous batching, the same prompts
@@ -217,8 +218,8 @@ fi
 use_install
 STDOUT=$WORK/doctor.json part doctor rf-doctor --model "$MODEL" "${doctor_args[@]}" || true
 part tests "$PY" -m pytest -q -m cuda -p no:cacheprovider "$root/tests" || true
-part train "$PY" "$root/bench/train_bench.py" --only rf --model "$MODEL" "${train_args[@]}" \
-  --json "$WORK/train.json" || true
+part train "$PY" "$root/bench/train_bench.py" --only rf,dpo --dpo-pairs 64 --model "$MODEL" \
+  "${train_args[@]}" --json "$WORK/train.json" || true
 for engine in generate hf cb; do
   only=$engine
   [[ $engine == hf ]] && only=engine

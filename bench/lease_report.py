@@ -24,7 +24,7 @@ from loop_summary import tables as loop_tables  # noqa: E402
 TITLES = {"setup": "Set-up (install from the carry folder, Spider, model)",
           "doctor": "Environment (rf-doctor)",
           "tests": "The CUDA-only tests",
-          "train": "Training: rf-train (peft trainer)",
+          "train": "Training: rf-train (peft trainer; dpo trainer on pairs)",
           "sample-generate": "Sampling: plain transformers generate",
           "sample-hf": "Sampling: rf-sample's hf engine",
           "sample-cb": "Sampling: transformers' continuous batching (cb)",

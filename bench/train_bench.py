@@ -13,6 +13,13 @@ loss. They differ in how batches are built and the loss computed:
   train_sampling_strategy="random", i.e. no length grouping), logits for every position, loss
   from `labels` (-100 on the prompt and on padding).
 
+A third row, rf-train's dpo trainer, trains the same LoRA on preference pairs built from the
+same examples (chosen: an example's answer; rejected: the next example's answer, a wrong one
+for that question), `--dpo-pairs` of them: two sequences per pair, plus one forward pass per
+sequence without gradients for the reference log-probabilities before training (not counted
+in its row's forward passes, tokens or wall time; its end-to-end time includes it). Its mean
+loss is the DPO loss, not comparable with the other rows'.
+
     python bench/train_bench.py --model smollm2-135m --examples 16          # CPU, a quick look
     python bench/train_bench.py --model qwen2.5-coder-1.5b --examples 1024  # GPU (bf16)
 
@@ -86,13 +93,16 @@ def load_examples(n: int, seed: int, spider_root: str | None,
 
 
 class Counter:
-    """Real (non-pad) and padded token slots of every forward pass."""
+    """Real (non-pad) and padded token slots of every forward pass (none while paused)."""
 
     def __init__(self):
         self.real = self.slots = self.forwards = 0
         self.largest = (0, 0)  # the largest forward: (padded token slots, rows)
+        self.paused = False
 
     def add(self, mask) -> None:
+        if self.paused:
+            return
         self.real += int(mask.sum())
         self.slots += mask.numel()
         self.forwards += 1
@@ -148,24 +158,51 @@ def warm_up(args, device, dtype) -> None:
     gc.collect()
 
 
-def run_rf(examples, args, device, tmp: Path) -> dict:
+def preference_pairs(examples: list[dict], n: int) -> list[dict]:
+    """Up to ``n`` pair records from the examples: each example's answer is chosen, the next
+    different answer in the list is rejected."""
+    pairs = []
+    for i, ex in enumerate(examples):
+        other = next((o["completion"] for o in examples[i + 1:] + examples[:i]
+                      if o["completion"] != ex["completion"]), None)
+        if other is None or len(pairs) >= n:
+            continue
+        pairs.append({"schema_version": 1, "kind": "pair", "task_id": ex.get("task_id"),
+                      "messages": ex["messages"], "chosen": ex["completion"],
+                      "rejected": other, "source": "gold", "weight": 1,
+                      **({"db_id": ex["db_id"]} if ex.get("db_id") else {})})
+    return pairs
+
+
+def run_rf(examples, args, device, tmp: Path, trainer: str = "peft") -> dict:
+    from rf_plugins.dpo import objective as dpo_objective
+    from rf_plugins.dpo.trainer import DpoTrainer
     from rf_plugins.peft import model as parts
     from rf_plugins.peft.trainer import PeftTrainer
 
     counter = Counter()
-    original = parts.collate
+    original, reference = parts.collate, dpo_objective.reference_logprobs
 
     def counting_collate(batch, pad_id, dev):
         out = original(batch, pad_id, dev)
         counter.add(out[1])
         return out
 
+    def uncounted_reference(*a, **kw):  # the dpo trainer's reference pass: not training
+        counter.paused = True
+        try:
+            return reference(*a, **kw)
+        finally:
+            counter.paused = False
+
     reset_peak(device)
     parts.collate = counting_collate
+    dpo_objective.reference_logprobs = uncounted_reference
+    impl = DpoTrainer() if trainer == "dpo" else PeftTrainer()
     try:
         start = time.perf_counter()
-        result = PeftTrainer().train(
-            examples, base=args.model, out=str(tmp / "rf-adapter"), rank=LORA["rank"],
+        result = impl.train(
+            examples, base=args.model, out=str(tmp / f"{trainer}-adapter"), rank=LORA["rank"],
             alpha=LORA["alpha"], dropout=LORA["dropout"], target=LORA["target"], lr=args.lr,
             epochs=args.epochs, warmup=WARMUP, weight_decay=WEIGHT_DECAY,
             batch_size=args.batch_size, micro_batch_tokens=args.micro_batch_tokens,
@@ -174,7 +211,7 @@ def run_rf(examples, args, device, tmp: Path) -> dict:
             report=lambda m: say(f"rf-train: {m}"))
         end_to_end = time.perf_counter() - start
     finally:
-        parts.collate = original
+        parts.collate, dpo_objective.reference_logprobs = original, reference
     if result["tokens"] != counter.real:
         say(f"warning: rf-train reports {result['tokens']} tokens, the bench counted "
             f"{counter.real}")
@@ -184,7 +221,8 @@ def run_rf(examples, args, device, tmp: Path) -> dict:
             "loss": sum(losses) / len(losses), "last_loss": losses[-1],
             "peak": peak_mb(device), "budget": result.get("micro_batch_tokens"),
             "largest": counter.largest,
-            "ckpt": result.get("grad_checkpointing"), "oom": result.get("oom_retries")}
+            "ckpt": result.get("grad_checkpointing"), "oom": result.get("oom_retries"),
+            "margin": result.get("reward_margin"), "accuracy": result.get("reward_accuracy")}
 
 
 def run_hf(examples, args, device, dtype, tmp: Path) -> dict:
@@ -278,7 +316,10 @@ def main() -> int:
     ap.add_argument("--spider-root", default=None)
     ap.add_argument("--data", choices=["auto", "spider", "demo"], default="auto",
                     help="examples: Spider train (auto: when present) or the demo benchmark")
-    ap.add_argument("--only", choices=["rf", "hf"], default=None)
+    ap.add_argument("--only", default=None, metavar="LIST",
+                    help="comma-separated rows to run, of rf, hf and dpo (default all)")
+    ap.add_argument("--dpo-pairs", type=int, default=None,
+                    help="pairs for the dpo row (default: one per example)")
     ap.add_argument("--order", choices=["rf-first", "hf-first"], default="rf-first")
     ap.add_argument("--no-warm-up", action="store_true")
     ap.add_argument("--threads", type=int, default=None,
@@ -286,6 +327,9 @@ def main() -> int:
     ap.add_argument("--json", default=None, metavar="FILE",
                     help="also write the rows and the run's settings to FILE as JSON")
     args = ap.parse_args()
+    only = set((args.only or "rf,hf,dpo").split(","))
+    if not only or only - {"rf", "hf", "dpo"}:
+        ap.error(f"--only takes rf, hf and dpo, not {args.only!r}")
 
     import peft
     import torch
@@ -361,14 +405,18 @@ def main() -> int:
     runs = [("rf-train (peft trainer)", "rf"), ("HF Trainer, padded, no grouping", "hf")]
     if args.order == "hf-first":
         runs.reverse()
+    runs.append(("rf-train (dpo trainer, pairs)", "dpo"))
+    pairs = preference_pairs(examples, len(examples) if args.dpo_pairs is None
+                             else args.dpo_pairs)
     rows = []
     with tempfile.TemporaryDirectory(prefix="train_bench-") as tmp:
         for name, key in runs:
-            if args.only and args.only != key:
+            if key not in only or (key == "dpo" and not pairs):
                 continue
             say(f"running {name}")
             torch.manual_seed(args.seed)
             r = (run_rf(examples, args, device, Path(tmp)) if key == "rf"
+                 else run_rf(pairs, args, device, Path(tmp), "dpo") if key == "dpo"
                  else run_hf(examples, args, device, dtype, Path(tmp)))
             say(f"{name}: {r['wall']:.1f} s, {r['real']:,} real tokens")
             rows.append((name, key, r))
@@ -398,7 +446,9 @@ def main() -> int:
                       "largest_forward_rows": r["largest"][1],
                       "tokens_per_s": round(tps, 1), "mfu": mfu, "mean_loss": r["loss"],
                       "peak_gpu_mb": r["peak"], "micro_batch_budget": r.get("budget"),
-                      "grad_checkpointing": r.get("ckpt"), "oom_retries": r.get("oom")})
+                      "grad_checkpointing": r.get("ckpt"), "oom_retries": r.get("oom"),
+                      **({"pairs": len(pairs), "reward_margin": r.get("margin"),
+                          "reward_accuracy": r.get("accuracy")} if key == "dpo" else {})})
     if args.json:
         Path(args.json).write_text(json.dumps({
             "model": args.model, "params": n_params, "device": what, "dtype": args.dtype,
@@ -411,7 +461,11 @@ def main() -> int:
           + ", ".join(f"{name} {r['end_to_end']:.1f} s" for name, _, r in rows)
           + " (rf-train's includes writing the adapter; HF's saves nothing)")
     for name, key, r in rows:
-        if key == "rf":
+        if key == "dpo":
+            print(f"{name}: {len(pairs)} pairs (chosen: an example's answer, rejected: another "
+                  f"example's), 2 sequences each; mean loss is the DPO loss; last epoch's "
+                  f"reward margin {r['margin']}, accuracy {r['accuracy']}")
+        if key in ("rf", "dpo"):
             print(f"{name}: micro-batches of at most {r['budget']:,} padded tokens, gradient "
                   f"checkpointing {'on' if r['ckpt'] else 'off'}, {r['oom']} out-of-memory "
                   "retries")

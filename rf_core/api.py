@@ -142,6 +142,13 @@ class Trainer(Protocol):
     """Trains an adapter on ``examples`` from the ``base`` model into the folder ``out``
     and returns what rf-train prints (a JSON-able dict).
 
+    Optional: ``accepts``, the record kinds the trainer takes, a tuple of "example" and
+    "pair" (``("example",)`` where absent). rf-train reads both kinds, each checked against
+    its own schema, and passes them all, in input order, in the one list ``examples``; a
+    kind the trainer does not take stops rf-train before ``train`` is called, with an error
+    naming the trainers that take it. A ``pair`` record (schemas/pair.schema.json) holds
+    ``messages``, a ``chosen`` and a ``rejected`` completion and a ``weight``.
+
     Optional: a trainer may also offer rf-doctor its memory plan (``rf-doctor --trainer NAME
     -o NAME VALUE``) with a method::
 
@@ -165,8 +172,9 @@ class Trainer(Protocol):
               batch_size: int, max_len: int, seed: int, max_too_long: float | None,
               resume: bool, force: bool, report: Report, progress: Progress,
               **options: Any) -> dict:
-        """Train from ``base`` on ``examples`` (rf-filter's and rf-inject's records) and
-        save the adapter in the folder ``out``; return what rf-train prints. rf-train's
+        """Train from ``base`` on ``examples`` (rf-filter's and rf-inject's records, of the
+        kinds in ``accepts``) and save the adapter in the folder ``out``; return what
+        rf-train prints. rf-train's
         defaults for ``epochs``, ``lr``, ``batch_size``, ``max_len`` and ``seed`` are
         ``TRAIN_DEFAULTS``."""
 

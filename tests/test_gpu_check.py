@@ -33,12 +33,13 @@ def test_cpu_smoke_runs_every_part_and_writes_its_results(tiny_model, tmp_path):
     assert not (tmp_path / "results.md.tmp").exists()
     assert "FAILED" not in text
     for heading in ("## Environment (rf-doctor)", "## Sampling: plain generate",
-                    "## Training: rf-train against the HF Trainer",
+                    "## Training: rf-train against the HF Trainer; the dpo trainer on pairs",
                     "## A shortened loop: bin/iterate.sh"):
         assert heading in text, heading
     assert text.count("Wall time: ") == 4
     for row in ("| plain generate (batch 4 prompts x k) |", "| rf-sample hf engine |",
                 "| rf-train (peft trainer) |", "| HF Trainer, padded, no grouping |",
+                "| rf-train (dpo trainer, pairs) |",
                 "| 0 (base) |", "| train |", "| all stages |", "rf-train micro-batch"):
         assert row in text, row
     # dev EX greedy and vote for the base and iteration 1
@@ -106,14 +107,17 @@ def test_lease_cpu_smoke_runs_every_part_and_writes_its_results_under_OUT(tiny_m
     assert set(_parts(out).values()) == {"ok"} and len(_parts(out)) == 8
     result = json.loads((out / "results.json").read_text())
     assert result["random_weights"] is True and result["model"] == model
-    assert [r["method"] for r in result["train"]["rows"]] == ["rf-train (peft trainer)"]
+    assert [r["method"] for r in result["train"]["rows"]] == ["rf-train (peft trainer)",
+                                                              "rf-train (dpo trainer, pairs)"]
+    assert result["train"]["rows"][1]["pairs"] > 0
     assert result["train"]["rows"][0]["largest_forward_slots"] > 0
     for engine in ("generate", "hf", "cb"):
         assert result["sample"][engine]["rows"][0]["output_tokens"] > 0, engine
     assert [r["iteration"] for r in result["loop"]["rows"]][:2] == [0, 1]
     text = (out / "results.md").read_text()
     for heading in ("## Environment (rf-doctor)", "## The CUDA-only tests",
-                    "## Training: rf-train (peft trainer)", "## A tiny loop",
+                    "## Training: rf-train (peft trainer; dpo trainer on pairs)",
+                    "## A tiny loop",
                     "## Sampling (every engine that finished)"):
         assert heading in text, heading
     with tarfile.open(out / "loop.tar.gz") as tar:

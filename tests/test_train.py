@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import jsonl, run
+from train_resume import through_and_resumed
 
 PAIRS = [("How many products are there?", "SELECT count(*) FROM product"),
          ("Which customers live in Paris?", "SELECT name FROM customer WHERE city = 'Paris'"),
@@ -155,28 +154,8 @@ def test_resume_after_sigkill_gives_the_same_run(tiny_model, tmp_path):
     data = tmp_path / "ex.jsonl"
     data.write_bytes(jsonl(examples(4)))
     common = ["--base", tiny_model, *FAST, "--epochs", "30", "-o", "save_every", "5", str(data)]
-    ref = subprocess.run(_rf_train("--out", str(tmp_path / "ref"), *common),
-                         capture_output=True, timeout=600)
-    assert ref.returncode == 0, ref.stderr.decode()[-2000:]
-    expected = json.loads(ref.stdout)["loss_curve"]
-
-    out = tmp_path / "run"
-    proc = subprocess.Popen(_rf_train("--out", str(out), *common), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    state = out.with_name("run.partial") / "checkpoint" / "state.json"
-    deadline = time.time() + 300
-    while not state.is_file() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be interrupted"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not out.exists()
-    resumed = subprocess.run(_rf_train("--out", str(out), "--resume", *common),
-                             capture_output=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
-    assert b"resuming at step" in resumed.stderr
-    got = json.loads(resumed.stdout)["loss_curve"]
-    assert got == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    expected, got = through_and_resumed(common, tmp_path)
+    assert got["loss_curve"] == pytest.approx(expected["loss_curve"], rel=1e-4, abs=1e-5)
 
 
 @pytest.mark.skipif(not shutil.which("torchrun") and

@@ -92,7 +92,8 @@ class Pipe:
     """A command's input records, its output writer, its progress and its end-of-run
     summary."""
 
-    def __init__(self, prog: str, input_file: BinaryIO | None, *, kind: str | None = "task",
+    def __init__(self, prog: str, input_file: BinaryIO | None, *,
+                 kind: str | tuple[str, ...] | None = "task",
                  require: tuple[str, ...] = (), check: Callable[[dict], None] | None = None,
                  skip_bad: bool = False, max_bad: int | None = None):
         self.prog = prog

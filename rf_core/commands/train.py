@@ -1,7 +1,9 @@
-"""rf-train: a LoRA adapter from the base model, trained on `example` records."""
+"""rf-train: a LoRA adapter from the base model, trained on `example` records (and, for a
+trainer that takes them, `pair` records)."""
 
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -18,10 +20,37 @@ from rf_core.train.defaults import TRAIN_DEFAULTS
 PROG = "rf-train"
 
 
-def _check_example(rec: dict) -> None:
+# the record kinds rf-train reads; a trainer says which it takes (``accepts``)
+TRAINING_KINDS = ("example", "pair")
+# the completions each kind carries
+_COMPLETIONS = {"example": ("completion",), "pair": ("chosen", "rejected")}
+
+
+def _check_record(rec: dict) -> None:
     # types and required fields are the schema's (checked on reading); this is the rest
-    if not rec["completion"].strip():
-        raise ValueError("'completion' is blank")
+    for name in _COMPLETIONS[rec["kind"]]:
+        if not rec[name].strip():
+            raise ValueError(f"{name!r} is blank")
+
+
+def accepted_kinds(impl) -> tuple[str, ...]:
+    """The record kinds a trainer takes: its ``accepts``, ("example",) where it has none."""
+    return tuple(getattr(impl, "accepts", None) or ("example",))
+
+
+def _refuse_kinds(trainer: str, accepts: tuple[str, ...], counts: Counter) -> None:
+    """An RFError, before any model is loaded, when the input holds records the trainer does
+    not take, naming the installed trainers that take them."""
+    refused = sorted(k for k in counts if k not in accepts)
+    if not refused:
+        return
+    takers = sorted(name for name, (_, impl) in plugins.registry("trainers").items()
+                    if set(refused) <= set(accepted_kinds(impl)))
+    have = ", ".join(f"{counts[k]} {k}" for k in refused)
+    hint = (f"use --trainer {' or --trainer '.join(takers)}" if takers
+            else "no installed trainer takes them")
+    raise RFError(f"trainer {trainer!r} takes {' and '.join(accepts)} records only, and the "
+                  f"input has {have} record(s): {hint}")
 
 
 def _out_folder(ctx, param, value):
@@ -69,8 +98,9 @@ def _out_folder(ctx, param, value):
 def cli(input_file, skip_bad, max_bad, trainer, base, out, epochs, lr, batch_size, max_len,
         max_too_long, seed, resume, force, **params):
     """Train an adapter on the examples (always from the BASE model) and print one JSON
-    line describing it. The adapter is written to a temporary folder and renamed into place,
-    so OUT never holds a half-written adapter.
+    line describing it. A trainer that takes preference pairs (--trainer dpo) reads `pair`
+    records too, mixed with the examples in any order. The adapter is written to a
+    temporary folder and renamed into place, so OUT never holds a half-written adapter.
 
     The trainer's own settings (the peft trainer's LoRA rank, dropout, dtype, ...) are its
     options: `-o NAME VALUE`.
@@ -83,12 +113,14 @@ def cli(input_file, skip_bad, max_bad, trainer, base, out, epochs, lr, batch_siz
                          "reads the examples itself: pass them as FILE, not on stdin")
     impl = plugins.get("trainers", trainer)
     options = plugin_kwargs(PROG, "trainer", trainer, impl, params)
-    pipe = Pipe(PROG, input_file, kind="example", check=_check_example, skip_bad=skip_bad,
-                max_bad=max_bad)
-    examples = list(pipe.records())
+    accepts = accepted_kinds(impl)
+    pipe = Pipe(PROG, input_file, kind=TRAINING_KINDS, check=_check_record,
+                skip_bad=skip_bad, max_bad=max_bad)
+    examples = list(pipe.records())  # example and pair records, in input order
+    _refuse_kinds(trainer, accepts, Counter(r["kind"] for r in examples))
     if not examples:
         pipe.finish()
-        raise RFError("no example records in the input")
+        raise RFError(f"no {' or '.join(accepts)} records in the input")
     result = impl.train(examples, base=base, out=out, epochs=epochs, lr=lr,
                         batch_size=batch_size, max_len=max_len, max_too_long=max_too_long,
                         seed=seed, resume=resume, force=force, report=pipe.note,

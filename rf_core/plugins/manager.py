@@ -34,6 +34,7 @@ DEFAULT_PLUGINS = (
     "rf_plugins.replay_sampler",
     "rf_core.plugins.auto",
     "rf_plugins.peft",
+    "rf_plugins.dpo",
 )
 
 KINDS = ("samplers", "verifiers", "trainers", "datasets", "matchers")

@@ -44,9 +44,11 @@ class ReadStats:
     bad_lines: list[int] = field(default_factory=list)
 
 
-def parse_line(line: bytes | str, lineno: int, kind: str | None = None,
+def parse_line(line: bytes | str, lineno: int, kind: str | tuple[str, ...] | None = None,
                require: tuple[str, ...] = (), check: Callable[[dict], None] | None = None) -> dict:
     """Parse one JSONL line into a record, or raise BadRecord naming the line.
+
+    ``kind``: the record kind expected, or a tuple of the kinds accepted (None: any).
 
     orjson rejects NaN and Infinity, which are not JSON; a line with an integer beyond 64
     bits is read again with the stdlib, so the integer stays exact. The record is checked
@@ -66,8 +68,10 @@ def parse_line(line: bytes | str, lineno: int, kind: str | None = None,
     if version != SCHEMA_VERSION:
         raise BadRecord(lineno, f"unsupported schema_version {version!r} "
                                 f"(expected {SCHEMA_VERSION})")
-    if kind is not None and rec.get("kind") != kind:
-        raise BadRecord(lineno, f"expected a {kind!r} record, got kind {rec.get('kind')!r}")
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kinds is not None and rec.get("kind") not in kinds:
+        wanted = " or ".join(map(repr, kinds))
+        raise BadRecord(lineno, f"expected a {wanted} record, got kind {rec.get('kind')!r}")
     for name in require:
         if name not in rec or rec[name] is None:
             raise BadRecord(lineno, f"{rec.get('kind', 'record')} has no {name!r}")
@@ -83,7 +87,7 @@ def parse_line(line: bytes | str, lineno: int, kind: str | None = None,
     return rec
 
 
-def read_records(stream: IO[bytes], *, prog: str, kind: str | None = None,
+def read_records(stream: IO[bytes], *, prog: str, kind: str | tuple[str, ...] | None = None,
                  require: tuple[str, ...] = (), check: Callable[[dict], None] | None = None,
                  skip_bad: bool = False,
                  max_bad: int | None = None, stats: ReadStats | None = None,

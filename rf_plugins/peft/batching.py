@@ -31,6 +31,35 @@ class Encoded:
         """Tokens of the completion, the ones the loss is on."""
         return len(self.input_ids) - self.n_prompt
 
+    # A training unit is one or more rows that go into the same micro-batch (an example is
+    # one row; a preference pair, two): steps and micro-batches are planned over units.
+    @property
+    def width(self) -> int:
+        """The unit's longest row, in tokens."""
+        return len(self.input_ids)
+
+    @property
+    def n_rows(self) -> int:
+        """Rows the unit takes in a micro-batch."""
+        return 1
+
+    @property
+    def n_tokens(self) -> int:
+        """The unit's tokens, all rows, no padding."""
+        return len(self.input_ids)
+
+    @property
+    def rows(self) -> list[Encoded]:
+        """The unit's rows, each a tokenised sequence."""
+        return [self]
+
+
+def encode_example_record(tokenizer: Any, index: int, messages: list[dict], completion: str,
+                          end_of_turn: int, weight: float = 1.0) -> Encoded:
+    """One prompt and completion tokenised as rf_core.api's ``encode_example`` renders them."""
+    prompt, answer = encode_example(tokenizer, messages, completion, end_of_turn)
+    return Encoded(index, prompt + answer, len(prompt), float(weight))
+
 
 def encode_examples(examples: list[dict], tokenizer: Any, end_of_turn: int, max_len: int,
                     report: Callable[[str], None],
@@ -42,20 +71,33 @@ def encode_examples(examples: list[dict], tokenizer: Any, end_of_turn: int, max_
     that is an RFError naming the databases, before any training: a limit that drops the
     largest schemas' questions silently would train on none of them.
     """
-    out: list[Encoded] = []
+    def encode(i: int, ex: dict) -> Encoded:
+        return encode_example_record(tokenizer, i, ex["messages"], ex["completion"],
+                                     end_of_turn, ex.get("weight", 1))
+
+    return encode_records(examples, encode, max_len, report, max_too_long)
+
+
+def encode_records(records: list[dict], encode: Callable[[int, dict], Any], max_len: int,
+                   report: Callable[[str], None], max_too_long: float | None = None,
+                   noun: str = "examples") -> tuple[list[Any], Counter]:
+    """``encode(index, record)`` of every record into a unit (``Encoded`` or one with its
+    ``width``); a unit wider than ``max_len`` is reported, skipped and counted by database,
+    and more skipped than ``max_too_long`` percent is an RFError (``encode_examples``)."""
+    out: list[Any] = []
     too_long: Counter[str] = Counter()
-    for i, ex in enumerate(examples):
-        prompt, answer = encode_example(tokenizer, ex["messages"], ex["completion"], end_of_turn)
-        if len(prompt) + len(answer) > max_len:
-            too_long[ex.get("db_id") or "?"] += 1
-            report(f"example {i + 1} (task {ex.get('task_id')!r}) has "
-                   f"{len(prompt) + len(answer)} tokens > --max-len {max_len}: skipped")
+    for i, rec in enumerate(records):
+        unit = encode(i, rec)
+        if unit.width > max_len:
+            too_long[rec.get("db_id") or "?"] += 1
+            report(f"{rec.get('kind') or 'example'} {i + 1} (task {rec.get('task_id')!r}) has "
+                   f"{unit.width} tokens > --max-len {max_len}: skipped")
             continue
-        out.append(Encoded(i, prompt + answer, len(prompt), float(ex.get("weight", 1))))
-    n, dropped = len(examples), sum(too_long.values())
+        out.append(unit)
+    n, dropped = len(records), sum(too_long.values())
     if dropped:
         worst = ", ".join(f"{db} {c}" for db, c in too_long.most_common(8))
-        message = (f"{dropped} of {n} examples ({100 * dropped / n:.1f}%) are longer than "
+        message = (f"{dropped} of {n} {noun} ({100 * dropped / n:.1f}%) are longer than "
                    f"--max-len {max_len} (by database: {worst})")
         if max_too_long is not None and 100 * dropped / n > max_too_long:
             raise RFError(f"{message}; more than the {max_too_long:g}% allowed: raise "
@@ -80,7 +122,7 @@ def plan_steps(examples: list[Encoded], batch_size: int, epochs: int, seed: int,
         window = batch_size * group
         epoch_steps = []
         for start in range(0, len(order), window):
-            chunk = sorted(order[start:start + window], key=lambda e: len(e.input_ids))
+            chunk = sorted(order[start:start + window], key=lambda e: e.width)
             epoch_steps += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
         rng.shuffle(epoch_steps)
         steps += epoch_steps
@@ -91,19 +133,21 @@ def micro_batches(step: list[Encoded], token_budget: int,
                   completion_budget: int | None = None) -> list[list[Encoded]]:
     """Split a step into micro-batches whose padded size (rows x longest) fits
     ``token_budget`` and whose completion tokens (the output layer's rows) fit
-    ``completion_budget``. An example larger than a budget gets a micro-batch of its own."""
-    ordered = sorted(step, key=lambda e: len(e.input_ids))
+    ``completion_budget``. A unit (an example, or a pair's two rows) larger than a budget
+    gets a micro-batch of its own."""
+    ordered = sorted(step, key=lambda e: e.width)
     out: list[list[Encoded]] = []
     current: list[Encoded] = []
-    completion = 0
+    completion = rows = 0
     for ex in ordered:
-        if current and ((len(current) + 1) * len(ex.input_ids) > token_budget
+        if current and ((rows + ex.n_rows) * ex.width > token_budget
                         or (completion_budget is not None
                             and completion + ex.n_completion > completion_budget)):
             out.append(current)
-            current, completion = [], 0
+            current, completion, rows = [], 0, 0
         current.append(ex)
         completion += ex.n_completion
+        rows += ex.n_rows
     if current:
         out.append(current)
     return out

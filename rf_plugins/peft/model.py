@@ -6,6 +6,7 @@ torch and peft are imported inside the functions: the plugin loads without them.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from rf_core.api import BadOption, RFError
@@ -24,30 +25,49 @@ class CompletionLoss:
     @staticmethod
     def build(peft_model: Any) -> Any:
         """The loss module around ``peft_model`` (a torch ``nn.Module``)."""
-        from torch import nn
-
-        class _CompletionLoss(nn.Module):
-            def __init__(self, model):
-                super().__init__()
-                self.model = model
-                base = model.get_base_model()
-                self.decoder = base.get_decoder()
-                self.head = base.get_output_embeddings()
-
+        class _CompletionLoss(loss_module_base()):  # type: ignore[misc]
             def forward(self, input_ids, attention_mask, targets, weights):
                 """sum(weight * NLL) over the completion tokens of a micro-batch."""
-                hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask,
-                                      use_cache=False).last_hidden_state
-                # position t predicts token t + 1; targets holds -100 where there is no loss
-                h = hidden[:, :-1]
-                tgt = targets[:, 1:]
-                keep = tgt != -100
-                logits = self.head(h[keep]).float()
-                nll = nn.functional.cross_entropy(logits, tgt[keep], reduction="none")
-                w = weights[:, None].expand_as(tgt)[keep]
+                nll, keep = completion_nll(self.decoder, self.head, input_ids,
+                                           attention_mask, targets)
+                w = weights[:, None].expand_as(keep)[keep]
                 return (nll * w).sum()
 
         return _CompletionLoss(peft_model)
+
+
+@functools.cache
+def loss_module_base() -> type:
+    """The ``nn.Module`` a loss module subclasses: built around the adapted model, it holds
+    the model (so DDP sees the adapter's weights), its decoder and its output layer."""
+    from torch import nn
+
+    class _OnAdaptedModel(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+            base = model.get_base_model()
+            self.decoder = base.get_decoder()
+            self.head = base.get_output_embeddings()
+
+    return _OnAdaptedModel
+
+
+def completion_nll(decoder: Any, head: Any, input_ids: Any, attention_mask: Any,
+                   targets: Any) -> tuple[Any, Any]:
+    """The NLL (float32) of every completion token of a micro-batch, in row-major order, and
+    the mask of where they are (rows x positions - 1): the decoder runs on every position,
+    the output layer ``head`` only on completion positions."""
+    from torch import nn
+
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask,
+                     use_cache=False).last_hidden_state
+    # position t predicts token t + 1; targets holds -100 where there is no loss
+    h = hidden[:, :-1]
+    tgt = targets[:, 1:]
+    keep = tgt != -100
+    logits = head(h[keep]).float()
+    return nn.functional.cross_entropy(logits, tgt[keep], reduction="none"), keep
 
 
 def collate(batch: list[Encoded], pad_id: int, device: Any) -> tuple[Any, Any, Any, Any]:
@@ -138,8 +158,10 @@ def size_micro_batches(peft_model: Any, dev: Any, torch_dtype: Any, dropout: flo
 
 
 def padded_size(mb: list[Encoded]) -> list[int]:
-    """[padded tokens, rows] of a micro-batch: its rows are padded to its longest."""
-    return [len(mb) * max(len(e.input_ids) for e in mb), len(mb)]
+    """[padded tokens, rows] of a micro-batch of units (an example is a row, a pair two):
+    its rows are padded to its longest."""
+    rows = sum(e.n_rows for e in mb)
+    return [rows * max(e.width for e in mb), rows]
 
 
 def peak_memory(dev: Any) -> tuple[int | None, int | None]:

@@ -2,6 +2,10 @@
 up (model, tokenizer, examples, LoRA, optimizer), resuming from a checkpoint, one optimizer
 step (micro-batches, out-of-memory retries, the update), checkpoints, the report, saving.
 
+What is learnt is the run's objective (``CompletionObjective``: the completion-only loss of
+example records); another trainer built on these steps (the dpo trainer) gives ``train`` an
+objective of its own with the same methods.
+
 One process, or many under ``torchrun`` / ``accelerate launch`` (DDP: gloo on CPU, NCCL on
 GPU). Every process plans the same length-grouped optimizer steps; each takes its share of a
 step's examples, and the loss is normalised by the step's total weighted completion tokens, so
@@ -17,7 +21,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Self
 
 from rf_core.api import (TRAIN_DEFAULTS, Progress, RFError, check_device, end_of_turn_id,
                          load_model, replace_dir, write_atomic)
@@ -57,7 +61,7 @@ class Settings:
     max_too_long: float | None = None
 
     @classmethod
-    def of(cls, **given: Any) -> Settings:
+    def of(cls, **given: Any) -> Self:
         """From the keyword arguments of ``train``; those it does not know are ignored (the
         API passes arguments that later releases add)."""
         known = {f.name for f in fields(cls)}
@@ -117,6 +121,73 @@ def prepare_output(settings: Settings, proc: Process) -> Path:
     return partial
 
 
+class CompletionObjective:
+    """The peft trainer's objective: sum(weight x NLL) over the completion tokens of a
+    step's examples, over sum(weight x completion tokens) of the step (in every process).
+
+    The methods a run calls, in order: ``encode`` the records into units (``Encoded``, or
+    any with its width, n_rows, n_tokens, n_completion, weight), ``build`` the loss module
+    around the adapted model, ``prepare`` the run once set up; then per optimizer step
+    ``scale`` (from the whole step), ``begin`` (each attempt of the step), ``loss`` (each
+    micro-batch, inside DDP's context) and ``end`` (after the update); ``report`` adds its
+    figures to rf-train's report.
+    """
+
+    what = "example"  # what "no ... fits --max-len" names
+
+    def encode(self, records: list[dict], tok: Any, eot: int, settings: Settings,
+               say: Callable[[str], None]) -> tuple[list[Encoded], Any]:
+        """The units to train on and the records skipped as too long, by database."""
+        return encode_examples(records, tok, eot, settings.max_len, say,
+                               max_too_long=settings.max_too_long)
+
+    def build(self, peft_model: Any) -> Any:
+        """The torch module whose forward gives a micro-batch's loss."""
+        return parts.CompletionLoss.build(peft_model)
+
+    def prepare(self, run: Run) -> None:
+        """Anything to compute once the model, optimizer and steps are set up: nothing."""
+
+    def scale(self, step: list[Encoded]) -> Any:
+        """The step's normaliser, from all its units (all processes')."""
+        return sum(e.weight * e.n_completion for e in step)
+
+    def begin(self, run: Run) -> None:
+        """An attempt at a step starts (again, after running out of memory): nothing."""
+
+    def loss(self, run: Run, mb: list[Encoded], scale: Any, dummy: bool) -> Any:
+        """The micro-batch's share of the step's loss (0 x its loss when ``dummy``)."""
+        ids, mask, targets, weights = parts.collate(mb, run.pad, run.proc.dev)
+        if dummy:
+            weights = weights * 0
+        return run.loss_module(ids, mask, targets, weights) / scale
+
+    def end(self, run: Run, index: int) -> None:
+        """Step ``index`` is done: nothing to record."""
+
+    def report(self, run: Run) -> dict:
+        """Figures of its own for rf-train's report: none."""
+        return {}
+
+
+def train(records: list[dict], settings: Settings, say: Callable[[str], None],
+          progress: Progress | None, trainer: str,
+          objective: Any = None) -> dict:
+    """A whole run, as a trainer's ``train`` runs it: set up (``objective``, default the
+    completion loss), resume where asked, the steps, the end check, the report, saving.
+    Returns the report."""
+    proc = Process.start(settings.device, say)
+    partial = prepare_output(settings, proc)
+    training = setup(records, settings, proc, partial, objective)
+    if settings.resume:
+        resume(training)
+    run_steps(training, progress)
+    check_learnt(training)
+    result = report(training, trainer)
+    save(training, result)
+    return result
+
+
 # largest_micro_batch: [padded tokens, rows] of the largest one run, for the report
 def fresh_state() -> dict:
     """The progress a run records and checkpoints, before its first step."""
@@ -135,7 +206,7 @@ class Run:
     torch_dtype: Any
     tok: Any
     model: Any  # the peft model
-    encoded: list[Encoded]
+    encoded: list[Any]  # the units trained on: Encoded examples, or the objective's own
     too_long: Any  # Counter: skipped examples by database
     pad: int
     budget: int
@@ -149,6 +220,7 @@ class Run:
     limit: int = 0
     state: dict = field(default_factory=fresh_state)
     start: float = 0.0
+    objective: Any = field(default_factory=CompletionObjective)
 
     @property
     def total(self) -> int:
@@ -163,35 +235,38 @@ class Run:
 
 # -- setup ----------------------------------------------------------------------------------------
 
-def setup(examples: list[dict], settings: Settings, proc: Process, partial: Path) -> Run:
+def setup(examples: list[dict], settings: Settings, proc: Process, partial: Path,
+          objective: Any = None) -> Run:
     """Load the model and tokenizer, encode the examples, apply LoRA, size the micro-batches
-    for the device, and build the optimizer and the planned steps."""
+    for the device, and build the optimizer and the planned steps; then the objective
+    (default ``CompletionObjective``) prepares what it needs."""
     import torch
 
+    objective = objective or CompletionObjective()
     torch_dtype = {"auto": torch.bfloat16 if proc.dev.type == "cuda" else torch.float32,
                    "bf16": torch.bfloat16, "fp32": torch.float32}[settings.dtype]
     if proc.world > 1:  # before the model loads: a mismatch is said at once
         parts.same_on_every_process(examples, proc.rank, proc.dev)
     tok, base_model = load_model(settings.base, dtype=torch_dtype, device=proc.dev)
     eot = end_of_turn_id(tok)
-    encoded, too_long = encode_examples(examples, tok, eot, settings.max_len, proc.say,
-                                        max_too_long=settings.max_too_long)
+    encoded, too_long = objective.encode(examples, tok, eot, settings, proc.say)
     if not encoded:
-        raise RFError("no example fits --max-len; nothing to train on")
+        raise RFError(f"no {objective.what} fits --max-len; nothing to train on")
     if settings.batch_size < proc.world:
         raise RFError(f"--batch-size {settings.batch_size} is smaller than the {proc.world} "
                       "processes")
     peft_model = apply_lora(base_model, settings)
     budget, completion_budget, checkpointing, why = parts.size_micro_batches(
         peft_model, proc.dev, torch_dtype, settings.dropout, settings.grad_checkpointing,
-        settings.micro_batch_tokens, max(len(e.input_ids) for e in encoded))
+        settings.micro_batch_tokens, max(e.n_rows * e.width for e in encoded))
     proc.say(f"micro-batches of at most {budget:,} padded tokens"
              + (f" and {completion_budget:,} completion tokens" if completion_budget else "")
              + f"; gradient checkpointing {'on' if checkpointing else 'off'} ({why})")
     pad = tok.pad_token_id if tok.pad_token_id is not None else eot
     run = Run(settings, proc, partial, torch_dtype, tok, peft_model, encoded, too_long, pad,
-              budget, completion_budget, checkpointing)
+              budget, completion_budget, checkpointing, objective=objective)
     prepare_optimization(run)
+    objective.prepare(run)
     return run
 
 
@@ -216,7 +291,7 @@ def prepare_optimization(run: Run) -> None:
     if run.checkpointing:
         parts.enable_checkpointing(run.model)
     run.model.train()
-    run.loss_module = parts.CompletionLoss.build(run.model)
+    run.loss_module = run.objective.build(run.model)
     if proc.world > 1:
         run.loss_module = torch.nn.parallel.DistributedDataParallel(
             run.loss_module, device_ids=[proc.local] if proc.cuda else None)
@@ -287,16 +362,18 @@ def train_step(run: Run, index: int) -> float:
     the step's loss."""
     step = run.steps[index]
     mine = step[run.proc.rank::run.proc.world]
-    denom = sum(e.weight * e.n_completion for e in step)
+    denom = run.objective.scale(step)
     dummy = not mine  # a short last step: take part with zero weight
     planned = micro_batches(mine or step[:1], run.budget, run.completion_budget)
     mbs, loss_sum = forward_backward(run, index, planned, denom, dummy)
     if not dummy:  # counted on the host: no device sync
-        run.state["tokens"] += sum(len(e.input_ids) for mb in mbs for e in mb)
+        run.state["tokens"] += sum(e.n_tokens for mb in mbs for e in mb)
     # the micro-batches that ran, after any out-of-memory halving
     run.state["largest_micro_batch"] = max(run.state["largest_micro_batch"],
                                            *(parts.padded_size(mb) for mb in mbs))
-    return apply_update(run, index, loss_sum)
+    step_loss = apply_update(run, index, loss_sum)
+    run.objective.end(run, index)
+    return step_loss
 
 
 def forward_backward(run: Run, index: int, mbs: list[list[Encoded]], denom: float,
@@ -343,20 +420,18 @@ def after_out_of_memory(run: Run, index: int,
                   "and gradient checkpointing on; lower --max-len")
 
 
-def accumulate(run: Run, mbs: list[list[Encoded]], denom: float, dummy: bool) -> Any:
+def accumulate(run: Run, mbs: list[list[Encoded]], denom: Any, dummy: bool) -> Any:
     """Forward and backward of one step's micro-batches; returns the summed loss."""
     import torch
 
     world, dev = run.proc.world, run.proc.dev
     loss_sum = torch.zeros((), device=dev)
+    run.objective.begin(run)
     for j, mb in enumerate(mbs):
-        ids, mask, targets, weights = parts.collate(mb, run.pad, dev)
-        if dummy:
-            weights = weights * 0
         sync = j == len(mbs) - 1 or world == 1
         ctx = run.loss_module.no_sync() if (world > 1 and not sync) else nullcontext()
         with ctx:
-            loss = run.loss_module(ids, mask, targets, weights) / denom
+            loss = run.objective.loss(run, mb, denom, dummy)
             (loss * world).backward()
         loss_sum += loss.detach()
     return loss_sum
@@ -447,7 +522,8 @@ def report(run: Run, trainer: str) -> dict:
             "largest_micro_batch_rows": largest[1],
             "peak_gpu_allocated_bytes": peak[0], "peak_gpu_reserved_bytes": peak[1],
             "lora": {"r": s.rank, "alpha": s.alpha, "dropout": s.dropout, "target": s.target},
-            "lr": s.lr, "epochs": s.epochs, "batch_size": s.batch_size}
+            "lr": s.lr, "epochs": s.epochs, "batch_size": s.batch_size,
+            **run.objective.report(run)}
 
 
 def save(run: Run, result: dict) -> None:

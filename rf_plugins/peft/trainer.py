@@ -16,6 +16,7 @@ class PeftTrainer:
     name = "peft"
     description = "LoRA with peft; completion-only loss; length-grouped steps; DDP"
     options = OPTIONS
+    accepts = ("example",)  # rf-train refuses pairs for it, naming a trainer that takes them
 
     def train(self, examples: list[dict], *, base: str, out: str, report: Report = to_stderr,
               progress: Progress | None = None, **options: Any) -> dict:
@@ -28,16 +29,7 @@ class PeftTrainer:
         from rf_plugins.peft import run  # the model code: loaded when a run starts
 
         settings = run.Settings.of(base=base, out=out, **options)
-        proc = run.Process.start(settings.device, report)
-        partial = run.prepare_output(settings, proc)
-        training = run.setup(examples, settings, proc, partial)
-        if settings.resume:
-            run.resume(training)
-        run.run_steps(training, progress)
-        run.check_learnt(training)
-        result = run.report(training, self.name)
-        run.save(training, result)
-        return result
+        return run.train(examples, settings, report, progress, self.name)
 
     def memory_plan(self, config: dict, *, free_bytes: int | None, max_len: int,
                     rank: int = DEFAULTS["rank"], dropout: float = DEFAULTS["dropout"],
