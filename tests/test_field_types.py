@@ -85,13 +85,17 @@ def full_task(db: str) -> dict:
         text="```sql\nSELECT 1\n```", sampler="hf", model="m", adapter=None, temperature=0.7,
         seed=1, logprob=-1.0, n_tokens=4, finished=True, exec=dict(EXEC), correct=True,
         verdicts={"official": True, "official-keep-distinct": True, "lenient": True},
-        variants={"used": 2, "passed": 2})
+        variants={"used": 2, "passed": 2}, ext={},
+        revision={"turns": [{"round": 1, "sql": "SELECT 2", "text": "t", "feedback": "f",
+                             "correct": False,
+                             "shown": {"ok": True, "error": None, "n_rows": 0}}],
+                  "skipped": "too long"})
     task.update(messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
                 gold_exec=dict(EXEC),
                 verified_by={"verifier": "sqlite", "matcher": "official", "variants": 2},
                 vote={"sql": "SELECT 1", "index": 0, "support": 1, "n_valid": 1,
                       "correct": True},
-                ext={})
+                shard={"index": 0, "of": 1, "run": "r"}, ext={})
     return task
 
 

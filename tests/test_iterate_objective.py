@@ -185,26 +185,6 @@ def test_history_and_report_name_each_rows_objective(tmp_path, objective, cell):
 
 # -- the loop with the real commands ---------------------------------------------------------
 
-def _rf_train_refuses_pairs(tmp_path) -> bool:
-    """Whether this rf-train still reads only `example` records (refusing a `pair` line by
-    its kind), as before the preference trainer's side of the contract: rf-train passes pair
-    and example records, in one list, to its trainer. Any other outcome runs the test."""
-    import reasonforge_fakedpo
-
-    from rf_core.testing import registered
-
-    class Probe(reasonforge_fakedpo.FakeDpo):
-        name = "pairs-probe"  # not "dpo": a built-in of that name may be installed
-
-    pair = {"schema_version": 1, "kind": "pair", "task_id": "t", "messages": [
-        {"role": "user", "content": "q"}], "chosen": "a", "rejected": "b", "source": "self",
-        "weight": 1}
-    with registered(Probe()):
-        r = run("rf-train", ["--trainer", Probe.name, "--base", "none", "--out",
-                             str(tmp_path / "probe")], input=[pair])
-    return r.code == 1 and "expected a 'example' record, got kind 'pair'" in r.stderr
-
-
 def _entry_point_name() -> str:
     """The plugin name the fake registers under: a built-in dpo trainer's own, so that the
     built-in stands aside (the manager registers a built-in only where no plugin holds its
@@ -218,9 +198,6 @@ def _entry_point_name() -> str:
 def plugin_env(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(PLUGIN_SRC))
     name = _entry_point_name()
-    if _rf_train_refuses_pairs(tmp_path):
-        pytest.skip("rf-train reads only example records here: the dpo trainer's rf-train, "
-                    "which passes pairs and examples on, is not in this tree")
     env = install_plugin(tmp_path / "site", PLUGIN_SRC, "reasonforge_fakedpo", name)
     env["RF_CACHE_DIR"] = str(tmp_path / "cache")
     return env

@@ -23,6 +23,7 @@ def _adapter(out: str, base: str, name: str, records: list) -> dict:
 
 class FakeDpo:
     name = "dpo"
+    accepts = ("pair", "example")
     options = (Option("beta", float, 0.1, "The DPO temperature.", minimum=0),
                Option("sft_weight", float, 0.0, "Weight of the SFT term.", minimum=0))
 
