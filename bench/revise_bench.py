@@ -57,7 +57,8 @@ def readings(path: Path, n: int = 5) -> list[str]:
             first = turns[0]
             shown = first.get("shown") or {}
             what = shown.get("error") or f"{shown.get('n_rows')} row(s)"
-            text = (f"| {task['id']} | {what} | `{first.get('sql')}` | `{cand.get('sql')}` | "
+            before, after = (" ".join(str(q.get("sql")).split()) for q in (first, cand))
+            text = (f"| {task['id']} | {what} | `{before}` | `{after}` | "
                     f"{first.get('correct')} -> {cand.get('correct')} |")
             (rows if first.get("correct") != cand.get("correct") else others).append(text)
     return (rows + others)[:n]
@@ -94,7 +95,7 @@ def main() -> int:
     print(f"{a.dataset} {a.split}: {n} questions, {a.model}, greedy, at most "
           f"{a.max_new_tokens} new tokens\n")
     print("| run | EX [95% interval] | vs single turn (95% paired bootstrap) | McNemar p | "
-          "won / lost | revised / fixed / broken | s per question |")
+          "won / lost | revised / fixed / broken | s per question (cumulative) |")
     print("|---|---|---|---|---|---|---|")
     spent = 0.0
     for r, path in enumerate(files):

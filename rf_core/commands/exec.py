@@ -7,16 +7,15 @@ import click
 
 from rf_core.plugins import manager as plugins
 from rf_core.commands.errors import command
-from rf_core.commands.params import default_jobs, input_options, jobs_option
+from rf_core.commands.params import (default_jobs, input_options, jobs_option, limits_of,
+                                    limits_options)
 from rf_core.commands.pipe import Pipe
 from rf_core.commands.plugin_cli import plugin_command, plugin_kwargs, plugin_options
 from rf_core.exec.matching import DEFAULT_MATCHER
-from rf_core.exec.sqlite import Limits
 from rf_core.exec.checks import check_exec_input, variants_rejected
 from rf_core.exec.pool import unshared_input
 
 PROG = "rf-exec"
-DEFAULTS = Limits()
 
 
 @plugin_command(PROG, "verifiers", "--verifier")
@@ -36,14 +35,7 @@ DEFAULTS = Limits()
               "reason in `unverifiable`. Leave it off for evaluation: Spider's official "
               "semantics count an empty result equal to an empty gold as correct.")
 @jobs_option
-@click.option("--timeout", type=click.FloatRange(min=0.01), default=DEFAULTS.timeout_s,
-              show_default=True, help="Seconds one query may run.")
-@click.option("--max-rows", type=click.IntRange(min=1), default=DEFAULTS.max_rows,
-              show_default=True, help="Rows fetched per query before it is truncated.")
-@click.option("--max-bytes", type=click.IntRange(min=1), default=DEFAULTS.max_bytes,
-              show_default=True, help="Result bytes per query before it is truncated.")
-@click.option("--max-memory-mb", type=click.IntRange(min=16), default=DEFAULTS.heap_bytes >> 20,
-              show_default=True, help="SQLite heap limit per worker process.")
+@limits_options
 @plugin_options
 @command(PROG)
 def cli(input_file, skip_bad, max_bad, verifier, matcher, for_training, jobs, timeout, max_rows,
@@ -63,8 +55,7 @@ def cli(input_file, skip_bad, max_bad, verifier, matcher, for_training, jobs, ti
     # read in the worker pool's input thread: a private reader, never sys.stdin's buffer
     pipe = Pipe(PROG, unshared_input(input_file), check=check_exec_input, skip_bad=skip_bad,
                 max_bad=max_bad)
-    limits = Limits(timeout_s=timeout, max_rows=max_rows, max_bytes=max_bytes,
-                    heap_bytes=max_memory_mb << 20)
+    limits = limits_of(timeout, max_rows, max_bytes, max_memory_mb)
     start = time.perf_counter()
     n_cands = n_correct = n_err = n_timeout = n_rejected = n_informed = n_unverifiable = 0
     spoke = Counter()  # candidates by the number of databases where the gold's result spoke

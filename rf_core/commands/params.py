@@ -99,3 +99,33 @@ def jobs_option(fn: Callable) -> Callable:
     return click.option("--jobs", "-j", type=click.IntRange(min=1, max=max_jobs()),
                         default=None, help="Worker processes (default: all cores; at most "
                         f"{JOBS_PER_CORE} per core, {max_jobs()} here).")(fn)
+
+
+def limits_options(fn: Callable) -> Callable:
+    """--timeout, --max-rows, --max-bytes, --max-memory-mb: the limits every query runs
+    under (rf-exec's and rf-revise's), turned into ``limits`` by ``limits_of``."""
+    from rf_core.exec.sqlite import Limits
+
+    d = Limits()
+    for option in reversed((
+            click.option("--timeout", type=click.FloatRange(min=0.01), default=d.timeout_s,
+                         show_default=True, help="Seconds one query may run."),
+            click.option("--max-rows", type=click.IntRange(min=1), default=d.max_rows,
+                         show_default=True,
+                         help="Rows fetched per query before it is truncated."),
+            click.option("--max-bytes", type=click.IntRange(min=1), default=d.max_bytes,
+                         show_default=True,
+                         help="Result bytes per query before it is truncated."),
+            click.option("--max-memory-mb", type=click.IntRange(min=16),
+                         default=d.heap_bytes >> 20, show_default=True,
+                         help="SQLite heap limit per worker process."))):
+        fn = option(fn)
+    return fn
+
+
+def limits_of(timeout: float, max_rows: int, max_bytes: int, max_memory_mb: int) -> Any:
+    """The ``Limits`` of ``limits_options``' values."""
+    from rf_core.exec.sqlite import Limits
+
+    return Limits(timeout_s=timeout, max_rows=max_rows, max_bytes=max_bytes,
+                  heap_bytes=max_memory_mb << 20)

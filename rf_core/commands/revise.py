@@ -3,7 +3,6 @@
 import click
 
 from rf_core.errors import UsageError
-from rf_core.exec.sqlite import Limits
 from rf_core.model import environment
 from rf_core.model.request import SampleRequest
 from rf_core.model.sampling import is_engine
@@ -11,12 +10,12 @@ from rf_core.plugins import auto, manager as plugins
 from rf_core.revise.feedback import PREVIEW_ROWS
 from rf_core.revise.loop import ReviseSettings, revise_tasks
 from rf_core.commands.errors import command
-from rf_core.commands.params import FiniteFloat, Seed, default_jobs, input_options, jobs_option
+from rf_core.commands.params import (FiniteFloat, Seed, default_jobs, input_options,
+                                    jobs_option, limits_of, limits_options)
 from rf_core.commands.pipe import Pipe
 from rf_core.commands.plugin_cli import plugin_command, plugin_kwargs, plugin_options
 
 PROG = "rf-revise"
-DEFAULTS = Limits()
 
 
 def engine_of(sampler: str, impl, options: dict, report) -> tuple:
@@ -54,17 +53,12 @@ def engine_of(sampler: str, impl, options: dict, report) -> tuple:
 @click.option("--preview-rows", type=click.IntRange(min=0), default=PREVIEW_ROWS,
               show_default=True, help="Result rows shown to the model.")
 @jobs_option
-@click.option("--timeout", type=click.FloatRange(min=0.01), default=DEFAULTS.timeout_s,
-              show_default=True, help="Seconds one query may run.")
-@click.option("--max-rows", type=click.IntRange(min=1), default=DEFAULTS.max_rows,
-              show_default=True, help="Rows fetched per query before it is truncated.")
-@click.option("--max-memory-mb", type=click.IntRange(min=16), default=DEFAULTS.heap_bytes >> 20,
-              show_default=True, help="SQLite heap limit per worker process.")
+@limits_options
 @plugin_options
 @command(PROG)
 def cli(input_file, skip_bad, max_bad, sampler, model, adapter, rounds, which, until,
         temperature, top_p, max_new_tokens, seed, preview_rows, jobs, timeout, max_rows,
-        max_memory_mb, **params):
+        max_bytes, max_memory_mb, **params):
     """Revise candidates from what their queries did: each one to revise is run read-only on
     its task's database; the model sees its own reply and then the error, that the result
     was empty, or the result's first rows (never anything about the gold), and writes a
@@ -81,7 +75,7 @@ def cli(input_file, skip_bad, max_bad, sampler, model, adapter, rounds, which, u
                             top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
     settings = ReviseSettings(rounds=rounds, revise=which, until=until,
                               preview_rows=preview_rows)
-    limits = Limits(timeout_s=timeout, max_rows=max_rows, heap_bytes=max_memory_mb << 20)
+    limits = limits_of(timeout, max_rows, max_bytes, max_memory_mb)
     for task in revise_tasks(impl, pipe.records(), request, settings, options=options,
                              limits=limits, jobs=jobs or default_jobs(), report=pipe.note):
         pipe.write(task)
