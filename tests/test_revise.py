@@ -337,3 +337,11 @@ def test_multi_turn_examples_train(tiny_model, shop_db, tmp_path):
                                    "--batch-size", "2", "--epochs", "1"], input=examples)
     assert res.exit_code == 0, res.stderr
     assert res.records[0]["examples"] == 2
+
+
+def test_nothing_to_revise_loads_no_model(shop_db):
+    engine = ScriptedEngine(lambda conv: FIXED)
+    res = _revise(engine, [make_task(shop_db, FIXED, [FIXED])])
+    assert res.exit_code == 0, res.stderr
+    assert engine.loads == 0 and "revision" not in res.records[0]["candidates"][0]
+    assert "round 1: 0 revised" in res.stderr

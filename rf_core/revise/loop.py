@@ -17,7 +17,7 @@ from rf_core.exec.sqlite import Limits
 from rf_core.model.candidates import STALE, candidate_of
 from rf_core.model.prompts import reply_of as _reply, revision_messages, task_messages
 from rf_core.model.prompts import revision_turns as turns
-from rf_core.model.sampling import Tally, rows_of, window_of
+from rf_core.model.sampling import DEFAULT_WINDOW, Tally, rows_of, window_of
 from rf_core.revise.feedback import PREVIEW_ROWS, Preview, feedback, run_previews
 
 # task fields an engine never sees during a revision (gold and everything derived from it)
@@ -81,12 +81,36 @@ def blind(task: dict) -> dict:
 class Reviser:
     """Revises windows of tasks with one loaded engine (``revise_tasks`` drives it)."""
 
-    def __init__(self, engine: Any, loaded: Any, request: Any, settings: ReviseSettings, *,
-                 limits: Limits, jobs: int, report: Callable[[str], None]):
-        self.engine, self.loaded, self.request = engine, loaded, request
+    def __init__(self, engine: Any, request: Any, settings: ReviseSettings, *,
+                 options: dict, limits: Limits, jobs: int, report: Callable[[str], None]):
+        self.engine, self.request, self.options = engine, request, options
         self.settings, self.limits, self.jobs, self.report = settings, limits, jobs, report
-        self.model = getattr(loaded, "candidate_model", None) or request.model
+        self._loaded: Any = None
         self.tally = ReviseTally()
+
+    @property
+    def loaded(self) -> Any:
+        """The engine, loaded when the first candidate needs a revision (a run with nothing
+        to revise loads no model)."""
+        if self._loaded is None:
+            self._loaded = self.engine.load(self.request, report=self.report, **self.options)
+        return self._loaded
+
+    @property
+    def model(self) -> str:
+        """The model name revised candidates record."""
+        return getattr(self.loaded, "candidate_model", None) or self.request.model
+
+    def window_size(self) -> int:
+        """Candidates per window: the loaded engine's ``window``, the default before it
+        loads."""
+        return window_of(self._loaded) if self._loaded is not None else DEFAULT_WINDOW
+
+    def close(self) -> None:
+        """Close the engine, if it was loaded."""
+        close = getattr(self._loaded, "close", None)
+        if callable(close):
+            close()
 
     def previews(self, chunk: list[dict], keys: list[tuple[int, int]]) -> dict:
         """(task index, candidate index) -> (Preview, column count) for ``keys``."""
@@ -131,6 +155,8 @@ class Reviser:
     def revise(self, chunk: list[dict], keys: list, shown: dict, r: int) -> list:
         """One round for ``keys``: the revised ones (those too long are skipped)."""
         count = self.tally.round(r)
+        if not keys:
+            return []
         too_long = getattr(self.loaded, "too_long", None)
         convs, tasks, todo = [], [], []
         for ti, ci in keys:
@@ -141,7 +167,7 @@ class Reviser:
             convs.append(conv)
             tasks.append(blind(task))
             todo.append((ti, ci))
-        reasons = too_long(convs) if callable(too_long) and convs else [None] * len(convs)
+        reasons = too_long(convs) if callable(too_long) else [None] * len(convs)
         kept = [i for i, why in enumerate(reasons) if why is None]
         for i, why in enumerate(reasons):
             if why is not None:
@@ -149,6 +175,8 @@ class Reviser:
                 chunk[ti]["candidates"][ci]["revision"] = {"turns": turns(
                     chunk[ti]["candidates"][ci]), "skipped": str(why)}
                 count.skipped += 1
+        if not kept:
+            return []
         first = self.tally.sampling.tasks  # conversations so far: each one's place
         rows = rows_of(self.engine, self.loaded, [convs[i] for i in kept],
                        [tasks[i] for i in kept], list(range(first, first + len(kept))),
@@ -176,16 +204,16 @@ class Reviser:
             task.pop(key, None)
 
 
-def _windows(tasks: Iterable[dict], size: int) -> Iterator[list[dict]]:
-    """Windows of tasks holding about ``size`` candidates (at least one task each)."""
+def _windows(tasks: Iterable[dict], size: Callable[[], int]) -> Iterator[list[dict]]:
+    """Windows of tasks holding about ``size()`` candidates (at least one task each)."""
     it = iter(tasks)
     while True:
         chunk: list[dict] = []
-        n = 0
+        n, limit = 0, size()
         for task in it:
             chunk.append(task)
             n += max(1, len(task.get("candidates") or []))
-            if n >= size:
+            if n >= limit:
                 break
         if not chunk:
             return
@@ -195,22 +223,20 @@ def _windows(tasks: Iterable[dict], size: int) -> Iterator[list[dict]]:
 def revise_tasks(engine: Any, tasks: Iterable[dict], request: Any, settings: ReviseSettings, *,
                  options: dict, limits: Limits, jobs: int = 1,
                  report: Callable[[str], None]) -> Iterator[dict]:
-    """Yield every task, in input order, its candidates revised as ``settings`` say; one
-    summary line on ``report`` at the end. ``rounds`` 0 passes the tasks through and loads
-    nothing."""
+    """Yield every task, in input order, its candidates revised as ``settings`` say; a
+    summary line so far on ``report`` after each window (about as many candidates as the
+    loaded engine's ``window``). ``rounds`` 0 passes the tasks through and loads nothing; the
+    engine is loaded when the first candidate needs a revision."""
     if settings.rounds == 0:
         yield from tasks
         return
-    loaded = engine.load(request, report=report, **options)
-    reviser = Reviser(engine, loaded, request, settings, limits=limits, jobs=jobs,
+    reviser = Reviser(engine, request, settings, options=options, limits=limits, jobs=jobs,
                       report=report)
-    for chunk in _windows(tasks, window_of(loaded)):
+    for chunk in _windows(tasks, reviser.window_size):
         reviser.window(chunk)
         yield from chunk
         report(reviser.tally.line())
-    close = getattr(loaded, "close", None)
-    if callable(close):
-        close()
+    reviser.close()
 
 
 __all__ = ["ReviseSettings", "ReviseTally", "Reviser", "blind", "revise_tasks",
