@@ -369,11 +369,25 @@ evaluate() {
   local iter=$1 adapter=$2 dir=$3 a='' name="iteration $1"
   [[ -n $adapter ]] && a="--adapter $(q "$adapter")"
   [[ $iter == sft ]] && name="SFT on gold"
-  local sets=dev
-  ((VAL_SIZE > 0)) && sets="dev val"
+  local sets=dev dev=$OUT/data/dev.jsonl val=$OUT/data/val.jsonl both=$dir/greedy.sampled.jsonl
+  if ((VAL_SIZE > 0)); then
+    sets="dev val"
+    # The dev and validation tasks in one rf-sample call, split after by line count: the
+    # model loads once per row, and a validation prompt on a database that a dev prompt also
+    # asks about shares its prefill. (rf-sample writes one task per input line, in order.)
+    if [[ ! -e $dir/dev.greedy.sampled.jsonl || ! -e $dir/val.greedy.sampled.jsonl ]]; then
+      stage "$iter" greedy-sample "$both" \
+        "cat $(q "$dev") $(q "$val") | rf-sample $sample_opts $a --stats $(q "$dir/greedy.sample.json") -k 1 --temperature 0"
+      stage "$iter" dev-greedy-split "$dir/dev.greedy.sampled.jsonl" \
+        "n=\$(wc -l < $(q "$dev")); m=\$(wc -l < $(q "$val")); got=\$(wc -l < $(q "$both")); [[ \$got == \$((n + m)) ]] || { echo \"$(q "$both") has \$got lines, not \$n + \$m\" >&2; exit 1; }; head -n \"\$n\" $(q "$both")"
+      stage "$iter" val-greedy-split "$dir/val.greedy.sampled.jsonl" \
+        "tail -n +\$((\$(wc -l < $(q "$dev")) + 1)) $(q "$both")"
+    fi
+  else
+    stage "$iter" dev-greedy-sample "$dir/dev.greedy.sampled.jsonl" \
+      "rf-sample $sample_opts $a --stats $(q "$dir/greedy.sample.json") -k 1 --temperature 0 < $(q "$dev")"
+  fi
   for set in $sets; do
-    stage "$iter" "$set-greedy-sample" "$dir/$set.greedy.sampled.jsonl" \
-      "rf-sample $sample_opts $a -k 1 --temperature 0 < $(q "$OUT/data/$set.jsonl")"
     stage "$iter" "$set-greedy-exec" "$dir/$set.greedy.jsonl" \
       "rf-exec < $(q "$dir/$set.greedy.sampled.jsonl")"
     stage "$iter" "$set-greedy-eval" "$dir/$set.greedy.report.json" \
@@ -382,7 +396,7 @@ evaluate() {
   done
   if ((VOTE > 0)); then
     stage "$iter" dev-vote-sample "$dir/dev.vote.sampled.jsonl" \
-      "rf-sample $sample_opts $a -k $(q "$VOTE") --temperature $(q "$TEMPERATURE") < $(q "$OUT/data/dev.jsonl")"
+      "rf-sample $sample_opts $a --stats $(q "$dir/dev.vote.sample.json") -k $(q "$VOTE") --temperature $(q "$TEMPERATURE") < $(q "$OUT/data/dev.jsonl")"
     stage "$iter" dev-vote-exec "$dir/dev.vote.jsonl" \
       "rf-exec < $(q "$dir/dev.vote.sampled.jsonl") | rf-vote"
     stage "$iter" dev-vote-eval "$dir/dev.vote.report.json" \
@@ -442,7 +456,7 @@ train_round() {
   local iter=$1 prev=$2 tasks=$3 extra=${4:-} dir=$OUT/iter$1 a=
   [[ -n $prev ]] && a="--adapter $(q "$prev")"
   stage "$iter" train-sample "$dir/train.sampled.jsonl" \
-    "rf-sample $sample_opts $a -k $(q "$K") --temperature $(q "$TEMPERATURE") < $(q "$tasks")"
+    "rf-sample $sample_opts $a --stats $(q "$dir/train.sample.json") -k $(q "$K") --temperature $(q "$TEMPERATURE") < $(q "$tasks")"
   stage "$iter" train-exec "$dir/train.jsonl" "rf-exec $select_opts < $(q "$dir/train.sampled.jsonl")"
   local keep="cat /dev/null" picked=$dir/train.jsonl
   [[ -n $extra ]] && keep="cat $(q "$extra")"
@@ -571,3 +585,8 @@ if ((DRY)); then
 fi
 rf-report "$OUT"
 cat "$OUT/report.md"
+# the closing line: this run's wall time (a resumed run counts only what it ran itself) and
+# the stage time of every stage in timings.tsv, earlier runs' included
+stage_ms=$(awk -F'\t' 'NR > 1 { ms += $3 } END { print ms + 0 }' "$OUT/timings.tsv")
+printf '\niterate.sh: wall time %dm%02ds; stage time in %s/timings.tsv %dm%02ds\n' \
+  $((SECONDS / 60)) $((SECONDS % 60)) "$OUT" $((stage_ms / 60000)) $((stage_ms / 1000 % 60))

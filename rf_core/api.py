@@ -79,7 +79,10 @@ class LoadedEngine(Protocol):
 
     Optional: ``window`` (int, conversations per ``generate`` call, default 1024),
     ``candidate_model`` (the model name candidates record, default the request's ``model``),
-    ``detail()`` (a few words added to each rate line, e.g. a cache hit rate), ``close()``
+    ``detail()`` (a few words added to each rate line, e.g. a cache hit rate), ``phases()``
+    (where the generation time went so far: a dict with ``prefill_s``, ``prefill_tokens``,
+    ``decode_s`` and ``new_tokens``, shown on the summary line by ``phase_text`` and written
+    to ``rf-sample --stats``), ``close()``
     (called once after the last window; may report a summary or raise RFError) and
     ``too_long(conversations)`` (for each conversation None, or why it does not fit the
     model's context with ``max_new_tokens``: rf-revise skips those; ``over_context`` does it
@@ -225,6 +228,7 @@ _LAZY = {
     "end_of_turn_ids": "rf_core.model.loading",
     "Generation": "rf_core.model.candidates",
     "decode_answers": "rf_core.model.candidates",
+    "phase_text": "rf_core.model.sampling",
     "resolve_model": "rf_core.model.loading",
     "random_folder": "rf_core.model.loading",
     "stop_engine": "rf_core.model.engines",
@@ -271,6 +275,7 @@ if TYPE_CHECKING:
                                        end_of_turn_ids, resolve as resolve_model, random_folder,
                                        load as load_model, end_of_turn_id)
     from rf_core.model.prompts import task_messages
+    from rf_core.model.sampling import phase_text
     from rf_core.model.seeds import sample_seed
     from rf_core.records.files import write_atomic, replace_dir
     from rf_core.records.io import to_stderr

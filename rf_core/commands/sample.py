@@ -1,9 +1,11 @@
 """rf-sample: k SQL candidates per task from a sampler plugin."""
 
 import re
+import time
 from itertools import count
 
 import click
+import orjson
 
 from rf_core.model import environment
 from rf_core.model.sampling import sample_tasks
@@ -55,14 +57,18 @@ class _AutoRuleHelp(click.Option):
 @click.option("--shard", callback=_shard, default=None, metavar="I/N",
               help="Keep every N-th task starting at I, so N processes can split a file; "
               "each task gets a `shard` tag (its input position) for rf-merge.")
+@click.option("--stats", "stats_file", type=click.Path(dir_okay=False), default=None,
+              help="Also write where the time went (load, prefill, decode: seconds and "
+              "tokens) to this JSON file.")
 @plugin_options
 @command(PROG)
 def cli(input_file, skip_bad, max_bad, sampler, model, adapter, k, temperature, top_p,
-        max_new_tokens, seed, shard, **params):
+        max_new_tokens, seed, shard, stats_file, **params):
     """Add `messages` (the exact prompt) and k `candidates` to each task.
 
     The sampler's own settings (device, dtype, ...) are its options: `-o NAME VALUE`.
     """
+    began = time.perf_counter()
     environment.default_cuda_allocator()  # before any plugin can initialise CUDA
     impl = plugins.get("samplers", sampler)
     options = plugin_kwargs(PROG, "sampler", sampler, impl, params)
@@ -85,14 +91,27 @@ def cli(input_file, skip_bad, max_bad, sampler, model, adapter, k, temperature, 
                 yield task
 
     positions = count(first, every)
+    summary: dict = {}
     for task in sample_tasks(impl, selected(), model=model, adapter=adapter, k=k,
                              temperature=temperature, top_p=top_p,
                              max_new_tokens=max_new_tokens, seed=seed, report=pipe.note,
                              progress=pipe.progress, positions=count(first, every),
-                             **options):
+                             summary=summary, **options):
         index = next(positions)
         pipe.write(tag_task(task, index, every, run) if shard is not None else task)
     pipe.finish()
+    if stats_file:
+        _write_stats(stats_file, {"program": PROG, "sampler": impl.name, "model": model,
+                                  "adapter": adapter, "k": k, "temperature": temperature,
+                                  "wall_s": round(time.perf_counter() - began, 3), **summary})
+
+
+def _write_stats(path: str, stats: dict) -> None:
+    """--stats: the run's figures as one JSON object (written whole, or not at all)."""
+    from rf_core.records.files import write_atomic
+
+    with write_atomic(path) as tmp:
+        tmp.write_bytes(orjson.dumps(stats, option=orjson.OPT_INDENT_2) + b"\n")
 
 
 main = cli

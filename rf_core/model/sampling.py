@@ -32,6 +32,19 @@ def rate(tokens: int, seconds: float) -> str:
     return f"{r:.0f} tok/s" if r >= 100 else f"{r:.3g} tok/s"
 
 
+def phase_text(now: dict, before: dict | None = None) -> str:
+    """``prefill 3,823 tok in 18.4 s (208 tok/s), decode 388 tok in 15.0 s (25.9 tok/s)``:
+    an engine's ``phases()`` (since ``before``, another ``phases()``, when given)."""
+    def delta(key: str) -> float:
+        return (now.get(key) or 0) - ((before or {}).get(key) or 0)
+
+    parts = []
+    for phase, tokens in (("prefill", "prefill_tokens"), ("decode", "new_tokens")):
+        n, s = int(delta(tokens)), delta(f"{phase}_s")
+        parts.append(f"{phase} {n:,} tok in {s:.1f} s ({rate(n, s)})")
+    return ", ".join(parts)
+
+
 @dataclass
 class Tally:
     """What the rate line counts: tasks, candidates, new tokens (a stop token counts as
@@ -87,15 +100,21 @@ def rows_of(engine: Any, loaded: Any, messages: list, chunk: list[dict],
 
 def run_engine(engine: Any, tasks: Iterable[dict], request: Any, *, options: dict,
                report: Callable[[str], None],
-               positions: Iterable[int] | None = None) -> Iterator[dict]:
+               positions: Iterable[int] | None = None,
+               summary: dict | None = None) -> Iterator[dict]:
     """Load ``engine`` for ``request`` and yield every task, in input order, with
-    ``messages`` and its candidates; one rate line on stderr after each window.
+    ``messages`` and its candidates; one rate line on stderr after each window, and after
+    the last one where the time went: loading, then prefill and decode where the engine
+    tells them apart (its ``phases()``).
 
     ``positions`` are the tasks' places in the whole input (default 0, 1, 2 ...; under
     ``rf-sample --shard I/N``: I, I + N, ...): engines get them (``positions`` in
-    ``generate``'s context) to seed each task as the unsharded run does."""
+    ``generate``'s context) to seed each task as the unsharded run does. ``summary``, when
+    given, is filled at the end with the same figures (rf-sample --stats)."""
     places = iter(positions) if positions is not None else count()
+    loading = time.perf_counter()
     loaded = engine.load(request, report=report, **options)
+    load_s = time.perf_counter() - loading
     window = window_of(loaded)
     model = getattr(loaded, "candidate_model", None) or request.model
     detail = getattr(loaded, "detail", None)
@@ -113,20 +132,33 @@ def run_engine(engine: Any, tasks: Iterable[dict], request: Any, *, options: dic
     close = getattr(loaded, "close", None)
     if callable(close):
         close()
+    phases = getattr(loaded, "phases", None)
+    phases = phases() if callable(phases) else None
+    report(f"time: load {load_s:.1f} s, generation {tally.seconds:.1f} s"
+           + (f" ({phase_text(phases)})" if phases else ""))
+    if summary is not None:
+        summary.update({"engine": engine.name, "tasks": tally.tasks,
+                        "candidates": tally.candidates, "new_tokens": tally.new_tokens,
+                        "load_s": round(load_s, 3), "generate_s": round(tally.seconds, 3),
+                        **(phases or {})})
 
 
 def sample_tasks(impl: Any, tasks: Iterable[dict], *, model: str, adapter: str | None = None,
                  k: int = 1, temperature: float = 0.0, top_p: float = 1.0,
                  max_new_tokens: int = 256, seed: int = 0,
                  report: Callable[[str], None] | None = None, progress: Any = None,
-                 positions: Iterable[int] | None = None, **options: Any) -> Iterator[dict]:
+                 positions: Iterable[int] | None = None, summary: dict | None = None,
+                 **options: Any) -> Iterator[dict]:
     """Sample ``tasks`` with a registered sampler: an engine through ``run_engine`` (which
-    gets the tasks' input ``positions``), a record-level sampler (the escape hatch) through
-    its own ``sample``."""
+    gets the tasks' input ``positions`` and fills ``summary``), a record-level sampler (the
+    escape hatch) through its own ``sample``."""
     from rf_core.model.request import SampleRequest
     from rf_core.records.io import to_stderr
 
     report = report or to_stderr
+    resolve = getattr(impl, "engine_for", None)
+    if callable(resolve):  # --sampler auto: the engine it picks here, with its options
+        impl, options = resolve(options, report)
     if not is_engine(impl):
         return impl.sample(tasks, model=model, adapter=adapter, k=k, temperature=temperature,
                            top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
@@ -134,7 +166,7 @@ def sample_tasks(impl: Any, tasks: Iterable[dict], *, model: str, adapter: str |
     request = SampleRequest(model=model, adapter=adapter, k=k, temperature=temperature,
                             top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
     return run_engine(impl, tasks, request, options=options, report=report,
-                      positions=positions)
+                      positions=positions, summary=summary)
 
 
 def auto_order(samplers: Iterable[Any]) -> list[Any]:

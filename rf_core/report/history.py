@@ -264,6 +264,7 @@ def _entry(folder: Path, label: int | str, timings: dict, cfg: dict | None = Non
     rates = {}
     engines: set[str] = set()
     for stage, sampled in (("train-sample", "train.sampled.jsonl"),
+                           ("greedy-sample", "greedy.sampled.jsonl"),  # dev and val
                            ("dev-greedy-sample", "dev.greedy.sampled.jsonl"),
                            ("dev-vote-sample", "dev.vote.sampled.jsonl"),
                            (None, "val.greedy.sampled.jsonl"), (None, "train.greedy.jsonl")):
@@ -272,6 +273,10 @@ def _entry(folder: Path, label: int | str, timings: dict, cfg: dict | None = Non
         if stages.get(stage):
             rates[stage] = round(tokens / stages[stage], 1)
     entry["sampling_tokens_per_s"] = rates
+    # where each sampling stage's time went (rf-sample --stats): load, prefill, decode
+    entry["sampling"] = {kind: _json(folder / name) for kind, name in (
+        ("greedy", "greedy.sample.json"), ("train", "train.sample.json"),
+        ("vote", "dev.vote.sample.json")) if (folder / name).is_file()}
     # the engines that wrote this row's candidates: what --sampler auto resolved to
     entry["sampler_engines"] = sorted(engines)
     return entry

@@ -27,6 +27,7 @@ them needs an attention that reads a prompt's cache once for its k rows).
 from __future__ import annotations
 
 import inspect
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -67,6 +68,15 @@ class Stats:
     row_steps: int = 0          # sum over steps of rows computed (the cost of decoding)
     seconds: float = 0.0
     batches: int = 0
+    prefill_s: float = 0.0      # running the prompts (shared prefixes, then suffixes)
+    decode_s: float = 0.0       # the decoding steps after them, until the batch is done
+
+    def phases(self) -> dict:
+        """Where the sampling time went: prefill (prompt tokens run) and decode (new tokens),
+        the figures of rf-sample's summary line and of its --stats file."""
+        return {"prefill_s": round(self.prefill_s, 3), "prefill_tokens": self.prefill_tokens,
+                "prompt_tokens": self.prompt_tokens, "decode_s": round(self.decode_s, 3),
+                "new_tokens": self.new_tokens, "batches": self.batches}
 
 
 def _sample_next(logits: torch.Tensor, cfg: SamplingConfig, gen: torch.Generator | None):
@@ -347,14 +357,24 @@ def sample_batch(model, prompts: list[list[int]], cfg: SamplingConfig,
         return _sample_batch(model, prompts, cfg, gen, stats, mask_4d, on_step)
 
 
+def _synced(device) -> float:
+    """The clock once ``device`` has done its queued work (a GPU runs ahead of the host), so
+    the prefill and decode times of a batch are the device's."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 def _sample_batch(model, prompts, cfg, gen, stats, mask_4d: bool, on_step=None):
     device = next(model.parameters()).device
     k = cfg.k
     n_prompts = len(prompts)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     cache_arg = _cache_kwarg(type(base).forward)
+    began = _synced(device)
     logits, cache, mask, next_pos, prefilled, padded = _prefill(model, prompts, cfg, device,
                                                                 cache_arg)
+    prefilled_at = _synced(device)
     mask = mask.bool()
     padded = [p for p in padded for _ in range(k)]  # per batch row, known on the host
     if k > 1:  # one prefill per prompt, then k copies of its cache
@@ -408,6 +428,7 @@ def _sample_batch(model, prompts, cfg, gen, stats, mask_4d: bool, on_step=None):
         logits = out.logits[:, -1, :]
         next_pos = next_pos + 1
     tokens_h, lengths_h, logp_h = tokens.t().cpu(), lengths.cpu(), logp.cpu()
+    decoded_at = time.perf_counter()  # .cpu() waited for the device
     finished_h = lengths_h < cfg.max_new_tokens
     samples = []
     for i in range(n_seq):
@@ -422,6 +443,8 @@ def _sample_batch(model, prompts, cfg, gen, stats, mask_4d: bool, on_step=None):
         stats.new_tokens += int(lengths_h.sum()) + int(finished_h.sum())
         stats.decode_steps += steps
         stats.row_steps += row_steps
+        stats.prefill_s += prefilled_at - began
+        stats.decode_s += decoded_at - prefilled_at
     return [samples[i * k:(i + 1) * k] for i in range(n_prompts)]
 
 

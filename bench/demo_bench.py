@@ -1,0 +1,214 @@
+"""The demo's stage time, side by side: `make demo`'s loop (the cpu-demo preset) on a base
+revision and on this checkout, one after the other on the same machine, and the ratio per
+stage kind.
+
+The base revision is checked out in a git worktree with its own venv (its `make install`);
+this checkout uses its own `.venv`. Each side runs `bin/iterate.sh --preset cpu-demo` into a
+fresh run folder, and its `timings.tsv` is read back: each stage's seconds, grouped by kind
+(the dev and validation greedy sampling is one kind, since the change samples both in one
+call). The report rows (EX, coverage, examples, loss) of both sides are compared with the
+time column left out: a change that only makes the demo faster leaves them identical.
+
+    python bench/demo_bench.py                      # c1085ed against this checkout
+    python bench/demo_bench.py --base c1085ed --work /tmp/demo-bench --model qwen2.5-coder-0.5b
+    python bench/demo_bench.py --reuse              # print the table of runs already in --work
+
+Nothing here is a timed test: run it on a quiet machine and quote the table it prints (the
+machine, and medians over --rounds where runs vary). Sides alternate round by round, base
+first, so a drift in the machine's speed touches both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# stage kinds, in the table's order: (label, does a stage name belong to it)
+KINDS = (
+    ("dev + val greedy sample", lambda s: s in ("dev-greedy-sample", "val-greedy-sample",
+                                                 "greedy-sample", "dev-greedy-split",
+                                                 "val-greedy-split")),
+    ("train sample (k=4)", lambda s: s == "train-sample"),
+    ("train", lambda s: s == "train"),
+    ("data, exec, eval, select", lambda s: True),
+)
+# stages that run a model (load it): a kind's "runs" counts these
+LOADS = {"dev-greedy-sample", "val-greedy-sample", "greedy-sample", "train-sample", "train"}
+
+
+def say(message: str) -> None:
+    print(f"demo_bench: {message}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], **kwargs) -> None:
+    say("$ " + " ".join(cmd))
+    subprocess.run(cmd, check=True, **kwargs)
+
+
+def base_checkout(rev: str, work: Path, pip_args: str) -> Path:
+    """A worktree of ``rev`` under ``work``, installed into its own venv (once)."""
+    tree = work / f"tree-{rev}"
+    if not (tree / ".git").exists():
+        run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev])
+    if not (tree / ".venv" / ".installed").exists():
+        run(["make", "-C", str(tree), "install"] + ([f"PIP_ARGS={pip_args}"] if pip_args else []))
+    return tree
+
+
+def demo(tree: Path, out: Path, model: str) -> float:
+    """The cpu-demo loop of ``tree`` into ``out`` (made anew); its wall seconds."""
+    if out.exists():
+        subprocess.run(["rm", "-rf", "--", str(out)], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RF_")}
+    env["PATH"] = f"{tree / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
+    log = out.with_suffix(".log")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    with log.open("w") as f:
+        cmd = ["bin/iterate.sh", "--preset", "cpu-demo", "--model", model, "--out", str(out)]
+        say(f"$ {' '.join(cmd)}  (in {tree}, log {log})")
+        subprocess.run(cmd, cwd=tree, env=env, stdout=f, stderr=subprocess.STDOUT,
+                       stdin=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - began
+
+
+def timings(out: Path) -> list[tuple[str, str, float]]:
+    """(iteration, stage, seconds) of a run folder's timings.tsv."""
+    rows = []
+    for line in (out / "timings.tsv").read_text().splitlines()[1:]:
+        iteration, stage, ms = line.split("\t")
+        rows.append((iteration, stage, int(ms) / 1000))
+    return rows
+
+
+def by_kind(rows: list[tuple[str, str, float]]) -> dict[str, tuple[int, float]]:
+    """Per stage kind: (model runs, seconds)."""
+    out = {label: (0, 0.0) for label, _ in KINDS}
+    for _, stage, seconds in rows:
+        label = next(label for label, match in KINDS if match(stage))
+        runs, total = out[label]
+        out[label] = (runs + (stage in LOADS), total + seconds)
+    return out
+
+
+def report_rows(out: Path) -> list[str]:
+    """The report's summary rows, the time column (seconds) left out."""
+    text = (out / "report.md").read_text()
+    lines = text.splitlines()
+    header = next((i for i, line in enumerate(lines) if line.startswith("| ")
+                   and " s |" not in line and "time" in line.lower()), None)
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("|---")]
+    if header is None:
+        return rows
+    cells = [c.strip() for c in lines[header].strip("|").split("|")]
+    drop = next((j for j, c in enumerate(cells) if "time" in c.lower() or c == "s"), None)
+    kept = []
+    for line in rows:
+        parts = [c.strip() for c in line.strip("|").split("|")]
+        if drop is not None and len(parts) == len(cells):
+            parts = parts[:drop] + parts[drop + 1:]
+        kept.append(" | ".join(parts))
+    return kept
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def machine() -> str:
+    """The CPU's model name and core count, and the vector extensions that decide speed."""
+    name, flags = platform.processor() or platform.machine(), ""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        m = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+        name = m.group(1).strip() if m else name
+        f = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
+        have = set(f.group(1).split()) if f else set()
+        flags = ", ".join(x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+                          if x in have)
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores ({flags or 'flags unknown'})"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--base", default="c1085ed", help="the revision to compare against")
+    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--work", default="out/demo-bench", help="worktree, venv and run folders")
+    ap.add_argument("--rounds", type=int, default=1, help="runs of each side, alternating")
+    ap.add_argument("--reuse", action="store_true",
+                    help="run nothing: the table of the finished runs in --work")
+    ap.add_argument("--pip-args", default="", help="make install's PIP_ARGS for the base")
+    args = ap.parse_args()
+    work = Path(args.work).resolve()
+    sides = {"base": None, "change": ROOT}
+    walls: dict[str, list[float]] = {"base": [], "change": []}
+    if not args.reuse:
+        sides["base"] = base_checkout(args.base, work, args.pip_args)
+        if not (ROOT / ".venv" / ".installed").exists():
+            run(["make", "-C", str(ROOT), "install"])
+        run([str(ROOT / ".venv" / "bin" / "rf-model"), "fetch", args.model])
+        for r in range(1, args.rounds + 1):
+            for side, tree in sides.items():
+                wall = demo(tree, work / f"{side}-{r}", args.model)
+                walls[side].append(wall)
+                (work / f"{side}-{r}" / "wall_s").write_text(f"{wall:.1f}\n")
+                say(f"{side} round {r}: {wall:.0f} s")
+    runs = {side: sorted(p for p in work.glob(f"{side}-*") if (p / "timings.tsv").is_file()
+                         and (p / "report.md").is_file()) for side in sides}
+    if not runs["base"] or not runs["change"]:
+        say(f"no finished runs of both sides in {work}")
+        return 1
+    for side in sides:
+        if not walls[side]:
+            walls[side] = [float((p / "wall_s").read_text()) for p in runs[side]
+                           if (p / "wall_s").is_file()]
+    kinds = {side: [by_kind(timings(p)) for p in runs[side]] for side in sides}
+
+    def cell(side: str, label: str) -> tuple[int, float]:
+        return (kinds[side][0][label][0],
+                median([k[label][1] for k in kinds[side]]))
+
+    print(f"demo stage time, {args.base} (base) against this checkout (change); "
+          f"{machine()}; {len(runs['base'])} and {len(runs['change'])} run(s), "
+          "medians\n")
+    print("| stage kind | base runs | base s | change runs | change s | change / base |")
+    print("|---|---:|---:|---:|---:|---:|")
+    totals = {"base": 0.0, "change": 0.0}
+    for label, _ in KINDS:
+        (bn, bs), (cn, cs) = cell("base", label), cell("change", label)
+        totals["base"] += bs
+        totals["change"] += cs
+        ratio = f"{cs / bs:.2f}" if bs else ""
+        print(f"| {label} | {bn} | {bs:.0f} | {cn} | {cs:.0f} | {ratio} |")
+    b, c = totals["base"], totals["change"]
+    print(f"| **all stages** | | **{b:.0f}** | | **{c:.0f}** | **{c / b:.2f}** |")
+    if walls["base"] and walls["change"]:
+        wb, wc = median(walls["base"]), median(walls["change"])
+        print(f"| wall time of the loop | | {wb:.0f} | | {wc:.0f} | {wc / wb:.2f} |")
+    same = {tuple(report_rows(p)) for side in sides for p in runs[side]}
+    print()
+    if len(same) == 1:
+        print("report rows (time column left out): identical on both sides")
+    else:
+        print("report rows (time column left out) differ:")
+        for side in sides:
+            for p in runs[side]:
+                print(f"  {side} {p.name}:")
+                for row in report_rows(p):
+                    print(f"    {row}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
