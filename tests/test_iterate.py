@@ -82,9 +82,15 @@ def test_two_iterations_write_valid_stages_and_reports(finished_run, validate):
         assert it["train"]["covered"] == covered
         assert it["training"]["steps"] > 0 and it["training"]["tokens_per_s"] > 0
         assert 0 <= it["dev"]["greedy"]["ex"] <= 100 and it["dev"]["vote"]["ex"] is not None
-        assert {"train-sample", "train-exec", "train", "dev-greedy-sample"} <= \
-            set(it["timings_s"])
+        # dev and validation sampled in one call (greedy-sample), split after
+        assert {"train-sample", "train-exec", "train", "greedy-sample", "dev-greedy-split",
+                "val-greedy-split"} <= set(it["timings_s"])
         assert it["sampling_tokens_per_s"]["train-sample"] > 0
+        sampling = it["sampling"]
+        assert sampling["greedy"]["tasks"] == 4 + 2 and sampling["train"]["candidates"] == 12
+        for figures in sampling.values():
+            assert figures["engine"] == "hf" and figures["load_s"] >= 0
+            assert figures["prefill_tokens"] > 0 and figures["decode_s"] >= 0
     report = (out / "report.md").read_text()
     assert "| iteration | train coverage |" in report and "accuracy.png" in report
     # the reference's three kinds of rows, and the best iteration chosen on validation

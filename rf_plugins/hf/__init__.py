@@ -40,8 +40,8 @@ class HFSampler:
                "unsharded run. Slower on a GPU."),
         Option("quantize", str, "none", "int8: the linear layers' weights as int8, "
                "activations quantized on the fly (torch's dynamic quantization), on a CPU "
-               "only: about 2x faster prefill and decoding there, but other numerics, so "
-               "other candidates than fp32's (the README measures both).",
+               "only: about 2x faster prefill and decoding there, but other numerics and "
+               "lower EX (the README measures both).",
                choices=("none", "int8")),
     )
 

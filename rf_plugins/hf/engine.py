@@ -71,6 +71,20 @@ class Stats:
     prefill_s: float = 0.0      # running the prompts (shared prefixes, then suffixes)
     decode_s: float = 0.0       # the decoding steps after them, until the batch is done
 
+    def add_batch(self, prompts: list[list[int]], k: int, prefilled: int, new_tokens: int,
+                  steps: int, row_steps: int, prefill_s: float, decode_s: float) -> None:
+        """Count one batch of ``prompts`` x ``k``."""
+        self.batches += 1
+        self.prompts += len(prompts)
+        self.sequences += len(prompts) * k
+        self.prompt_tokens += sum(map(len, prompts))
+        self.prefill_tokens += prefilled
+        self.new_tokens += new_tokens
+        self.decode_steps += steps
+        self.row_steps += row_steps
+        self.prefill_s += prefill_s
+        self.decode_s += decode_s
+
     def phases(self) -> dict:
         """Where the sampling time went: prefill (prompt tokens run) and decode (new tokens),
         the figures of rf-sample's summary line and of its --stats file."""
@@ -435,16 +449,8 @@ def _sample_batch(model, prompts, cfg, gen, stats, mask_4d: bool, on_step=None):
         n = int(lengths_h[i])
         samples.append(Generation(tokens_h[i, :n].tolist(), float(logp_h[i]), bool(finished_h[i])))
     if stats is not None:
-        stats.batches += 1
-        stats.prompts += n_prompts
-        stats.sequences += n_seq
-        stats.prompt_tokens += sum(len(p) for p in prompts)
-        stats.prefill_tokens += prefilled
-        stats.new_tokens += int(lengths_h.sum()) + int(finished_h.sum())
-        stats.decode_steps += steps
-        stats.row_steps += row_steps
-        stats.prefill_s += prefilled_at - began
-        stats.decode_s += decoded_at - prefilled_at
+        stats.add_batch(prompts, k, prefilled, int(lengths_h.sum()) + int(finished_h.sum()),
+                        steps, row_steps, prefilled_at - began, decoded_at - prefilled_at)
     return [samples[i * k:(i + 1) * k] for i in range(n_prompts)]
 
 
