@@ -11,6 +11,7 @@ time column left out: a change that only makes the demo faster leaves them ident
 
     python bench/demo_bench.py                      # c1085ed against this checkout
     python bench/demo_bench.py --base c1085ed --work /tmp/demo-bench --model qwen2.5-coder-0.5b
+    python bench/demo_bench.py --change 60f340b --only change   # rerun one side, from a commit
     python bench/demo_bench.py --reuse              # print the table of runs already in --work
 
 Nothing here is a timed test: run it on a quiet machine and quote the table it prints (the
@@ -54,7 +55,7 @@ def run(cmd: list[str], **kwargs) -> None:
     subprocess.run(cmd, check=True, **kwargs)
 
 
-def base_checkout(rev: str, work: Path, pip_args: str) -> Path:
+def checkout(rev: str, work: Path, pip_args: str) -> Path:
     """A worktree of ``rev`` under ``work``, installed into its own venv (once)."""
     tree = work / f"tree-{rev}"
     if not (tree / ".git").exists():
@@ -143,6 +144,11 @@ def machine() -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", default="c1085ed", help="the revision to compare against")
+    ap.add_argument("--change", default="",
+                    help="a revision to run as the change, in a worktree of its own "
+                         "(default: this checkout as it is, which must not be edited meanwhile)")
+    ap.add_argument("--only", choices=("base", "change"),
+                    help="run only this side; the other side's finished runs in --work are kept")
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
     ap.add_argument("--work", default="out/demo-bench", help="worktree, venv and run folders")
     ap.add_argument("--rounds", type=int, default=1, help="runs of each side, alternating")
@@ -151,15 +157,22 @@ def main() -> int:
     ap.add_argument("--pip-args", default="", help="make install's PIP_ARGS for the base")
     args = ap.parse_args()
     work = Path(args.work).resolve()
-    sides = {"base": None, "change": ROOT}
+    sides: dict[str, Path | None] = {"base": None, "change": None}
     walls: dict[str, list[float]] = {"base": [], "change": []}
     if not args.reuse:
-        sides["base"] = base_checkout(args.base, work, args.pip_args)
-        if not (ROOT / ".venv" / ".installed").exists():
-            run(["make", "-C", str(ROOT), "install"])
-        run([str(ROOT / ".venv" / "bin" / "rf-model"), "fetch", args.model])
+        for side in sides:
+            if args.only in (None, side):
+                rev = args.base if side == "base" else args.change
+                sides[side] = checkout(rev, work, args.pip_args) if rev else ROOT
+        for tree in {t for t in sides.values() if t is not None}:
+            if not (tree / ".venv" / ".installed").exists():
+                run(["make", "-C", str(tree), "install"])
+        tree = next(t for t in sides.values() if t is not None)
+        run([str(tree / ".venv" / "bin" / "rf-model"), "fetch", args.model])
         for r in range(1, args.rounds + 1):
             for side, tree in sides.items():
+                if tree is None:
+                    continue
                 wall = demo(tree, work / f"{side}-{r}", args.model)
                 walls[side].append(wall)
                 (work / f"{side}-{r}" / "wall_s").write_text(f"{wall:.1f}\n")
@@ -179,7 +192,8 @@ def main() -> int:
         return (kinds[side][0][label][0],
                 median([k[label][1] for k in kinds[side]]))
 
-    print(f"demo stage time, {args.base} (base) against this checkout (change); "
+    change = args.change or "this checkout"
+    print(f"demo stage time, {args.base} (base) against {change} (change); "
           f"{machine()}; {len(runs['base'])} and {len(runs['change'])} run(s), "
           "medians\n")
     print("| stage kind | base runs | base s | change runs | change s | change / base |")
