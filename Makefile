@@ -60,8 +60,13 @@ demo: install
 	$(BIN)/rf-model fetch $(DEMO_MODEL)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bin/iterate.sh --preset cpu-demo --model $(DEMO_MODEL) --out $(OUT)
 
+# The suite runs in TEST_JOBS worker processes (pytest-xdist): each test's processes use one
+# math thread (tests/conftest.py), so one worker leaves a core of two idle. Tests that share
+# something outside their tmp_path (the checkout's build files) carry one xdist_group mark and
+# run in one worker. TEST_JOBS=0: one process, no workers.
+TEST_JOBS ?= 2
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadgroup
 
 bench: install
 	$(BIN)/python bench/exec_bench.py

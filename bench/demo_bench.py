@@ -6,12 +6,14 @@ The base revision is checked out in a git worktree with its own venv (its `make 
 this checkout uses its own `.venv`. Each side runs `bin/iterate.sh --preset cpu-demo` into a
 fresh run folder, and its `timings.tsv` is read back: each stage's seconds, grouped by kind
 (the dev and validation greedy sampling is one kind, since the change samples both in one
-call). The report rows (EX, coverage, examples, loss) of both sides are compared with the
-time column left out: a change that only makes the demo faster leaves them identical.
+call). The report rows (EX, coverage, examples, loss) of both sides are compared on the
+columns both reports have, speed columns (stage time, tok/s) left out: a change that only
+makes the demo faster leaves them identical.
 
     python bench/demo_bench.py                      # c1085ed against this checkout
     python bench/demo_bench.py --base c1085ed --work /tmp/demo-bench --model qwen2.5-coder-0.5b
     python bench/demo_bench.py --change 60f340b --only change   # rerun one side, from a commit
+    python bench/demo_bench.py --only change --change-args "--sampler-option dtype=bf16"
     python bench/demo_bench.py --reuse              # print the table of runs already in --work
 
 Nothing here is a timed test: run it on a quiet machine and quote the table it prints (the
@@ -25,6 +27,7 @@ import argparse
 import os
 import platform
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -52,7 +55,7 @@ def say(message: str) -> None:
 
 def run(cmd: list[str], **kwargs) -> None:
     say("$ " + " ".join(cmd))
-    subprocess.run(cmd, check=True, **kwargs)
+    subprocess.run(cmd, check=True, stdout=sys.stderr, **kwargs)  # stdout: the table only
 
 
 def checkout(rev: str, work: Path, pip_args: str) -> Path:
@@ -65,8 +68,9 @@ def checkout(rev: str, work: Path, pip_args: str) -> Path:
     return tree
 
 
-def demo(tree: Path, out: Path, model: str) -> float:
-    """The cpu-demo loop of ``tree`` into ``out`` (made anew); its wall seconds."""
+def demo(tree: Path, out: Path, model: str, extra: list[str]) -> float:
+    """The cpu-demo loop of ``tree`` into ``out`` (made anew), with ``extra`` iterate.sh
+    arguments; its wall seconds."""
     if out.exists():
         subprocess.run(["rm", "-rf", "--", str(out)], check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RF_")}
@@ -75,7 +79,8 @@ def demo(tree: Path, out: Path, model: str) -> float:
     out.parent.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     with log.open("w") as f:
-        cmd = ["bin/iterate.sh", "--preset", "cpu-demo", "--model", model, "--out", str(out)]
+        cmd = ["bin/iterate.sh", "--preset", "cpu-demo", "--model", model, "--out", str(out),
+               *extra]
         say(f"$ {' '.join(cmd)}  (in {tree}, log {log})")
         subprocess.run(cmd, cwd=tree, env=env, stdout=f, stderr=subprocess.STDOUT,
                        stdin=subprocess.DEVNULL, check=True)
@@ -101,24 +106,43 @@ def by_kind(rows: list[tuple[str, str, float]]) -> dict[str, tuple[int, float]]:
     return out
 
 
-def report_rows(out: Path) -> list[str]:
-    """The report's summary rows, the time column (seconds) left out."""
-    text = (out / "report.md").read_text()
-    lines = text.splitlines()
-    header = next((i for i, line in enumerate(lines) if line.startswith("| ")
-                   and " s |" not in line and "time" in line.lower()), None)
-    rows = [line for line in lines if line.startswith("| ") and not line.startswith("|---")]
-    if header is None:
-        return rows
-    cells = [c.strip() for c in lines[header].strip("|").split("|")]
-    drop = next((j for j, c in enumerate(cells) if "time" in c.lower() or c == "s"), None)
-    kept = []
-    for line in rows:
-        parts = [c.strip() for c in line.strip("|").split("|")]
-        if drop is not None and len(parts) == len(cells):
-            parts = parts[:drop] + parts[drop + 1:]
-        kept.append(" | ".join(parts))
-    return kept
+def report_tables(out: Path) -> list[tuple[list[str], list[list[str]]]]:
+    """The report's tables: (header cells, rows of cells) each."""
+    tables: list[tuple[list[str], list[list[str]]]] = []
+    header: list[str] | None = None
+    for line in (out / "report.md").read_text().splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+            tables.append((header, []))
+        elif not all(set(c) <= set("-: ") for c in cells):
+            tables[-1][1].append(cells)
+    return tables
+
+
+def speed_column(name: str) -> bool:
+    """A column that measures speed (stage time, tok/s), not what the loop produced."""
+    return "time" in name.lower() or "tok/s" in name
+
+
+def comparable(runs: list[Path]) -> list[list[str]]:
+    """Each run's report rows as text, on the columns all the runs' tables share, speed
+    columns left out (a newer report may add columns; they are not compared)."""
+    reports = [report_tables(p) for p in runs]
+    n = min(len(r) for r in reports)
+    shown: list[list[str]] = [[] for _ in runs]
+    for t in range(n):
+        common = [c for c in reports[0][t][0] if not speed_column(c)
+                  and all(c in r[t][0] for r in reports)]
+        for i, r in enumerate(reports):
+            header, rows = r[t]
+            at = [header.index(c) for c in common]
+            shown[i].append(" | ".join(common))
+            shown[i] += [" | ".join(row[j] if j < len(row) else "" for j in at) for row in rows]
+    return shown
 
 
 def median(values: list[float]) -> float:
@@ -147,6 +171,9 @@ def main() -> int:
     ap.add_argument("--change", default="",
                     help="a revision to run as the change, in a worktree of its own "
                          "(default: this checkout as it is, which must not be edited meanwhile)")
+    ap.add_argument("--change-args", default="",
+                    help="more bin/iterate.sh arguments for the change side, e.g. an opt-in "
+                         "option: \"--sampler-option dtype=bf16 --trainer-option dtype=bf16\"")
     ap.add_argument("--only", choices=("base", "change"),
                     help="run only this side; the other side's finished runs in --work are kept")
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
@@ -173,7 +200,8 @@ def main() -> int:
             for side, tree in sides.items():
                 if tree is None:
                     continue
-                wall = demo(tree, work / f"{side}-{r}", args.model)
+                extra = shlex.split(args.change_args) if side == "change" else []
+                wall = demo(tree, work / f"{side}-{r}", args.model, extra)
                 walls[side].append(wall)
                 (work / f"{side}-{r}" / "wall_s").write_text(f"{wall:.1f}\n")
                 say(f"{side} round {r}: {wall:.0f} s")
@@ -192,7 +220,7 @@ def main() -> int:
         return (kinds[side][0][label][0],
                 median([k[label][1] for k in kinds[side]]))
 
-    change = args.change or "this checkout"
+    change = (args.change or "this checkout") + (f" {args.change_args}" if args.change_args else "")
     print(f"demo stage time, {args.base} (base) against {change} (change); "
           f"{machine()}; {len(runs['base'])} and {len(runs['change'])} run(s), "
           "medians\n")
@@ -210,17 +238,18 @@ def main() -> int:
     if walls["base"] and walls["change"]:
         wb, wc = median(walls["base"]), median(walls["change"])
         print(f"| wall time of the loop | | {wb:.0f} | | {wc:.0f} | {wc / wb:.2f} |")
-    same = {tuple(report_rows(p)) for side in sides for p in runs[side]}
+    every = [(side, p) for side in sides for p in runs[side]]
+    shown = comparable([p for _, p in every])
     print()
-    if len(same) == 1:
-        print("report rows (time column left out): identical on both sides")
+    if len({tuple(rows) for rows in shown}) == 1:
+        print("report rows (the columns both reports have, speed columns left out): "
+              "identical on both sides")
     else:
-        print("report rows (time column left out) differ:")
-        for side in sides:
-            for p in runs[side]:
-                print(f"  {side} {p.name}:")
-                for row in report_rows(p):
-                    print(f"    {row}")
+        print("report rows (the columns both reports have, speed columns left out) differ:")
+        for (side, p), rows in zip(every, shown):
+            print(f"  {side} {p.name}:")
+            for row in rows:
+                print(f"    {row}")
     return 0
 
 

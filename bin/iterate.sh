@@ -500,9 +500,22 @@ if ((!DRY)); then
   not_a_link "$OUT/.lock"
   exec 9<>"$OUT/.lock"
   if ! flock -n 9; then
-    echo "iterate.sh: $OUT is in use by another run (pid $(head -c 20 "$OUT/.lock"))," \
-      "wait for it to finish or stop it" >&2
-    exit 2
+    holder=$(head -c 20 "$OUT/.lock")
+    # A driver killed outright (SIGKILL) leaves its running stage holding the lock until the
+    # stage's watcher kills it, a moment later: when the driver the lock names is gone, a
+    # rerun waits for that (a minute at most) instead of refusing.
+    if [[ $holder =~ ^[0-9]+$ && ! -e /proc/$holder ]] && ! kill -0 "$holder" 2>/dev/null; then
+      log "$OUT: a stage of a run that was killed (pid $holder) still holds it; waiting for it to end"
+      if ! flock -w 60 9; then
+        echo "iterate.sh: $OUT is still held by a stage of a killed run (pid $holder) after" \
+          "60 s; stop that stage (its process group) or wait for it" >&2
+        exit 2
+      fi
+    else
+      echo "iterate.sh: $OUT is in use by another run (pid $holder)," \
+        "wait for it to finish or stop it" >&2
+      exit 2
+    fi
   fi
   echo $$ > "$OUT/.lock"
   trap stop_engine EXIT

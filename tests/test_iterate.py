@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -130,6 +131,39 @@ def test_sigkill_mid_stage_then_rerun_gives_the_same_history(finished_run, tiny_
     assert "data-train: done already" in rerun.stderr
     history = json.loads((out / "history.json").read_text())
     assert summary(history) == summary(reference)
+
+
+def test_a_rerun_waits_for_the_stage_a_killed_run_left_holding_the_lock(finished_run,
+                                                                       tiny_model, tmp_path):
+    """Right after a driver is killed outright, its stage still holds the lock until the
+    stage's watcher kills it: a rerun then waits for the lock instead of refusing."""
+    out = tmp_path / "run"
+    shutil.copytree(finished_run[0], out, symlinks=True)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (out / ".lock").write_text(f"{gone.pid}\n")  # the killed driver
+    stage = subprocess.Popen(["flock", str(out / ".lock"), "-c", "echo held; exec sleep 600"],
+                             stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert stage.stdout.readline() == "held\n"
+        rerun = subprocess.Popen(command(tiny_model, out), env=environment(tmp_path),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        seen = []
+        for line in rerun.stderr:
+            seen.append(line)
+            if f"a stage of a run that was killed (pid {gone.pid}) still holds it" in line:
+                break
+        assert rerun.poll() is None, "".join(seen)
+        os.killpg(stage.pid, signal.SIGKILL)  # what the watcher does
+        stage.wait()
+        _, err = rerun.communicate(timeout=600)
+        assert rerun.returncode == 0, "".join(seen) + err
+        assert "data-train: done already" in err
+        assert (out / ".lock").read_text().strip() == str(rerun.pid)
+    finally:
+        if stage.poll() is None:
+            os.killpg(stage.pid, signal.SIGKILL)
+            stage.wait()
 
 
 def test_dry_run_prints_commands_and_runs_nothing(tmp_path):
