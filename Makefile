@@ -61,12 +61,13 @@ demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bin/iterate.sh --preset cpu-demo --model $(DEMO_MODEL) --out $(OUT)
 
 # The suite runs in TEST_JOBS worker processes (pytest-xdist): each test's processes use one
-# math thread (tests/conftest.py), so one worker leaves a core of two idle. Tests that share
-# something outside their tmp_path (the checkout's build files) carry one xdist_group mark and
-# run in one worker. TEST_JOBS=0: one process, no workers.
+# math thread (tests/conftest.py), so one worker leaves a core of two idle. --dist loadscope
+# keeps each test file on one worker: a module's fixtures (a finished loop run) are built
+# once, and tests/test_install.py's builds in the checkout run one after another.
+# TEST_JOBS=0: one process, no workers.
 TEST_JOBS ?= 2
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadscope
 
 bench: install
 	$(BIN)/python bench/exec_bench.py

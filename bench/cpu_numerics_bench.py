@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,8 +31,10 @@ def say(message: str) -> None:
 
 
 def sh(cmd: str, **kwargs) -> None:
+    """``cmd`` in bash, with this python's commands (the venv's rf-*) first on PATH."""
     say(f"$ {cmd}")
-    subprocess.run(["bash", "-o", "pipefail", "-c", cmd], check=True, **kwargs)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    subprocess.run(["bash", "-o", "pipefail", "-c", cmd], check=True, env=env, **kwargs)
 
 
 def main() -> int:

@@ -18,9 +18,6 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-# `make install` into the checkout builds in it (build/, *.egg-info): one worker runs them all
-pytestmark = pytest.mark.xdist_group("checkout-build")
-
 from conftest import ROOT
 
 
