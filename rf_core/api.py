@@ -234,6 +234,7 @@ _LAZY = {
     "stop_engine": "rf_core.model.engines",
     "engine_alive": "rf_core.model.engines",
     "flash_attention": "rf_core.model.environment",
+    "pack_linears": "rf_core.model.onednn",
     # trainers
     "load_model": "rf_core.model.loading",
     "encode_example": "rf_core.model.chat",
@@ -271,6 +272,7 @@ if TYPE_CHECKING:
     from rf_core.model.chat import context_length, encode_prompt, encode_example, over_context
     from rf_core.model.engines import stop_engine, engine_alive
     from rf_core.model.environment import flash_attention
+    from rf_core.model.onednn import pack_linears
     from rf_core.model.loading import (load_for_sampling,
                                        end_of_turn_ids, resolve as resolve_model, random_folder,
                                        load as load_model, end_of_turn_id)

@@ -66,6 +66,7 @@ def cli(input_file, skip_bad, max_bad, sampler, model, adapter, rounds, which, u
     candidate's `revision.turns`. Run rf-exec after it to judge the revised candidates.
     """
     environment.default_cuda_allocator()  # before any plugin can initialise CUDA
+    environment.default_host_allocator()  # before torch is imported
     impl = plugins.get("samplers", sampler)
     options = plugin_kwargs(PROG, "sampler", sampler, impl, params)
     pipe = Pipe(PROG, input_file, require=("question",), skip_bad=skip_bad, max_bad=max_bad)

@@ -70,6 +70,7 @@ def cli(input_file, skip_bad, max_bad, sampler, model, adapter, k, temperature, 
     """
     began = time.perf_counter()
     environment.default_cuda_allocator()  # before any plugin can initialise CUDA
+    environment.default_host_allocator()  # before torch is imported
     impl = plugins.get("samplers", sampler)
     options = plugin_kwargs(PROG, "sampler", sampler, impl, params)
     if temperature == 0 and k > 1:

@@ -106,6 +106,7 @@ def cli(input_file, skip_bad, max_bad, trainer, base, out, epochs, lr, batch_siz
     options: `-o NAME VALUE`.
     """
     environment.default_cuda_allocator()  # before any plugin can initialise CUDA
+    environment.default_host_allocator()  # before torch is imported
     world = os.environ.get("WORLD_SIZE", "1")
     if world not in ("", "0", "1") and input_file is sys.stdin.buffer:
         # torchrun's processes share one stdin: each would read a part of it

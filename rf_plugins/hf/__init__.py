@@ -43,6 +43,10 @@ class HFSampler:
                "only: about 2x faster prefill and decoding there, but other numerics and "
                "lower EX (the README measures both).",
                choices=("none", "int8")),
+        Option("kernels", str, "auto", "Linear layers on a CPU. auto: oneDNN's fp32 kernels "
+               "on weights packed once at load (about 3x faster decoding than torch's "
+               "default there; the same precision, other rounding in the last bits); "
+               "torch: torch's default kernels.", choices=("auto", "torch")),
     )
 
     def available(self) -> tuple[bool, str]:
@@ -52,7 +56,7 @@ class HFSampler:
     def load(self, request: SampleRequest, *, report: Callable[[str], None] = to_stderr,
              device: str = "auto", dtype: str = "auto", batch_tokens: int | None = None,
              max_batch_prompts: int = 256, window: int = 1024, batch_invariant: bool = False,
-             quantize: str = "none", **_ignored) -> "_HFRun":
+             quantize: str = "none", kernels: str = "auto", **_ignored) -> "_HFRun":
         """Load the model (and adapter) for sampling."""
         from rf_core.api import end_of_turn_ids, load_for_sampling
 
@@ -68,6 +72,8 @@ class HFSampler:
         report(f"hf: model loaded in {time.perf_counter() - loading:.1f} s on {dev}")
         if quantize == "int8":
             mdl = quantized_int8(mdl, dev, report)
+        elif kernels == "auto" and dev.type == "cpu":
+            packed_kernels(mdl, report)
         stops = end_of_turn_ids(tok)
         pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
         cfg = SamplingConfig(k=request.k, temperature=request.temperature, top_p=request.top_p,
@@ -78,6 +84,19 @@ class HFSampler:
                      window_for(window, request.k), report)
         run.batch_invariant = batch_invariant
         return run
+
+
+def packed_kernels(model, report: Callable[[str], None]) -> None:
+    """The model's linear layers on oneDNN's packed fp32 kernels (rf_core.model.onednn), said
+    in a line with the time packing took."""
+    from rf_core.api import pack_linears
+
+    began = time.perf_counter()
+    model.requires_grad_(False)  # sampling takes no gradient
+    n = pack_linears(model)
+    if n:
+        report(f"hf: {n} linear layers on oneDNN's packed fp32 kernels "
+               f"({time.perf_counter() - began:.1f} s to pack)")
 
 
 def quantized_int8(model, dev, report: Callable[[str], None]):

@@ -28,6 +28,10 @@ OPTIONS = (
     Option("dtype", str, "auto", "auto: bf16 on GPU, fp32 on CPU.",
            choices=("auto", "bf16", "fp32")),
     Option("device", str, "auto", "auto, cpu, cuda, cuda:1 ...", pattern=DEVICE_PATTERN),
+    Option("kernels", str, "auto", "The frozen base layers on a CPU. auto: oneDNN's fp32 "
+           "kernels on weights packed once (about 1.3x faster steps than torch's default "
+           "there; the same precision, other rounding in the last bits); torch: torch's "
+           "default kernels.", choices=("auto", "torch")),
     Option("max_bad_steps", int, None, "Non-finite steps tolerated (skipped) before "
            "stopping (default: 10%).", minimum=0),
     Option("save_every", int, 50, "Checkpoint every N steps for --resume (0: never).",

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Self
 
 from rf_core.api import (TRAIN_DEFAULTS, Progress, RFError, check_device, end_of_turn_id,
-                         load_model, replace_dir, write_atomic)
+                         load_model, pack_linears, replace_dir, write_atomic)
 from rf_plugins.peft import model as parts
 from rf_plugins.peft.batching import (Encoded, cosine_with_warmup, encode_examples, halve,
                                       micro_batches, plan_steps)
@@ -52,6 +52,7 @@ class Settings:
     grad_checkpointing: str | bool = DEFAULTS["grad_checkpointing"]
     dtype: str = DEFAULTS["dtype"]
     device: str = DEFAULTS["device"]
+    kernels: str = DEFAULTS["kernels"]
     resume: bool = False
     merge: bool = DEFAULTS["merge"]
     force: bool = False
@@ -256,6 +257,10 @@ def setup(examples: list[dict], settings: Settings, proc: Process, partial: Path
         raise RFError(f"--batch-size {settings.batch_size} is smaller than the {proc.world} "
                       "processes")
     peft_model = apply_lora(base_model, settings)
+    if settings.kernels == "auto" and proc.dev.type == "cpu" and torch_dtype == torch.float32:
+        packed = pack_linears(peft_model)  # the frozen ones: LoRA's own layers train
+        if packed:
+            proc.say(f"{packed} frozen linear layers on oneDNN's packed fp32 kernels")
     budget, completion_budget, checkpointing, why = parts.size_micro_batches(
         peft_model, proc.dev, torch_dtype, settings.dropout, settings.grad_checkpointing,
         settings.micro_batch_tokens, max(e.n_rows * e.width for e in encoded))
