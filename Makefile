@@ -57,7 +57,7 @@ install: $(VENV)/.installed
 
 # The main job: fetch the small real model once, then the loop's cpu-demo preset.
 demo: install
-	$(BIN)/rf-model fetch $(DEMO_MODEL)
+	$(BIN)/rf-model fetch $(DEMO_MODEL) --fp32
 	PATH="$(CURDIR)/$(BIN):$$PATH" bin/iterate.sh --preset cpu-demo --model $(DEMO_MODEL) --out $(OUT)
 
 # The suite runs in TEST_JOBS worker processes (pytest-xdist): each test's processes use one

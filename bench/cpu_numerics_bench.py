@@ -10,8 +10,12 @@ default's.
     python bench/cpu_numerics_bench.py                          # fp32, int8
     python bench/cpu_numerics_bench.py --settings fp32,int8,bf16 --model qwen2.5-coder-0.5b
 
-fp32 is the default; int8 is `-o quantize int8`, bf16 `-o dtype bf16`. Not a timed test:
-quote the table with the machine it ran on.
+fp32 is the default (on a CPU, oneDNN's packed fp32 kernels); fp32-torch the same with
+torch's default kernels (`-o kernels torch`); int8 is `-o quantize int8`, bf16 `-o dtype
+bf16`. The first setting named is the one the others' SQL is compared with. Not a timed
+test: quote the table with the machine it ran on.
+
+    python bench/cpu_numerics_bench.py --settings fp32-torch,fp32   # the kernels alone
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-SETTINGS = {"fp32": [], "int8": ["-o", "quantize", "int8"], "bf16": ["-o", "dtype", "bf16"]}
+SETTINGS = {"fp32": [], "fp32-torch": ["-o", "kernels", "torch"],
+            "int8": ["-o", "quantize", "int8"], "bf16": ["-o", "dtype", "bf16"]}
 
 
 def say(message: str) -> None:

@@ -1,7 +1,8 @@
 """Frozen linear layers on oneDNN's packed kernels (rf_core.model.onednn): the same outputs as
 torch's own up to rounding, gradients to the input only, trainable layers left alone, the
 sampler's and the trainer's ``kernels`` option; and the CPU allocator settings of the model
-commands (rf_core.model.environment.default_host_allocator)."""
+commands (rf_core.model.environment.default_host_allocator); the fp32 copy of a converted
+model that CPU runs load (rf_core.model.loading.fp32_folder)."""
 
 from __future__ import annotations
 
@@ -140,3 +141,30 @@ def test_a_model_command_sets_huge_pages_before_torch_loads(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, check=True).stdout.split()
     assert out[0] == "1" and "'THP_MEM_ALLOC_ENABLE=1'" in " ".join(out)
+
+
+def test_the_fp32_copy_of_a_converted_model_holds_its_bf16_values(tmp_path):
+    pytest.importorskip("transformers")
+    from transformers import AutoModelForCausalLM
+
+    from rf_core.model.loading import fp32_folder
+    from rf_core.testing import build_tiny_model
+
+    src = build_tiny_model(tmp_path / "src")
+    hf = tmp_path / "cache" / "hf"  # what rf-model fetch converts to: bf16
+    AutoModelForCausalLM.from_pretrained(str(src), dtype=torch.float32).to(
+        torch.bfloat16).save_pretrained(hf)
+    for f in src.iterdir():
+        if f.is_file() and not f.name.startswith(("model", "config")):
+            (hf / f.name).write_bytes(f.read_bytes())
+    said: list[str] = []
+    out = fp32_folder(hf, said.append)
+    assert out == tmp_path / "cache" / "hf-fp32" and len(said) == 1
+    assert (out / "tokenizer_config.json").read_bytes() == (hf / "tokenizer_config.json").read_bytes()
+    want = AutoModelForCausalLM.from_pretrained(str(hf), dtype=torch.float32).state_dict()
+    got = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).state_dict()
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    stamp = (out / "config.json").stat().st_mtime_ns
+    assert fp32_folder(hf, said.append) == out and len(said) == 1  # written once
+    assert (out / "config.json").stat().st_mtime_ns == stamp

