@@ -65,8 +65,8 @@ SETTINGS=(
 )
 
 # The defaults, which are also the cpu-demo preset: sized for the README's main job, 2 CPU
-# cores, about 9-10 minutes (bench/demo_bench.py); training runs at ~40 tok/s there, so it
-# trains on one answer per task, once.
+# cores, about 4 minutes with AVX-512 (bench/demo_bench.py); training runs at ~70 tok/s there,
+# so it trains on one answer per task, once.
 declare -A SETTING=(
   [MODEL]=qwen2.5-coder-0.5b [TRAIN_MODEL]="" [DATASET]=demo [DATASET_OPTIONS]="" [ROOT]="" [ITERATIONS]=2 [K]=4
   [TEMPERATURE]=0.7 [TRAIN_SIZE]=8 [DEV_SIZE]=12 [VAL_SIZE]=4 [VAL_SPLIT]=train
