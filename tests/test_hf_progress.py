@@ -39,6 +39,11 @@ def test_loading_and_batch_progress_come_before_the_first_batch_ends(tiny_model,
     before = lines[:first_end]
     assert before[0].startswith(f"hf: loading {tiny_model} (device auto, dtype auto)")
     assert before[1].startswith("hf: model loaded in ")
+    from rf_core.model import onednn
+
+    if onednn.available():  # on a CPU the weights are packed for oneDNN's kernels first
+        assert re.fullmatch(r"hf: \d+ linear layers on oneDNN's packed fp32 kernels "
+                            r"\(\d+\.\d s to pack\)", before.pop(2))
     assert re.fullmatch(r"batch 1/\d+: sampling \d+ prompt\(s\) x 2, up to 16 new tokens each",
                         before[2])
     assert any(re.fullmatch(r"batch 1/\d+: step \d+ of at most 16, \d+ of \d+ sequence\(s\) "
