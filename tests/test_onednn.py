@@ -117,9 +117,11 @@ def test_rf_train_packs_the_frozen_layers_on_a_cpu(tiny_model, tmp_path, kernels
 
 
 def test_the_host_allocator_settings_respect_the_users():
+    import platform
+
     env: dict = {}
     done = environment.default_host_allocator(env)
-    assert "mallopt" in done or not done  # glibc, or a libc without mallopt's numbers
+    assert done == (["mallopt"] if platform.libc_ver()[0] == "glibc" else [])
     # torch is imported in this process already: its allocator has read the variable
     assert "THP_MEM_ALLOC_ENABLE" not in env
     mine = {"THP_MEM_ALLOC_ENABLE": "0", "MALLOC_TOP_PAD_": "0"}
@@ -168,3 +170,26 @@ def test_the_fp32_copy_of_a_converted_model_holds_its_bf16_values(tmp_path):
     stamp = (out / "config.json").stat().st_mtime_ns
     assert fp32_folder(hf, said.append) == out and len(said) == 1  # written once
     assert (out / "config.json").stat().st_mtime_ns == stamp
+
+
+def test_an_fp32_copy_another_process_finished_first_stays(tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    import shutil
+
+    from rf_core.model import loading
+    from rf_core.testing import build_tiny_model
+
+    hf = build_tiny_model(tmp_path / "cache" / "hf")
+    target = tmp_path / "cache" / "hf-fp32"
+    copy = shutil.copy2
+
+    def racing_copy(src, dst):  # while this process copies, another one finishes
+        if not target.exists():
+            target.mkdir()
+            (target / "config.json").write_text("{}")
+        return copy(src, dst)
+
+    monkeypatch.setattr(loading.shutil, "copy2", racing_copy)
+    assert loading.fp32_folder(hf, lambda _: None) == target
+    assert (target / "config.json").read_text() == "{}"  # the other process's, kept
+    assert [p.name for p in target.parent.iterdir() if p.name.startswith(".")] == []

@@ -250,13 +250,22 @@ def fp32_folder(hf_dir: Path, report: Report = to_stderr) -> Path:
 
     report(f"writing an fp32 copy of {hf_dir.parent.name} for CPU runs (once): {target}")
     model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32)
-    with write_atomic(target) as tmp:
+    remove_stale_temps(target.parent, target.name)  # a killed writer's
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
         model.save_pretrained(tmp)
         for f in hf_dir.iterdir():  # the tokenizer, chat template ...: as they are
             if f.is_file() and not f.name.startswith("model") and not (tmp / f.name).exists():
                 shutil.copy2(f, tmp / f.name)
-        if (target / "config.json").is_file():  # another process finished one meanwhile
-            return target
+        # the first writer wins: a folder another process finished meanwhile (which runs may
+        # be reading) stays, where write_atomic would replace it
+        os.rename(tmp, target)
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -13,7 +13,10 @@ same fp32 arithmetic in another order, so results differ from torch's default ke
 last bits (about 1e-6 relative), never in precision. Gradients still flow to the layer's input
 (LoRA training freezes the base weights and trains small layers beside them): the backward
 pass runs on a second packed copy, of the transposed weight, made on first use. A trainable
-weight, another dtype or another device is left as it was.
+weight, another dtype or another device is left as it was. The packed copy is taken once:
+pack after the weights are final (a sampler merges its adapter first); a weight changed in
+place later (peft's ``merge_and_unload`` when the trainer writes a merged model) is saved as
+changed but no longer computed with.
 """
 
 from __future__ import annotations

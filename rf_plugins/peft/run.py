@@ -257,8 +257,8 @@ def setup(examples: list[dict], settings: Settings, proc: Process, partial: Path
         raise RFError(f"--batch-size {settings.batch_size} is smaller than the {proc.world} "
                       "processes")
     peft_model = apply_lora(base_model, settings)
-    if settings.kernels == "auto" and proc.dev.type == "cpu" and torch_dtype == torch.float32:
-        packed = pack_linears(peft_model)  # the frozen ones: LoRA's own layers train
+    if settings.kernels == "auto":  # the frozen fp32 layers on a CPU: LoRA's own layers train
+        packed = pack_linears(peft_model)
         if packed:
             proc.say(f"{packed} frozen linear layers on oneDNN's packed fp32 kernels")
     budget, completion_budget, checkpointing, why = parts.size_micro_batches(
